@@ -1,0 +1,133 @@
+"""``ActorContext``: what an actor can do from inside (``self.ctx``)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, TypeVarTuple, final
+
+from ._actor import Actor
+from ._messages import Normal, StopReason
+
+if TYPE_CHECKING:
+    from typing import Never
+
+    from ._cell import Cell
+    from ._ref import ActorRef
+    from ._system import ActorSystem
+
+M = TypeVar("M")
+M_contra = TypeVar("M_contra", contravariant=True)
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+
+@final
+class ActorContext(Generic[M_contra]):
+    """The running actor's view of itself: ``self.ctx`` inside an :class:`Actor`."""
+
+    __slots__ = ("_cell",)
+
+    def __init__(self, cell: Cell) -> None:
+        self._cell = cell
+
+    @property
+    def ref(self) -> ActorRef[M_contra]:
+        """This actor's own ref (give it to others so they can reply by ``tell``)."""
+        return self._cell.ref
+
+    @property
+    def name(self) -> str:
+        """The actor's name, unique among its siblings."""
+        return self._cell.name
+
+    @property
+    def path(self) -> str:
+        """The actor's path from the system root, e.g. ``/chat/room-lobby``."""
+        return self._cell.path
+
+    @property
+    def system(self) -> ActorSystem:
+        """The system this actor runs in."""
+        return self._cell.system
+
+    @property
+    def parent(self) -> ActorRef[Never] | None:
+        """The parent actor's ref, or ``None`` for an actor spawned by the system."""
+        from ._cell import Cell
+
+        parent = self._cell.parent
+        return parent.ref if isinstance(parent, Cell) else None
+
+    @property
+    def sender(self) -> ActorRef[Never] | None:
+        """The actor that sent the message being handled (``None`` if sent from outside actors)."""
+        sender = self._cell.sender
+        return None if sender is None else sender.ref
+
+    @property
+    def children(self) -> list[ActorRef[Never]]:
+        """Refs of the live children, oldest first."""
+        return [child.ref for child in self._cell.children.values()]
+
+    async def spawn(
+        self,
+        actor: Actor[M] | Callable[[], Actor[M]],
+        *,
+        name: str | None = None,
+        mailbox_size: int | None = None,
+        stop_timeout: float | None = None,
+    ) -> ActorRef[M]:
+        """Start a child actor in this actor's nursery; returns once the child is ready.
+
+        The child stops before its parent does. Arguments as in
+        :meth:`ActorSystem.spawn`.
+        """
+        return await self._cell.spawn_child(actor, name, mailbox_size, stop_timeout)
+
+    def start_soon(
+        self,
+        function: Callable[[*Ts], Awaitable[object]],
+        *args: *Ts,
+        name: str | None = None,
+    ) -> None:
+        """Run a helper task in this actor's nursery.
+
+        The task is cancelled when the actor stops. If it raises, the actor
+        fails with that exception, exactly as if a handler had raised.
+        """
+        self._cell.start_task(lambda: function(*args), name or _name_of(function))
+
+    def pipe_to_self(
+        self,
+        function: Callable[[*Ts], Awaitable[T]],
+        *args: *Ts,
+        on_result: Callable[[T], M_contra],
+        on_error: Callable[[Exception], M_contra],
+    ) -> None:
+        """Run ``function(*args)`` in a task and send its outcome back as a message.
+
+        Use it instead of awaiting something slow inside a handler: the
+        mailbox keeps flowing, and the result arrives as
+        ``on_result(value)`` or ``on_error(exception)``, handled like any
+        other message. The task is cancelled if the actor stops first.
+        """
+        cell = self._cell
+
+        async def run() -> None:
+            try:
+                value = await function(*args)
+            except Exception as exc:  # noqa: BLE001 - the failure is delivered as a message
+                message = on_error(exc)
+            else:
+                message = on_result(value)
+            await cell.ref._tell_or_dead_letter(message)
+
+        cell.start_task(run, f"pipe_to_self:{_name_of(function)}")
+
+    def stop(self, reason: StopReason | None = None) -> None:
+        """Stop this actor after the current message (queued messages go to dead letters)."""
+        self._cell.request_stop(Normal() if reason is None else reason)
+
+
+def _name_of(function: Callable[..., Any]) -> str:
+    return getattr(function, "__qualname__", None) or repr(function)

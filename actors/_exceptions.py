@@ -1,0 +1,69 @@
+"""The exceptions of the actor runtime.
+
+Every error the runtime raises derives from :class:`ActorError` and, where trio
+already has a word for the situation, from that trio exception too, so code
+written against trio's vocabulary keeps working::
+
+    ActorError
+    ├── ActorStoppedError        (trio.BrokenResourceError)  the target is gone
+    ├── AskTimeoutError          (trio.TooSlowError)         no reply within the deadline
+    ├── SelfAskError             (RuntimeError)              an actor asked itself
+    ├── UnhandledMessageError    (TypeError)                 no handler for this message type
+    ├── ActorDefinitionError     (TypeError)                 the actor class is malformed
+    ├── SystemClosedError        (trio.ClosedResourceError)  the system is shut down
+    ├── NameTakenError           (ValueError)                a sibling already has this name
+    └── WrongThreadError         (RuntimeError)              a trio-only call from a foreign thread
+
+Exceptions raised by a handler are never wrapped: whoever asked gets the
+handler's own exception object.
+"""
+
+from __future__ import annotations
+
+import trio
+
+
+class ActorError(Exception):
+    """Base class of every error raised by the actor runtime."""
+
+
+class ActorStoppedError(ActorError, trio.BrokenResourceError):
+    """The target actor has stopped (or stopped while the call was waiting).
+
+    Raised by ``tell``, ``ask`` and ``spawn`` when the actor that should
+    receive the message, or host the child, is no longer running.
+    """
+
+
+class AskTimeoutError(ActorError, trio.TooSlowError):
+    """An ``ask`` got no reply within its deadline.
+
+    A reply that arrives later is discarded, counted and sent to dead letters.
+    """
+
+
+class SelfAskError(ActorError, RuntimeError):
+    """An actor asked itself, which would wait forever on its own mailbox."""
+
+
+class UnhandledMessageError(ActorError, TypeError):
+    """A message was sent to an actor that has no handler for its type."""
+
+
+class ActorDefinitionError(ActorError, TypeError):
+    """An actor class is malformed (for example a handler for a type it does not accept)."""
+
+
+class SystemClosedError(ActorError, trio.ClosedResourceError):
+    """The actor system is shut down (or not yet open); nothing can be spawned in it."""
+
+
+class NameTakenError(ActorError, ValueError):
+    """An actor with this name already exists under the same parent."""
+
+
+class WrongThreadError(ActorError, RuntimeError):
+    """A method that must run in the actor system's trio thread was called from another thread.
+
+    Use the ``*_from_thread`` methods of :class:`~actors.ActorRef` instead.
+    """

@@ -1,0 +1,111 @@
+"""Values the runtime hands out: requests, stop reasons, dead letters, statistics."""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, Generic, TypeVar, final
+
+import attrs
+
+if TYPE_CHECKING:
+    from ._ref import ActorRef
+
+R_co = TypeVar("R_co", covariant=True)
+
+
+class Request(Generic[R_co]):
+    """Base class of messages that can be asked, ``R_co`` being the reply type.
+
+    Subclass it in a frozen attrs class; the handler's return value is the reply::
+
+        @attrs.frozen
+        class GetCount(actors.Request[int]):
+            pass
+
+
+        count: int = await counter.ask(GetCount())
+    """
+
+    __slots__ = ()
+
+
+@attrs.frozen
+class StopReason:
+    """Why an actor stopped. Compare with ``isinstance`` against the subclasses."""
+
+    @property
+    def is_failure(self) -> bool:
+        """True when the actor stopped because something went wrong."""
+        return False
+
+
+@final
+@attrs.frozen
+class Normal(StopReason):
+    """The actor was asked to stop (or stopped itself) and finished cleanly."""
+
+
+@final
+@attrs.frozen
+class Failed(StopReason):
+    """The actor stopped because a handler, hook or task raised ``error``."""
+
+    error: BaseException
+
+    @property
+    def is_failure(self) -> bool:
+        """Always true."""
+        return True
+
+
+@final
+@attrs.frozen
+class Cancelled(StopReason):
+    """The actor was cancelled from outside (its parent scope or the system was cancelled)."""
+
+
+class DeadLetterReason(enum.Enum):
+    """Why a message ended up in dead letters."""
+
+    #: The actor stopped while the message was still queued in its mailbox.
+    STOPPED = "stopped"
+    #: The handler raised while processing the message.
+    FAILED = "failed"
+    #: A reply arrived after the asker had given up.
+    LATE_REPLY = "late reply"
+    #: A bounded queue with a drop policy overflowed.
+    DROPPED = "dropped"
+    #: The recipient could not be reached (for example a name nobody holds).
+    UNDELIVERABLE = "undeliverable"
+
+
+@final
+@attrs.frozen
+class DeadLetter:
+    """A message that was not delivered, with who sent it, to whom and why."""
+
+    message: object
+    recipient: str
+    sender: ActorRef[object] | None
+    reason: DeadLetterReason
+    error: BaseException | None = None
+
+
+@final
+@attrs.frozen
+class MailboxStatistics:
+    """A snapshot of one actor's mailbox.
+
+    ``depth`` counts queued user messages; ``high_water`` is the largest depth
+    seen; ``processed`` counts messages whose handler returned;
+    ``dead_lettered`` counts messages of this actor that went to dead letters;
+    ``senders_waiting`` counts tasks blocked in ``tell`` because the mailbox is
+    full.
+    """
+
+    capacity: int
+    depth: int
+    high_water: int
+    processed: int
+    dead_lettered: int
+    senders_waiting: int

@@ -1,0 +1,200 @@
+"""Actor runtime benchmark: same-run ratios against raw trio memory channels.
+
+Prints one JSON line. Each variant is measured interleaved with its raw
+counterpart in the same ``trio.run`` (A, B, A, B, ...) and the medians are
+compared, so the ratios hold on a noisy shared machine; absolute rates only
+describe the machine they ran on.
+
+- ``tell_ratio``: ``await ref.tell(msg)`` into an actor whose handler counts,
+  over a raw ``await send`` + ``async for`` consumer, both with a bound of 100.
+- ``ask_ratio``: ``await ref.ask(msg)`` round trips over a raw request/reply
+  pair of memory channels (bound 100).
+- ``idle_actor_bytes``: traced Python memory per idle spawned actor.
+- ``spawn_per_s``: actors spawned (``on_start`` done, ref handed out) per second.
+
+Run: ``python benchmarks/bench_actors.py`` (env ``BENCH_REPS``, ``BENCH_TARGET_S``).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import platform
+import statistics
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from importlib.metadata import version
+
+import attrs
+import trio
+
+import actors
+
+REPS = int(os.environ.get("BENCH_REPS", "5"))
+TARGET_S = float(os.environ.get("BENCH_TARGET_S", "0.25"))
+IDLE_ACTORS = int(os.environ.get("BENCH_IDLE_ACTORS", "5000"))
+BOUND = 100
+
+
+@attrs.frozen
+class Ping:
+    n: int
+
+
+@attrs.frozen
+class Echo(actors.Request[int]):
+    n: int
+
+
+@attrs.define(eq=False)
+class Sink(actors.Actor[Ping | Echo]):
+    count: int = 0
+
+    @actors.handler
+    async def ping(self, message: Ping) -> None:
+        self.count += 1
+
+    @actors.handler
+    async def echo(self, message: Echo) -> int:
+        return message.n
+
+
+@attrs.define(eq=False)
+class Idle(actors.Actor[Ping]):
+    @actors.handler
+    async def ping(self, message: Ping) -> None:
+        pass
+
+
+async def raw_tell(system: actors.ActorSystem, n: int) -> float:
+    send, receive = trio.open_memory_channel[Ping](BOUND)
+    count = 0
+
+    async def consumer() -> None:
+        nonlocal count
+        async with receive:
+            async for _message in receive:
+                count += 1
+
+    start = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(consumer)
+        async with send:
+            for i in range(n):
+                await send.send(Ping(i))
+    elapsed = time.perf_counter() - start
+    assert count == n
+    return elapsed
+
+
+async def actor_tell(system: actors.ActorSystem, n: int) -> float:
+    sink = Sink()
+    ref = await system.spawn(sink, mailbox_size=BOUND)
+    start = time.perf_counter()
+    for i in range(n):
+        await ref.tell(Ping(i))
+    await ref.stop(drain=True)
+    elapsed = time.perf_counter() - start
+    assert sink.count == n
+    return elapsed
+
+
+async def raw_ask(system: actors.ActorSystem, n: int) -> float:
+    request_send, request_receive = trio.open_memory_channel[Echo](BOUND)
+    reply_send, reply_receive = trio.open_memory_channel[int](BOUND)
+
+    async def server() -> None:
+        async with request_receive, reply_send:
+            async for message in request_receive:
+                await reply_send.send(message.n)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server)
+        start = time.perf_counter()
+        for i in range(n):
+            await request_send.send(Echo(i))
+            assert await reply_receive.receive() == i
+        elapsed = time.perf_counter() - start
+        await request_send.aclose()
+    return elapsed
+
+
+async def actor_ask(system: actors.ActorSystem, n: int) -> float:
+    ref = await system.spawn(Sink(), mailbox_size=BOUND)
+    start = time.perf_counter()
+    for i in range(n):
+        assert await ref.ask(Echo(i)) == i
+    elapsed = time.perf_counter() - start
+    await ref.stop()
+    return elapsed
+
+
+async def spawn(system: actors.ActorSystem, n: int) -> float:
+    start = time.perf_counter()
+    refs = [await system.spawn(Idle(), mailbox_size=16) for _ in range(n)]
+    elapsed = time.perf_counter() - start
+    for ref in refs:
+        ref.request_stop()
+    for ref in refs:
+        await ref.wait_stopped()
+    return elapsed
+
+
+Variant = Callable[[actors.ActorSystem, int], Awaitable[float]]
+VARIANTS: dict[str, Variant] = {
+    "raw_tell": raw_tell,
+    "actor_tell": actor_tell,
+    "raw_ask": raw_ask,
+    "actor_ask": actor_ask,
+    "spawn": spawn,
+}
+
+
+async def idle_actor_bytes(system: actors.ActorSystem, n: int) -> float:
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    refs = [await system.spawn(Idle(), mailbox_size=16) for _ in range(n)]
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    for ref in refs:
+        ref.request_stop()
+    for ref in refs:
+        await ref.wait_stopped()
+    return (after - before) / n
+
+
+async def measure() -> dict[str, object]:
+    began = time.perf_counter()
+    async with actors.open_system("bench") as system:
+        idle = await idle_actor_bytes(system, IDLE_ACTORS)
+        sizes: dict[str, int] = {}
+        for name, variant in VARIANTS.items():
+            await variant(system, 1000)
+            elapsed = await variant(system, 5000)
+            sizes[name] = max(1000, int(5000 * TARGET_S / elapsed))
+        rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
+        for _ in range(REPS):
+            for name, variant in VARIANTS.items():
+                gc.collect()
+                rates[name].append(sizes[name] / await variant(system, sizes[name]))
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    return {
+        "bench": "actors",
+        "tell_ratio": round(median["actor_tell"] / median["raw_tell"], 3),
+        "ask_ratio": round(median["actor_ask"] / median["raw_ask"], 3),
+        "idle_actor_bytes": round(idle),
+        "spawn_per_s": round(median["spawn"]),
+        "rates_per_s": {name: round(value) for name, value in median.items()},
+        "reps": REPS,
+        "python": platform.python_version(),
+        "trio": version("trio"),
+        "elapsed_s": round(time.perf_counter() - began, 1),
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(trio.run(measure)))

@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+import actors
+
+
+@pytest.fixture
+async def system() -> AsyncIterator[actors.ActorSystem]:
+    async with actors.open_system("test") as system:
+        yield system

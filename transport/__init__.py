@@ -1,0 +1,3 @@
+"""WebSocket connection actors built on the actors runtime."""
+
+__all__: list[str] = []
