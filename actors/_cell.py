@@ -58,15 +58,54 @@ class State(enum.Enum):
     STOPPED = "stopped"
 
 
+class Control:
+    """A runtime notice on the control lane; ``apply`` runs in the actor's task.
+
+    Returning a stop reason stops the actor.
+    """
+
+    __slots__ = ()
+
+    def apply(self, cell: Cell) -> StopReason | None:
+        raise NotImplementedError
+
+
 @attrs.frozen
-class StopRequest:
+class StopRequest(Control):
     reason: StopReason
     drain: bool
 
+    def apply(self, cell: Cell) -> StopReason | None:
+        if not self.drain:
+            return self.reason
+        cell._draining = True
+        cell.mailbox.refuse_senders()
+        return None
+
 
 @attrs.frozen
-class TaskFailed:
+class TaskFailed(Control):
     error: Exception
+
+    def apply(self, cell: Cell) -> StopReason | None:
+        return Failed(self.error)
+
+
+@attrs.frozen
+class Deliver:
+    """A runtime-made message for the actor's own handlers (a Terminated notice, a timer tick).
+
+    It travels on the control lane, so it is never dropped and overtakes user
+    messages; ``still_wanted`` (if given) is checked just before dispatch, so a
+    notice that became stale while queued (a cancelled timer) is skipped.
+    """
+
+    message: object
+    still_wanted: Callable[[], bool] | None = None
+
+
+#: Called once when a cell has stopped for good: (cell, reason).
+TerminationCallback = Callable[["Cell", StopReason], None]
 
 
 class Parent:
@@ -148,6 +187,7 @@ class Cell(Parent):
         "handlers",
         "mailbox",
         "name",
+        "on_terminated",
         "parent",
         "path",
         "reason",
@@ -182,6 +222,7 @@ class Cell(Parent):
         self.handlers: HandlerTable = handler_table(type(actor))
         self.stop_timeout = stop_timeout
         self.children = {}
+        self.on_terminated: list[TerminationCallback] = []
         self.state = State.STARTING
         self.reason: StopReason | None = None
         self.sender: Cell | None = None
@@ -359,10 +400,16 @@ class Cell(Parent):
                 return Normal()  # noqa: ASYNC910 - a receive ran before draining began
             item = await receive()
             if type(item) is not tuple:
-                reason = self._on_control(item)
-                if reason is not None:
-                    return reason
-                continue
+                if type(item) is Deliver:
+                    if item.still_wanted is not None and not item.still_wanted():
+                        continue
+                    item = (item.message, None, None)
+                else:
+                    assert isinstance(item, Control)
+                    reason = item.apply(self)
+                    if reason is not None:
+                        return reason
+                    continue
             message, sender, slot = item
             function, is_async = handlers[type(message)]
             self.sender = sender
@@ -383,17 +430,6 @@ class Cell(Parent):
             if slot is not None and not slot.settle(outcome.Value(result)):
                 self.system.late_replies += 1
                 self.dead_letter(result, self, DeadLetterReason.LATE_REPLY)
-
-    def _on_control(self, item: object) -> StopReason | None:
-        if isinstance(item, StopRequest):
-            if not item.drain:
-                return item.reason
-            self._draining = True
-            self.mailbox.refuse_senders()
-            return None
-        if isinstance(item, TaskFailed):
-            return Failed(item.error)
-        raise AssertionError(f"unknown control item {item!r}")  # pragma: no cover
 
     def _close(self, reason: StopReason) -> None:
         if self._closed_out:
@@ -442,6 +478,24 @@ class Cell(Parent):
             )
         if self._stopped_event is not None:
             self._stopped_event.set()
+        callbacks, self.on_terminated = self.on_terminated, []
+        for callback in callbacks:
+            try:
+                callback(self, reason)
+            except Exception:
+                logger.exception(
+                    "a termination callback of %s raised",
+                    self.path,
+                    extra={"actor_path": self.path},
+                )
+
+    def add_termination_callback(self, callback: TerminationCallback) -> None:
+        """Run ``callback(cell, reason)`` once the actor has stopped (at once if it has)."""
+        if self.state is State.STOPPED:
+            assert self.reason is not None
+            callback(self, self.reason)
+        else:
+            self.on_terminated.append(callback)
 
 
 def _only_cancelled(exc: BaseException) -> bool:
