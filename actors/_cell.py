@@ -183,8 +183,10 @@ class Cell(Parent):
         "_nursery",
         "_stopped_event",
         "actor",
+        "attachments",
         "children",
         "handlers",
+        "incarnation",
         "mailbox",
         "name",
         "on_terminated",
@@ -223,6 +225,10 @@ class Cell(Parent):
         self.stop_timeout = stop_timeout
         self.children = {}
         self.on_terminated: list[TerminationCallback] = []
+        #: Bumped on every restart; runtime notices carry it to detect staleness.
+        self.incarnation = 0
+        #: Per-actor state of runtime extensions (timers, watches), keyed by extension name.
+        self.attachments: dict[str, object] = {}
         self.state = State.STARTING
         self.reason: StopReason | None = None
         self.sender: Cell | None = None
