@@ -11,6 +11,7 @@ Open a system, spawn actors into it, talk to them through their refs::
 from __future__ import annotations
 
 from ._actor import Actor as Actor, handler as handler
+from ._backoff import Backoff as Backoff
 from ._context import ActorContext as ActorContext
 from ._dead_letters import DeadLetters as DeadLetters, DeadLetterStatistics as DeadLetterStatistics
 from ._exceptions import (
@@ -35,6 +36,19 @@ from ._messages import (
     StopReason as StopReason,
 )
 from ._ref import ActorRef as ActorRef
+from ._supervisor import (
+    ChildSpec as ChildSpec,
+    RestartIntensityError as RestartIntensityError,
+    RestartType as RestartType,
+    SiblingRestart as SiblingRestart,
+    StartChild as StartChild,
+    StopChild as StopChild,
+    Strategy as Strategy,
+    Supervisor as Supervisor,
+    TooManyChildrenError as TooManyChildrenError,
+    WhichChildren as WhichChildren,
+    start_child as start_child,
+)
 from ._system import (
     DEFAULT_ASK_TIMEOUT as DEFAULT_ASK_TIMEOUT,
     DEFAULT_MAILBOX_SIZE as DEFAULT_MAILBOX_SIZE,
@@ -56,7 +70,9 @@ __all__ = [
     "ActorStoppedError",
     "ActorSystem",
     "AskTimeoutError",
+    "Backoff",
     "Cancelled",
+    "ChildSpec",
     "DeadLetter",
     "DeadLetterReason",
     "DeadLetterStatistics",
@@ -66,12 +82,22 @@ __all__ = [
     "NameTakenError",
     "Normal",
     "Request",
+    "RestartIntensityError",
+    "RestartType",
     "SelfAskError",
+    "SiblingRestart",
+    "StartChild",
+    "StopChild",
     "StopReason",
+    "Strategy",
+    "Supervisor",
     "SystemClosedError",
     "SystemStatistics",
+    "TooManyChildrenError",
     "UnhandledMessageError",
+    "WhichChildren",
     "WrongThreadError",
     "handler",
     "open_system",
+    "start_child",
 ]

@@ -161,8 +161,15 @@ def _annotated_message_types(cls: type, function: Callable[..., object]) -> tupl
         raise ActorDefinitionError(
             f"handler {where} must take exactly (self, message), not {len(params)} parameters"
         )
+    # Resolve only the message parameter: the return annotation may name types
+    # imported for type checking only.
+    raw = function.__annotations__.get(params[1].name)
+
+    def only_message() -> None: ...
+
+    only_message.__annotations__ = {} if raw is None else {params[1].name: raw}
     try:
-        hints = typing.get_type_hints(function)
+        hints = typing.get_type_hints(only_message, globalns=function.__globals__)
     except NameError as exc:
         raise ActorDefinitionError(
             f"cannot resolve the message annotation of {where} ({exc}); define the message "

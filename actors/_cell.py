@@ -12,28 +12,35 @@ finally records the stop reason for whoever waits on it.
 
 from __future__ import annotations
 
-import contextvars
-import enum
 import logging
 import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import attrs
 import outcome
 import trio
 
 from ._actor import Actor, HandlerTable, handler_table, resolve_handler
+from ._control import (
+    Control as Control,
+    Deliver as Deliver,
+    Envelope as Envelope,
+    State as State,
+    StopRequest as StopRequest,
+    Supervision as Supervision,
+    TaskFailed as TaskFailed,
+    TerminationCallback as TerminationCallback,
+    current_cell as current_cell,
+)
 from ._exceptions import (
+    ActorDefinitionError,
     ActorStoppedError,
     NameTakenError,
-    SystemClosedError,
     UnhandledMessageError,
     WrongThreadError,
 )
 from ._mailbox import Mailbox
 from ._messages import Cancelled, DeadLetter, DeadLetterReason, Failed, Normal, StopReason
-from ._reply import ReplySlot
 
 if TYPE_CHECKING:
     from ._context import ActorContext
@@ -41,71 +48,6 @@ if TYPE_CHECKING:
     from ._system import ActorSystem
 
 logger = logging.getLogger("actors")
-
-#: The cell whose task is running (``None`` outside actors); gives tells their sender.
-current_cell: contextvars.ContextVar[Cell | None] = contextvars.ContextVar(
-    "actors_current_cell", default=None
-)
-
-# A queued user message: (message, sending cell or None, reply slot or None).
-Envelope = tuple[object, "Cell | None", "ReplySlot[Any] | None"]
-
-
-class State(enum.Enum):
-    STARTING = "starting"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-
-
-class Control:
-    """A runtime notice on the control lane; ``apply`` runs in the actor's task.
-
-    Returning a stop reason stops the actor.
-    """
-
-    __slots__ = ()
-
-    def apply(self, cell: Cell) -> StopReason | None:
-        raise NotImplementedError
-
-
-@attrs.frozen
-class StopRequest(Control):
-    reason: StopReason
-    drain: bool
-
-    def apply(self, cell: Cell) -> StopReason | None:
-        if not self.drain:
-            return self.reason
-        cell._draining = True
-        cell.mailbox.refuse_senders()
-        return None
-
-
-@attrs.frozen
-class TaskFailed(Control):
-    error: Exception
-
-    def apply(self, cell: Cell) -> StopReason | None:
-        return Failed(self.error)
-
-
-@attrs.frozen
-class Deliver:
-    """A runtime-made message for the actor's own handlers (a Terminated notice, a timer tick).
-
-    It travels on the control lane, so it is never dropped and overtakes user
-    messages; ``still_wanted`` (if given) is checked just before dispatch, so a
-    notice that became stale while queued (a cancelled timer) is skipped.
-    """
-
-    message: object
-    still_wanted: Callable[[], bool] | None = None
-
-
-#: Called once when a cell has stopped for good: (cell, reason).
-TerminationCallback = Callable[["Cell", StopReason], None]
 
 
 class Parent:
@@ -135,6 +77,7 @@ class Parent:
         name: str | None,
         mailbox_size: int | None,
         stop_timeout: float | None,
+        supervision: Supervision | None = None,
     ) -> ActorRef[Any]:
         system = self.system
         system._check_thread("spawn")
@@ -162,6 +105,14 @@ class Parent:
             mailbox_size=system.mailbox_size if mailbox_size is None else mailbox_size,
             stop_timeout=system.stop_timeout if stop_timeout is None else stop_timeout,
         )
+        if supervision is not None:
+            if isinstance(actor, Actor):
+                raise TypeError(
+                    f"a supervised actor ({cell.path}) needs a factory, not an instance, "
+                    "so that it can be restarted with fresh state"
+                )
+            cell.factory = actor
+            cell.supervision = supervision
         self.children[name] = cell
         try:
             ref: ActorRef[Any] = await nursery.start(cell.run)
@@ -181,12 +132,16 @@ class Cell(Parent):
         "_interrupt",
         "_loop_scope",
         "_nursery",
+        "_started",
+        "_stop_requested",
         "_stopped_event",
         "actor",
         "attachments",
         "children",
+        "factory",
         "handlers",
         "incarnation",
+        "last_failure",
         "mailbox",
         "name",
         "on_terminated",
@@ -194,10 +149,12 @@ class Cell(Parent):
         "path",
         "reason",
         "ref",
+        "restarts",
         "sender",
         "started_at",
         "state",
         "stop_timeout",
+        "supervision",
         "system",
     )
 
@@ -241,6 +198,13 @@ class Cell(Parent):
         self._closed_out = False
         self._stopped_event: trio.Event | None = None
         self.started_at = 0.0
+        self.factory: Callable[[], Actor[Any]] | None = None
+        self.supervision: Supervision | None = None
+        #: How many times a supervisor restarted this actor, and the last failure seen.
+        self.restarts = 0
+        self.last_failure: BaseException | None = None
+        self._started = False
+        self._stop_requested = False
 
     def __repr__(self) -> str:
         return f"<cell {self.path} {self.state.value}>"
@@ -283,7 +247,12 @@ class Cell(Parent):
         return type(reason).__name__.lower()
 
     def request_stop(
-        self, reason: StopReason, *, drain: bool = False, interrupt: bool = False
+        self,
+        reason: StopReason,
+        *,
+        drain: bool = False,
+        interrupt: bool = False,
+        requested: bool = True,
     ) -> None:
         """Queue a stop on the control lane.
 
@@ -293,9 +262,10 @@ class Cell(Parent):
         """
         if self.state is State.STOPPED:
             return
-        self.mailbox.send_control(StopRequest(reason, drain))
+        self.mailbox.send_control(StopRequest(reason, drain, requested))
         if interrupt and not drain and self._loop_scope is not None:
             self._interrupt = reason
+            self._stop_requested = requested
             self._loop_scope.cancel()
 
     async def wait_stopped(self) -> StopReason:
@@ -311,7 +281,7 @@ class Cell(Parent):
     # -- used by the context ----------------------------------------------------------
 
     def _open_nursery(self, what: str) -> trio.Nursery:
-        if self._nursery is None or self.state in (State.STOPPING, State.STOPPED):
+        if self._nursery is None or self.state not in (State.STARTING, State.RUNNING):
             raise ActorStoppedError(
                 f"actor {self.path} is {self.state.value}; it cannot {what} any more"
             )
@@ -360,34 +330,116 @@ class Cell(Parent):
     async def run(self, *, task_status: trio.TaskStatus[ActorRef[Any]]) -> None:
         current_cell.set(self)
         self.started_at = trio.current_time()
-        start_error: Exception | None = None
         reason: StopReason = Normal()
+        start_error: Exception | None = None
+        try:
+            while True:
+                reason, start_error, restart_in = await self._incarnation(task_status)
+                if restart_in is None or not await self._wait_to_restart(restart_in):
+                    break
+                error = self._reincarnate(reason)
+                if error is not None:
+                    reason = Failed(error)
+                    break
+        except BaseException as exc:
+            reason = Cancelled() if _only_cancelled(exc) else Failed(exc)
+            raise
+        finally:
+            self._close(reason)
+            self._finish(reason)
+        if start_error is not None and not self._started:
+            raise start_error
+
+    async def _incarnation(
+        self, task_status: trio.TaskStatus[ActorRef[Any]]
+    ) -> tuple[StopReason, Exception | None, float | None]:
+        """Run one incarnation of the actor: start hook, message loop, stop hook.
+
+        Returns its stop reason, the start hook's error if any, and the
+        supervisor's decision (seconds until a restart, or None to stop).
+        The mailbox is closed here at once when the actor stops for good, so
+        waiting asks fail before children are stopped; on a restart it stays
+        open and keeps its messages.
+        """
+        reason: StopReason = Normal()
+        start_error: Exception | None = None
+        restart_in: float | None = None
+        stop_hook_due = False
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self.actor._bind_cell(self)
                 try:
                     await self.actor.on_start()
-                except Exception as exc:  # noqa: BLE001 - re-raised from spawn, below
+                except Exception as exc:  # noqa: BLE001 - re-raised from spawn, or supervised
                     start_error = exc
                     reason = Failed(exc)
                 else:
+                    stop_hook_due = True
                     self.state = State.RUNNING
-                    task_status.started(self.ref)
+                    if not self._started:
+                        self._started = True
+                        task_status.started(self.ref)
                     reason = await self._loop()
-                self._close(reason)
+                if self._started and self.supervision is not None:
+                    restart_in = self.supervision.decide(self, reason, self._stop_requested)
+                if restart_in is None:
+                    self._close(reason)
+                else:
+                    self.state = State.RESTARTING
+                    logger.warning(
+                        "actor %s stopped (%s); restarting in %.3gs",
+                        self.path,
+                        reason,
+                        restart_in,
+                        exc_info=reason.error if isinstance(reason, Failed) else None,
+                        extra={"actor_path": self.path},
+                    )
                 await self.stop_children()
                 nursery.cancel_scope.cancel()
         except BaseException as exc:
             reason = Cancelled() if _only_cancelled(exc) else Failed(exc)
             raise
         finally:
-            self._close(reason)
-            if start_error is None:
+            self._nursery = None
+            if stop_hook_due:
                 await self._run_stop_hook(reason)  # noqa: ASYNC102 - shielded and bounded inside
-            self._finish(reason)
-        if start_error is not None:
-            raise start_error
+            self.actor._bind_cell(None)
+        return reason, start_error, restart_in
+
+    async def _wait_to_restart(self, delay: float) -> bool:
+        """Sleep out a restart backoff; False if a stop request arrived meanwhile."""
+        with trio.CancelScope() as scope:
+            self._loop_scope = scope
+            await trio.sleep(delay)
+        self._loop_scope = None
+        # A sibling's restart (requested=False) interrupts the wait but still restarts.
+        return not scope.cancelled_caught or not self._stop_requested
+
+    def _reincarnate(self, reason: StopReason) -> Exception | None:
+        """Make the next incarnation; returns the error if the factory fails."""
+        assert self.factory is not None
+        if isinstance(reason, Failed):
+            self.last_failure = reason.error
+        old = self.actor
+        try:
+            actor = self.factory()
+            if actor is old or not isinstance(actor, Actor):
+                raise ActorDefinitionError(
+                    f"the factory of {self.path} must return a new Actor for each restart, "
+                    f"not {'the same instance' if actor is old else repr(actor)}"
+                )
+            self.handlers = handler_table(type(actor))
+        except Exception as exc:  # noqa: BLE001 - the actor stops with it as its reason
+            return exc
+        self.actor = actor
+        self.restarts += 1
+        self.incarnation += 1
+        self.attachments.clear()
+        self._stop_requested = False
+        self._interrupt = None
+        self.state = State.STARTING
+        return None
 
     async def _loop(self) -> StopReason:  # noqa: ASYNC910 - _process checkpoints
         with trio.CancelScope() as self._loop_scope:
@@ -438,6 +490,8 @@ class Cell(Parent):
                 self.dead_letter(result, self, DeadLetterReason.LATE_REPLY)
 
     def _close(self, reason: StopReason) -> None:
+        if isinstance(reason, Failed):
+            self.last_failure = reason.error
         if self._closed_out:
             return
         self._closed_out = True
@@ -471,8 +525,6 @@ class Cell(Parent):
     def _finish(self, reason: StopReason) -> None:
         self.reason = reason
         self.state = State.STOPPED
-        self.actor._bind_cell(None)
-        self._nursery = None
         if self.parent.children.get(self.name) is self:
             del self.parent.children[self.name]
         if isinstance(reason, Failed):
@@ -511,15 +563,9 @@ def _only_cancelled(exc: BaseException) -> bool:
 
 
 def check_thread(system_thread: int, what: str) -> None:
+    """Raise :exc:`WrongThreadError` unless called from the system's trio thread."""
     if threading.get_ident() != system_thread:
         raise WrongThreadError(
             f"{what} must be called from the actor system's trio thread; from another "
             "thread use ref.tell_from_thread() / ref.ask_from_thread()"
         )
-
-
-def closed_system_error(name: str, what: str) -> SystemClosedError:
-    return SystemClosedError(
-        f"actor system {name!r} is closed; cannot {what}. Open one with "
-        "`async with actors.open_system() as system:` and spawn inside the block"
-    )

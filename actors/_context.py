@@ -126,7 +126,7 @@ class ActorContext(Generic[M_contra]):
 
     def stop(self, reason: StopReason | None = None) -> None:
         """Stop this actor after the current message (queued messages go to dead letters)."""
-        self._cell.request_stop(Normal() if reason is None else reason)
+        self._cell.request_stop(Normal() if reason is None else reason, requested=False)
 
 
 def _name_of(function: Callable[..., Any]) -> str:

@@ -11,9 +11,10 @@ import attrs
 import trio
 
 from ._actor import Actor
-from ._cell import Cell, Parent, check_thread, closed_system_error
+from ._cell import Cell, Parent, check_thread
 from ._dead_letters import DeadLetters
 from ._deadlines import AskDeadlines
+from ._exceptions import SystemClosedError
 
 if TYPE_CHECKING:
     from ._ref import ActorRef
@@ -74,6 +75,7 @@ class ActorSystem(Parent):
         self.thread_id = threading.get_ident()
         self.token = trio.lowlevel.current_trio_token()
         self._nursery: trio.Nursery | None = None
+        self._escalated: BaseException | None = None
         self.names_given = 0
 
     def __repr__(self) -> str:
@@ -109,9 +111,19 @@ class ActorSystem(Parent):
     def _check_thread(self, what: str) -> None:
         check_thread(self.thread_id, what)
 
+    def _escalate(self, error: BaseException) -> None:
+        """A top-level supervisor gave up: tear the system down and raise ``error`` from it."""
+        if self._escalated is None:
+            self._escalated = error
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
     def _open_nursery(self, what: str) -> trio.Nursery:
         if self._nursery is None:
-            raise closed_system_error(self.name, what)
+            raise SystemClosedError(
+                f"actor system {self.name!r} is closed; cannot {what}. Open one with "
+                "`async with actors.open_system() as system:` and spawn inside the block"
+            )
         return self._nursery
 
     async def _shutdown(self) -> None:
@@ -147,6 +159,9 @@ async def open_system(
     is still running after that is cancelled. If the block is cancelled, the
     actors are cancelled with it (their ``on_stop`` hooks still run).
     Exceptions raised in the block propagate unchanged, not wrapped in a group.
+    If a top-level :class:`Supervisor` gives up (its restart intensity is
+    exceeded), the block is cancelled, every actor stops, and the
+    supervisor's error (a :exc:`RestartIntensityError`) is raised from here.
 
     ``mailbox_size``, ``ask_timeout`` and ``stop_timeout`` are the defaults
     for actors that don't set their own; ``dead_letter_history`` bounds how
@@ -173,6 +188,8 @@ async def open_system(
             await system._shutdown()
         system._nursery = None
         nursery.cancel_scope.cancel()
+    if system._escalated is not None:
+        raise system._escalated
     if body_error is not None:
         raise body_error
 
