@@ -47,7 +47,9 @@ class Mailbox(Generic[T]):
         self._capacity = capacity
         self._closed = False
         self._closed_error = closed_error
-        self._data: deque[T] = deque()
+        # Made on first use: a message handed straight to a waiting receiver
+        # never touches it, so idle actors don't pay for an empty deque.
+        self._data: deque[T] | None = None
         self._control: list[object] = []
         self._receive_task: trio.lowlevel.Task | None = None
         # Insertion-ordered, so the longest-waiting sender gets the next free slot.
@@ -62,7 +64,7 @@ class Mailbox(Generic[T]):
 
     @property
     def depth(self) -> int:
-        return len(self._data)
+        return 0 if self._data is None else len(self._data)
 
     def refuse_senders(self) -> None:
         """Refuse new messages but keep the queued ones for the receiver."""
@@ -79,12 +81,15 @@ class Mailbox(Generic[T]):
             if self.high_water == 0:
                 self.high_water = 1
             trio.lowlevel.reschedule(task, outcome.Value(item))
-        elif len(self._data) < self._capacity:
-            self._data.append(item)
-            if len(self._data) > self.high_water:
-                self.high_water = len(self._data)
         else:
-            raise trio.WouldBlock
+            data = self._data
+            if data is None:
+                data = self._data = deque()
+            if len(data) >= self._capacity:
+                raise trio.WouldBlock
+            data.append(item)
+            if len(data) > self.high_water:
+                self.high_water = len(data)
 
     async def send(self, item: T) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
@@ -115,11 +120,12 @@ class Mailbox(Generic[T]):
     def receive_nowait(self) -> T | object:
         if self._control:
             return self._control.pop(0)
-        if self._data:
-            item = self._data.popleft()
+        data = self._data
+        if data:
+            item = data.popleft()
             if self._send_tasks:
                 task = next(iter(self._send_tasks))
-                self._data.append(self._send_tasks.pop(task))
+                data.append(self._send_tasks.pop(task))
                 trio.lowlevel.reschedule(task)
             return item
         raise trio.WouldBlock
@@ -149,15 +155,15 @@ class Mailbox(Generic[T]):
         there to act on them.
         """
         self.refuse_senders()
-        left = list(self._data)
-        self._data.clear()
+        left = list(self._data or ())
+        self._data = None
         self._control.clear()
         return left
 
     def statistics(self) -> MailboxStatistics:
         return MailboxStatistics(
             capacity=self._capacity,
-            depth=len(self._data),
+            depth=self.depth,
             high_water=self.high_water,
             processed=self.processed,
             dead_lettered=self.dead_lettered,
