@@ -34,7 +34,7 @@ class Mailbox(Generic[T]):
         "_closed_error",
         "_control",
         "_data",
-        "_receive_task",
+        "receive_task",
         "_send_tasks",
         "dead_lettered",
         "high_water",
@@ -51,7 +51,7 @@ class Mailbox(Generic[T]):
         # never touches it, so idle actors don't pay for an empty deque.
         self._data: deque[T] | None = None
         self._control: list[object] = []
-        self._receive_task: trio.lowlevel.Task | None = None
+        self.receive_task: trio.lowlevel.Task | None = None
         # Insertion-ordered, so the longest-waiting sender gets the next free slot.
         self._send_tasks: dict[trio.lowlevel.Task, T] = {}
         self.high_water = 0
@@ -76,8 +76,8 @@ class Mailbox(Generic[T]):
     def send_nowait(self, item: T) -> None:
         if self._closed:
             raise self._closed_error()
-        if self._receive_task is not None:
-            task, self._receive_task = self._receive_task, None
+        if self.receive_task is not None:
+            task, self.receive_task = self.receive_task, None
             if self.high_water == 0:
                 self.high_water = 1
             trio.lowlevel.reschedule(task, outcome.Value(item))
@@ -111,8 +111,8 @@ class Mailbox(Generic[T]):
 
     def send_control(self, item: object) -> None:
         """Queue a runtime notice; it is received before any user message."""
-        if self._receive_task is not None:
-            task, self._receive_task = self._receive_task, None
+        if self.receive_task is not None:
+            task, self.receive_task = self.receive_task, None
             trio.lowlevel.reschedule(task, outcome.Value(item))
         else:
             self._control.append(item)
@@ -135,17 +135,18 @@ class Mailbox(Generic[T]):
         try:
             item = self.receive_nowait()
         except trio.WouldBlock:
-            pass
-        else:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return item
-        self._receive_task = trio.lowlevel.current_task()
+            return await self.wait_for_item()
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return item
 
-        def abort_fn(_: object) -> trio.lowlevel.Abort:
-            self._receive_task = None
-            return trio.lowlevel.Abort.SUCCEEDED
+    async def wait_for_item(self) -> T | object:
+        """Park the receiver until an item is handed to it (the mailbox is empty)."""
+        self.receive_task = trio.lowlevel.current_task()
+        return await trio.lowlevel.wait_task_rescheduled(self.abort_receive)  # type: ignore[no-any-return]
 
-        return await trio.lowlevel.wait_task_rescheduled(abort_fn)  # type: ignore[no-any-return]
+    def abort_receive(self, _: object) -> trio.lowlevel.Abort:
+        self.receive_task = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
     def close(self) -> list[T]:
         """Refuse further sends; wake blocked senders with the closed error.

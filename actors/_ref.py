@@ -79,7 +79,16 @@ class ActorRef(Generic[M_contra]):
             raise _wrong_thread("tell")
         if type(message) not in cell.handlers:
             cell.check_message(message)
-        await cell.mailbox.send((message, _current_cell(), None))
+        # Mailbox.send inlined: one coroutine frame less per message.
+        envelope = (message, _current_cell(), None)
+        mailbox = cell.mailbox
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            mailbox.send_nowait(envelope)
+        except trio.WouldBlock:
+            await mailbox.send(envelope)
+        else:
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
     def tell_nowait(self, message: M_contra) -> None:
         """Queue ``message`` or raise :exc:`trio.WouldBlock` if the mailbox is full."""
