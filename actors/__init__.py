@@ -25,6 +25,17 @@ from ._exceptions import (
     UnhandledMessageError as UnhandledMessageError,
     WrongThreadError as WrongThreadError,
 )
+from ._groups import (
+    GroupChange as GroupChange,
+    GroupFeed as GroupFeed,
+    GroupJoined as GroupJoined,
+    GroupLeft as GroupLeft,
+    group_changes as group_changes,
+    group_members as group_members,
+    group_names as group_names,
+    join_group as join_group,
+    leave_group as leave_group,
+)
 from ._messages import (
     Cancelled as Cancelled,
     DeadLetter as DeadLetter,
@@ -36,6 +47,12 @@ from ._messages import (
     StopReason as StopReason,
 )
 from ._ref import ActorRef as ActorRef
+from ._registry import (
+    lookup as lookup,
+    register as register,
+    unregister as unregister,
+    wait_registered as wait_registered,
+)
 from ._supervisor import (
     ChildSpec as ChildSpec,
     RestartIntensityError as RestartIntensityError,
@@ -57,6 +74,7 @@ from ._system import (
     SystemStatistics as SystemStatistics,
     open_system as open_system,
 )
+from ._watch import Terminated as Terminated, watching as watching
 
 __all__ = [
     "DEFAULT_ASK_TIMEOUT",
@@ -78,6 +96,10 @@ __all__ = [
     "DeadLetterStatistics",
     "DeadLetters",
     "Failed",
+    "GroupChange",
+    "GroupFeed",
+    "GroupJoined",
+    "GroupLeft",
     "MailboxStatistics",
     "NameTakenError",
     "Normal",
@@ -93,11 +115,22 @@ __all__ = [
     "Supervisor",
     "SystemClosedError",
     "SystemStatistics",
+    "Terminated",
     "TooManyChildrenError",
     "UnhandledMessageError",
     "WhichChildren",
     "WrongThreadError",
+    "group_changes",
+    "group_members",
+    "group_names",
     "handler",
+    "join_group",
+    "leave_group",
+    "lookup",
     "open_system",
+    "register",
     "start_child",
+    "unregister",
+    "wait_registered",
+    "watching",
 ]

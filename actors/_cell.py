@@ -12,6 +12,7 @@ finally records the stop reason for whoever waits on it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -564,6 +565,11 @@ class Cell(Parent):
                     self.path,
                     extra={"actor_path": self.path},
                 )
+
+    def remove_termination_callback(self, callback: TerminationCallback) -> None:
+        """Forget a callback added with :meth:`add_termination_callback` (if still there)."""
+        with contextlib.suppress(ValueError):
+            self.on_terminated.remove(callback)
 
     def add_termination_callback(self, callback: TerminationCallback) -> None:
         """Run ``callback(cell, reason)`` once the actor has stopped (at once if it has)."""

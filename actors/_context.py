@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, TypeVarTuple, final
 
+from . import _watch
 from ._actor import Actor
 from ._messages import Normal, StopReason
 
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     from ._cell import Cell
     from ._ref import ActorRef
     from ._system import ActorSystem
+    from ._watch import Terminated
 
 M = TypeVar("M")
 M_contra = TypeVar("M_contra", contravariant=True)
@@ -123,6 +125,19 @@ class ActorContext(Generic[M_contra]):
             await cell.ref._tell_or_dead_letter(message)
 
         cell.start_task(run, f"pipe_to_self:{_name_of(function)}")
+
+    def watch(self: ActorContext[Terminated], ref: ActorRef[Never]) -> None:
+        """Receive ``Terminated(ref, reason)`` once ``ref``'s actor stops for good.
+
+        Delivered on the control lane (ahead of queued messages), at once if the
+        actor has already stopped; a supervisor's restart of it is not a stop.
+        The watching actor must handle :class:`Terminated`.
+        """
+        _watch.watch(self, ref)
+
+    def unwatch(self, ref: ActorRef[Never]) -> None:
+        """Stop watching ``ref``; a ``Terminated`` for it not yet handled is discarded."""
+        _watch.unwatch(self, ref)
 
     def stop(self, reason: StopReason | None = None) -> None:
         """Stop this actor after the current message (queued messages go to dead letters)."""

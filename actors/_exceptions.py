@@ -11,7 +11,7 @@ written against trio's vocabulary keeps working::
     ├── UnhandledMessageError    (TypeError)                 no handler for this message type
     ├── ActorDefinitionError     (TypeError)                 the actor class is malformed
     ├── SystemClosedError        (trio.ClosedResourceError)  the system is shut down
-    ├── NameTakenError           (ValueError)                a sibling already has this name
+    ├── NameTakenError           (ValueError)                the name is taken (siblings, registry)
     └── WrongThreadError         (RuntimeError)              a trio-only call from a foreign thread
 
 Exceptions raised by a handler are never wrapped: whoever asked gets the
@@ -59,7 +59,7 @@ class SystemClosedError(ActorError, trio.ClosedResourceError):
 
 
 class NameTakenError(ActorError, ValueError):
-    """An actor with this name already exists under the same parent."""
+    """A name is already taken: by a sibling, or in the system's name registry."""
 
 
 class WrongThreadError(ActorError, RuntimeError):

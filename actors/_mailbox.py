@@ -34,11 +34,11 @@ class Mailbox(Generic[T]):
         "_closed_error",
         "_control",
         "_data",
-        "receive_task",
         "_send_tasks",
         "dead_lettered",
         "high_water",
         "processed",
+        "receive_task",
     )
 
     def __init__(self, capacity: int, closed_error: Callable[[], BaseException]) -> None:
