@@ -15,7 +15,6 @@ from actors._watch import stop_hook_count, watch
 from tests.messages import Add, Counter, Record, Recorder, Total
 
 
-
 @attrs.define(eq=False)
 class SlowToStop(actors.Actor[Add]):
     """Takes two (virtual) seconds in on_stop, so a test can look at it while it stops."""
@@ -300,7 +299,7 @@ async def test_names_and_groups_survive_a_supervised_restart(
         await trio.sleep(1)  # in the middle of the restart backoff
         assert actors.lookup(system, "worker") is worker
         assert actors.group_members(system, "workers") == [worker]
-        assert await worker.ask(Generation(), timeout=10) == 2  # type: ignore[arg-type]
+        assert await worker.ask(Generation(), timeout=10) == 2
         assert actors.lookup(system, "worker") is worker
         assert actors.group_members(system, "workers") == [worker]
         with pytest.raises(trio.WouldBlock):

@@ -171,9 +171,7 @@ async def test_rest_for_one_restarts_the_failed_child_and_younger_ones(
         )
     )
     await (await child(supervisor, "b")).tell(Crash())
-    generations = {
-        name: await (await child(supervisor, name)).ask(Generation()) for name in "abc"
-    }
+    generations = {name: await (await child(supervisor, name)).ask(Generation()) for name in "abc"}
     assert generations == {"a": 1, "b": 2, "c": 2}
 
 
@@ -219,7 +217,8 @@ async def test_intensity_exceeded_stops_children_youngest_first_and_escalates(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     journal = Journal()
-    with pytest.raises(actors.RestartIntensityError, match="more than 2 restarts") as info:
+
+    async def run() -> None:
         async with actors.open_system() as system:
             supervisor = await system.spawn(
                 Supervisor(
@@ -235,6 +234,9 @@ async def test_intensity_exceeded_stops_children_youngest_first_and_escalates(
                     await b.tell(Crash())
                 await settle()
             await trio.sleep_forever()
+
+    with pytest.raises(actors.RestartIntensityError, match="more than 2 restarts") as info:
+        await run()
     assert isinstance(info.value.__cause__, RuntimeError)
     # b's last crash is not restarted; its siblings stop youngest first.
     assert journal.stops[-3:] == ["b", "c", "a"]
@@ -244,9 +246,7 @@ async def test_restarts_outside_the_window_do_not_count(
     system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
 ) -> None:
     journal = Journal()
-    supervisor = await system.spawn(
-        Supervisor([spec(journal, "a")], max_restarts=1, within=5)
-    )
+    supervisor = await system.spawn(Supervisor([spec(journal, "a")], max_restarts=1, within=5))
     a = await child(supervisor, "a")
     for _ in range(4):
         await a.tell(Crash())
