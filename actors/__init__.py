@@ -14,6 +14,12 @@ from ._actor import Actor as Actor, handler as handler
 from ._backoff import Backoff as Backoff
 from ._context import ActorContext as ActorContext
 from ._dead_letters import DeadLetters as DeadLetters, DeadLetterStatistics as DeadLetterStatistics
+from ._events import (
+    ActorFailed as ActorFailed,
+    ActorRestarted as ActorRestarted,
+    DeadLetterPublished as DeadLetterPublished,
+    SystemEvent as SystemEvent,
+)
 from ._exceptions import (
     ActorDefinitionError as ActorDefinitionError,
     ActorError as ActorError,
@@ -53,6 +59,13 @@ from ._registry import (
     unregister as unregister,
     wait_registered as wait_registered,
 )
+from ._subscription import (
+    Lagged as Lagged,
+    SubscriberLaggedError as SubscriberLaggedError,
+    SubscriberStatistics as SubscriberStatistics,
+    Subscription as Subscription,
+    TopicReceiveChannel as TopicReceiveChannel,
+)
 from ._supervisor import (
     ChildSpec as ChildSpec,
     RestartIntensityError as RestartIntensityError,
@@ -74,17 +87,31 @@ from ._system import (
     SystemStatistics as SystemStatistics,
     open_system as open_system,
 )
+from ._topic import (
+    DEFAULT_TOPIC_BUFFER as DEFAULT_TOPIC_BUFFER,
+    EVENT_STREAM_BUFFER as EVENT_STREAM_BUFFER,
+    OverflowPolicy as OverflowPolicy,
+    Topic as Topic,
+    TopicClosedError as TopicClosedError,
+    TopicStatistics as TopicStatistics,
+    event_stream as event_stream,
+    topic as topic,
+)
 from ._watch import Terminated as Terminated, watching as watching
 
 __all__ = [
     "DEFAULT_ASK_TIMEOUT",
     "DEFAULT_MAILBOX_SIZE",
     "DEFAULT_STOP_TIMEOUT",
+    "DEFAULT_TOPIC_BUFFER",
+    "EVENT_STREAM_BUFFER",
     "Actor",
     "ActorContext",
     "ActorDefinitionError",
     "ActorError",
+    "ActorFailed",
     "ActorRef",
+    "ActorRestarted",
     "ActorStoppedError",
     "ActorSystem",
     "AskTimeoutError",
@@ -92,6 +119,7 @@ __all__ = [
     "Cancelled",
     "ChildSpec",
     "DeadLetter",
+    "DeadLetterPublished",
     "DeadLetterReason",
     "DeadLetterStatistics",
     "DeadLetters",
@@ -100,9 +128,11 @@ __all__ = [
     "GroupFeed",
     "GroupJoined",
     "GroupLeft",
+    "Lagged",
     "MailboxStatistics",
     "NameTakenError",
     "Normal",
+    "OverflowPolicy",
     "Request",
     "RestartIntensityError",
     "RestartType",
@@ -112,14 +142,23 @@ __all__ = [
     "StopChild",
     "StopReason",
     "Strategy",
+    "SubscriberLaggedError",
+    "SubscriberStatistics",
+    "Subscription",
     "Supervisor",
     "SystemClosedError",
+    "SystemEvent",
     "SystemStatistics",
     "Terminated",
     "TooManyChildrenError",
+    "Topic",
+    "TopicClosedError",
+    "TopicReceiveChannel",
+    "TopicStatistics",
     "UnhandledMessageError",
     "WhichChildren",
     "WrongThreadError",
+    "event_stream",
     "group_changes",
     "group_members",
     "group_names",
@@ -130,6 +169,7 @@ __all__ = [
     "open_system",
     "register",
     "start_child",
+    "topic",
     "unregister",
     "wait_registered",
     "watching",

@@ -33,6 +33,7 @@ from ._control import (
     TerminationCallback as TerminationCallback,
     current_cell as current_cell,
 )
+from ._events import ActorFailed, ActorRestarted, publish_event
 from ._exceptions import (
     ActorDefinitionError,
     ActorStoppedError,
@@ -435,6 +436,12 @@ class Cell(Parent):
             return exc
         self.actor = actor
         self.restarts += 1
+        publish_event(
+            self.system,
+            ActorRestarted(
+                self.path, self.last_failure if isinstance(reason, Failed) else None, self.restarts
+            ),
+        )
         self.incarnation += 1
         self.attachments.clear()
         self._stop_requested = False
@@ -553,6 +560,7 @@ class Cell(Parent):
                 exc_info=reason.error,
                 extra={"actor_path": self.path},
             )
+            publish_event(self.system, ActorFailed(self.path, reason.error))
         if self._stopped_event is not None:
             self._stopped_event.set()
         callbacks, self.on_terminated = self.on_terminated, []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import final
 
 import attrs
@@ -39,7 +39,10 @@ class DeadLetters:
     every subscriber.
     """
 
-    def __init__(self, history: int = 1000) -> None:
+    def __init__(
+        self, history: int = 1000, on_publish: Callable[[DeadLetter], None] | None = None
+    ) -> None:
+        self._on_publish = on_publish
         self._recent: collections.deque[DeadLetter] = collections.deque(maxlen=history)
         self._by_reason: collections.Counter[DeadLetterReason] = collections.Counter()
         self._subscribers: list[trio.MemorySendChannel[DeadLetter]] = []
@@ -94,3 +97,5 @@ class DeadLetters:
                 subscriber.send_nowait(letter)
             except trio.WouldBlock:
                 self._subscriber_drops += 1
+        if self._on_publish is not None:
+            self._on_publish(letter)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -14,10 +15,13 @@ from ._actor import Actor
 from ._cell import Cell, Parent, check_thread
 from ._dead_letters import DeadLetters
 from ._deadlines import AskDeadlines
+from ._events import publish_dead_letter
 from ._exceptions import SystemClosedError
 
 if TYPE_CHECKING:
+    from ._events import SystemEvent
     from ._ref import ActorRef
+    from ._topic import Topic
 
 M = TypeVar("M")
 
@@ -69,7 +73,9 @@ class ActorSystem(Parent):
         self.mailbox_size = mailbox_size
         self.ask_timeout = ask_timeout
         self.stop_timeout = stop_timeout
-        self.dead_letters = DeadLetters(dead_letter_history)
+        self.dead_letters = DeadLetters(
+            dead_letter_history, on_publish=functools.partial(publish_dead_letter, self)
+        )
         self.late_replies = 0
         self.ask_deadlines = AskDeadlines()
         self.thread_id = threading.get_ident()
@@ -99,6 +105,13 @@ class ActorSystem(Parent):
         If ``on_start`` raises, so does ``spawn``.
         """
         return await self.spawn_child(actor, name, mailbox_size, stop_timeout)
+
+    @property
+    def events(self) -> Topic[SystemEvent]:
+        """The system event stream: failures, restarts and dead letters (see :func:`event_stream`)."""
+        from ._topic import event_stream
+
+        return event_stream(self)
 
     def statistics(self) -> SystemStatistics:
         """Counters of the whole system."""

@@ -9,6 +9,11 @@ describe the machine they ran on.
   over a raw ``await send`` + ``async for`` consumer, both with a bound of 100.
 - ``ask_ratio``: ``await ref.ask(msg)`` round trips over a raw request/reply
   pair of memory channels (bound 100).
+- ``fanout_ratio``: deliveries per second from ``await topic.publish(msg)`` to
+  ``BENCH_FANOUT`` (1,000) channel subscribers (policy BLOCK, buffer 100 each),
+  over the same fan-out by hand to as many raw memory channels (bound 100):
+  ``send_nowait`` to each in a loop, ``await send`` on the full ones, one
+  checkpoint per message. One consumer task per subscriber in both.
 - ``idle_actor_bytes``: traced Python memory per idle spawned actor.
 - ``spawn_per_s``: actors spawned (``on_start`` done, ref handed out) per second.
 
@@ -29,12 +34,14 @@ from importlib.metadata import version
 
 import attrs
 import trio
+import trio.testing
 
 import actors
 
 REPS = int(os.environ.get("BENCH_REPS", "5"))
 TARGET_S = float(os.environ.get("BENCH_TARGET_S", "0.25"))
 IDLE_ACTORS = int(os.environ.get("BENCH_IDLE_ACTORS", "5000"))
+FANOUT = int(os.environ.get("BENCH_FANOUT", "1000"))
 BOUND = 100
 
 
@@ -142,6 +149,63 @@ async def spawn(system: actors.ActorSystem, n: int) -> float:
     return elapsed
 
 
+async def raw_fanout(system: actors.ActorSystem, n: int) -> float:
+    """Deliver about ``n`` messages in all, each message going to FANOUT raw channels."""
+    messages = max(1, round(n / FANOUT))
+    counts = [0] * FANOUT
+    channels = [trio.open_memory_channel[Ping](BOUND) for _ in range(FANOUT)]
+
+    async def consumer(index: int, receive: trio.MemoryReceiveChannel[Ping]) -> None:
+        async with receive:
+            async for _message in receive:
+                counts[index] += 1
+
+    async with trio.open_nursery() as nursery:
+        for index, (_send, receive) in enumerate(channels):
+            nursery.start_soon(consumer, index, receive)
+        sends = [send for send, _receive in channels]
+        await trio.testing.wait_all_tasks_blocked()
+        start = time.perf_counter()
+        for i in range(messages):
+            message = Ping(i)
+            for send in sends:
+                try:
+                    send.send_nowait(message)
+                except trio.WouldBlock:
+                    await send.send(message)
+            await trio.lowlevel.checkpoint()
+        for send in sends:
+            await send.aclose()
+    elapsed = time.perf_counter() - start
+    assert counts == [messages] * FANOUT
+    return elapsed * n / (messages * FANOUT)
+
+
+async def topic_fanout(system: actors.ActorSystem, n: int) -> float:
+    """The same fan-out through a topic with FANOUT channel subscribers."""
+    messages = max(1, round(n / FANOUT))
+    counts = [0] * FANOUT
+    pings: actors.Topic[Ping] = actors.topic(system, "fanout", buffer=BOUND)
+
+    async def consumer(index: int, *, task_status: trio.TaskStatus[None]) -> None:
+        with pings.subscribe() as receive:
+            task_status.started()
+            async for _message in receive:
+                counts[index] += 1
+
+    async with trio.open_nursery() as nursery:
+        for index in range(FANOUT):
+            await nursery.start(consumer, index)
+        await trio.testing.wait_all_tasks_blocked()
+        start = time.perf_counter()
+        for i in range(messages):
+            await pings.publish(Ping(i))
+        pings.close()
+    elapsed = time.perf_counter() - start
+    assert counts == [messages] * FANOUT
+    return elapsed * n / (messages * FANOUT)
+
+
 Variant = Callable[[actors.ActorSystem, int], Awaitable[float]]
 VARIANTS: dict[str, Variant] = {
     "raw_tell": raw_tell,
@@ -149,6 +213,8 @@ VARIANTS: dict[str, Variant] = {
     "raw_ask": raw_ask,
     "actor_ask": actor_ask,
     "spawn": spawn,
+    "raw_fanout": raw_fanout,
+    "topic_fanout": topic_fanout,
 }
 
 
@@ -186,6 +252,7 @@ async def measure() -> dict[str, object]:
         "bench": "actors",
         "tell_ratio": round(median["actor_tell"] / median["raw_tell"], 3),
         "ask_ratio": round(median["actor_ask"] / median["raw_ask"], 3),
+        "fanout_ratio": round(median["topic_fanout"] / median["raw_fanout"], 3),
         "idle_actor_bytes": round(idle),
         "spawn_per_s": round(median["spawn"]),
         "rates_per_s": {name: round(value) for name, value in median.items()},

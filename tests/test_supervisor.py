@@ -382,3 +382,37 @@ async def test_shutting_down_a_tree_stops_leaves_first(system: actors.ActorSyste
     outer = await system.spawn(Supervisor([ChildSpec("inner", inner), spec(journal, "solo")]))
     await outer.stop()
     assert journal.stops == ["solo", "leaf2", "leaf1"]
+
+
+async def test_restarts_and_final_failures_are_published_as_system_events() -> None:
+    journal = Journal()
+    seen: list[actors.SystemEvent] = []
+
+    async def run() -> None:
+        async with actors.open_system() as system:
+            supervisor = await system.spawn(
+                Supervisor([spec(journal, "a")], max_restarts=1), name="s"
+            )
+            a = await child(supervisor, "a")
+            with system.events.subscribe(buffer=50) as events:
+                await a.tell(Crash("first"))
+                assert await a.ask(Generation()) == 2
+                try:
+                    await a.tell(Crash("second"))  # past the intensity: the supervisor fails
+                    await trio.sleep_forever()
+                finally:
+                    while True:
+                        try:
+                            seen.append(events.receive_nowait())
+                        except trio.WouldBlock:
+                            break
+
+    with pytest.raises(actors.RestartIntensityError):
+        await run()
+    (restarted,) = [event for event in seen if isinstance(event, actors.ActorRestarted)]
+    assert (restarted.path, restarted.restarts) == ("/s/a", 1)
+    assert str(restarted.error) == "first"
+    failed = {event.path for event in seen if isinstance(event, actors.ActorFailed)}
+    assert "/s/a" in failed
+    letters = [event.letter for event in seen if isinstance(event, actors.DeadLetterPublished)]
+    assert [letter.message for letter in letters][:2] == [Crash("first"), Crash("second")]
