@@ -14,6 +14,11 @@ describe the machine they ran on.
   over the same fan-out by hand to as many raw memory channels (bound 100):
   ``send_nowait`` to each in a loop, ``await send`` on the full ones, one
   checkpoint per message. One consumer task per subscriber in both.
+- ``restart_latency_us``: median time from telling a supervised actor a message
+  whose handler raises to the restarted incarnation's answer to an ``ask``
+  (failure, dead letter, stop hook, supervisor decision, fresh actor, start
+  hook, one ask round trip). The ``actors`` logger gets a ``NullHandler`` so
+  the restart warnings are created but not printed.
 - ``idle_actor_bytes``: traced Python memory per idle spawned actor.
 - ``spawn_per_s``: actors spawned (``on_start`` done, ref handed out) per second.
 
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import os
 import platform
 import statistics
@@ -206,6 +212,36 @@ async def topic_fanout(system: actors.ActorSystem, n: int) -> float:
     return elapsed * n / (messages * FANOUT)
 
 
+@attrs.frozen
+class Crash:
+    pass
+
+
+@attrs.define(eq=False)
+class Crashy(actors.Actor[Crash | Echo]):
+    @actors.handler
+    def crash(self, message: Crash) -> None:
+        raise RuntimeError("crash on purpose")
+
+    @actors.handler
+    def echo(self, message: Echo) -> int:
+        return message.n
+
+
+async def restart(system: actors.ActorSystem, n: int) -> float:
+    supervisor = await system.spawn(
+        actors.Supervisor([actors.ChildSpec("crashy", Crashy)], max_restarts=n + 1, within=3600)
+    )
+    crashy = (await supervisor.ask(actors.WhichChildren()))["crashy"]
+    start = time.perf_counter()
+    for i in range(n):
+        await crashy.tell(Crash())  # type: ignore[arg-type]
+        assert await crashy.ask(Echo(i)) == i
+    elapsed = time.perf_counter() - start
+    await supervisor.stop()
+    return elapsed
+
+
 Variant = Callable[[actors.ActorSystem, int], Awaitable[float]]
 VARIANTS: dict[str, Variant] = {
     "raw_tell": raw_tell,
@@ -215,6 +251,7 @@ VARIANTS: dict[str, Variant] = {
     "spawn": spawn,
     "raw_fanout": raw_fanout,
     "topic_fanout": topic_fanout,
+    "restart": restart,
 }
 
 
@@ -253,6 +290,7 @@ async def measure() -> dict[str, object]:
         "tell_ratio": round(median["actor_tell"] / median["raw_tell"], 3),
         "ask_ratio": round(median["actor_ask"] / median["raw_ask"], 3),
         "fanout_ratio": round(median["topic_fanout"] / median["raw_fanout"], 3),
+        "restart_latency_us": round(1e6 / median["restart"], 1),
         "idle_actor_bytes": round(idle),
         "spawn_per_s": round(median["spawn"]),
         "rates_per_s": {name: round(value) for name, value in median.items()},
@@ -264,4 +302,5 @@ async def measure() -> dict[str, object]:
 
 
 if __name__ == "__main__":
+    logging.getLogger("actors").addHandler(logging.NullHandler())
     print(json.dumps(trio.run(measure)))
