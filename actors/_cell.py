@@ -329,7 +329,9 @@ class Cell(Parent):
 
     # -- the actor's task ---------------------------------------------------------------
 
-    async def run(self, *, task_status: trio.TaskStatus[ActorRef[Any]]) -> None:
+    async def run(  # noqa: ASYNC128 - _incarnation calls started() on the first start
+        self, *, task_status: trio.TaskStatus[ActorRef[Any]]
+    ) -> None:
         current_cell.set(self)
         self.started_at = trio.current_time()
         reason: StopReason = Normal()

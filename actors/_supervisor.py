@@ -140,7 +140,8 @@ class Supervisor(Actor[SupervisorMessage]):
     _restart_times: collections.deque[float] = attrs.field(init=False, factory=collections.deque)
     _random: random.Random = attrs.field(init=False, factory=random.Random)
 
-    async def on_start(self) -> None:
+    # Hooks and handlers run inside the actor loop, whose receive is the checkpoint.
+    async def on_start(self) -> None:  # noqa: ASYNC910
         if self.max_restarts < 0 or self.within <= 0:
             raise ValueError(
                 f"supervisor restart intensity must be max_restarts >= 0 within > 0 seconds, "
@@ -149,7 +150,7 @@ class Supervisor(Actor[SupervisorMessage]):
         for spec in self.children:
             await self._start(spec)
 
-    async def on_stop(self, reason: StopReason) -> None:
+    async def on_stop(self, reason: StopReason) -> None:  # noqa: ASYNC910
         cell = self._actor_cell
         if isinstance(reason, Failed) and cell.supervision is None:
             _escalate(cell, reason.error)
@@ -158,7 +159,7 @@ class Supervisor(Actor[SupervisorMessage]):
     async def start(self, message: StartChild) -> ActorRef[Never] | TooManyChildrenError:
         cell = self._actor_cell
         if self.max_children is not None and len(cell.children) >= self.max_children:
-            return TooManyChildrenError(
+            return TooManyChildrenError(  # noqa: ASYNC910 - a handler
                 f"supervisor {cell.path} already has {self.max_children} children "
                 f"(max_children); {message.spec.name!r} was not started"
             )
@@ -168,7 +169,7 @@ class Supervisor(Actor[SupervisorMessage]):
     async def stop_child(self, message: StopChild) -> bool:
         child = self._actor_cell.children.get(message.name)
         if child is None:
-            return False
+            return False  # noqa: ASYNC910 - a handler
         await child.ref.stop()
         return True
 

@@ -1,3 +1,101 @@
-"""WebSocket connection actors built on the actors runtime."""
+"""WebSocket connections as actors: each connection owns its stream; everything else talks to
+it through its mailbox and its bounded inbound queue.
 
-__all__: list[str] = []
+Client::
+
+    async with actors.open_system() as system:
+        async with transport.open_websocket_client(system, "wss://example.com/feed") as ws:
+            await ws.send("subscribe")
+            print(await ws.receive())
+
+Server: :func:`serve_websocket` runs an accept loop whose connections are actors,
+children of one host actor.
+"""
+
+from __future__ import annotations
+
+from ._client import (
+    connect_websocket as connect_websocket,
+    insecure_ssl_context as insecure_ssl_context,
+    open_websocket_client as open_websocket_client,
+)
+from ._close_codes import (
+    CloseCode as CloseCode,
+    ConnectionClosed as ConnectionClosed,
+    Situation as Situation,
+    close_code_for as close_code_for,
+    is_sendable as is_sendable,
+    is_transient as is_transient,
+)
+from ._exceptions import (
+    ConnectionClosedError as ConnectionClosedError,
+    HandshakeError as HandshakeError,
+    HandshakeRejected as HandshakeRejected,
+    HandshakeTimeoutError as HandshakeTimeoutError,
+    TLSError as TLSError,
+    TransportError as TransportError,
+)
+from ._handle import WebSocketConnection as WebSocketConnection
+from ._handshake import (
+    Accept as Accept,
+    HandshakeHook as HandshakeHook,
+    HandshakePolicy as HandshakePolicy,
+    HandshakeRequest as HandshakeRequest,
+    Reject as Reject,
+)
+from ._inbound import OverflowPolicy as OverflowPolicy
+from ._messages import (
+    Close as Close,
+    ConnectionInfo as ConnectionInfo,
+    ConnectionMessage as ConnectionMessage,
+    ConnectionOptions as ConnectionOptions,
+    ConnectionStatistics as ConnectionStatistics,
+    GetStatistics as GetStatistics,
+    Received as Received,
+    SendBytes as SendBytes,
+    SendText as SendText,
+    SubscriberMessage as SubscriberMessage,
+)
+from ._server import (
+    ServerStatistics as ServerStatistics,
+    WebSocketServer as WebSocketServer,
+    serve_websocket as serve_websocket,
+)
+
+__all__ = [
+    "Accept",
+    "Close",
+    "CloseCode",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionInfo",
+    "ConnectionMessage",
+    "ConnectionOptions",
+    "ConnectionStatistics",
+    "GetStatistics",
+    "HandshakeError",
+    "HandshakeHook",
+    "HandshakePolicy",
+    "HandshakeRejected",
+    "HandshakeRequest",
+    "HandshakeTimeoutError",
+    "OverflowPolicy",
+    "Received",
+    "Reject",
+    "SendBytes",
+    "SendText",
+    "ServerStatistics",
+    "Situation",
+    "SubscriberMessage",
+    "TLSError",
+    "TransportError",
+    "WebSocketConnection",
+    "WebSocketServer",
+    "close_code_for",
+    "connect_websocket",
+    "insecure_ssl_context",
+    "is_sendable",
+    "is_transient",
+    "open_websocket_client",
+    "serve_websocket",
+]

@@ -1,0 +1,153 @@
+"""The server's handshake decision: Origin allow-list, subprotocol choice, an auth hook.
+
+:func:`decide` is the whole decision; only the user's hook is async.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Collection, Sequence
+
+import attrs
+import trio
+
+from ._backend import Backend, BackendLimits, ServerHandshake, describe_remote, server_handshake
+from ._connection import Opener
+from ._exceptions import HandshakeRejected
+from ._messages import ConnectionInfo, ConnectionOptions
+
+logger = logging.getLogger("transport")
+
+
+@attrs.frozen
+class HandshakeRequest:
+    """A client's opening request as the server sees it (values only, no stream)."""
+
+    path: str
+    headers: tuple[tuple[str, str], ...]
+    subprotocols: tuple[str, ...]
+    remote: str
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (case-insensitive), or ``None``."""
+        wanted = name.lower()
+        for key, value in self.headers:
+            if key.lower() == wanted:
+                return value
+        return None
+
+    @property
+    def origin(self) -> str | None:
+        """The ``Origin`` header (browsers always send it), or ``None``."""
+        return self.header("origin")
+
+
+@attrs.frozen
+class Accept:
+    """Accept the handshake, optionally choosing a ``subprotocol`` and adding ``headers``."""
+
+    subprotocol: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@attrs.frozen
+class Reject:
+    """Refuse the handshake with an HTTP ``status`` (and an optional ``body``)."""
+
+    status: int = 403
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+#: Called with each request after the built-in checks passed: return :class:`Reject` to
+#: refuse, :class:`Accept` to override the subprotocol or add headers, ``None`` to accept.
+HandshakeHook = Callable[[HandshakeRequest], Awaitable[Accept | Reject | None]]
+
+
+@attrs.frozen(kw_only=True)
+class HandshakePolicy:
+    """What a server accepts.
+
+    ``subprotocols``: the server's subprotocols in order of preference; the
+    first one the client also proposed is chosen (none if there is no
+    overlap). ``allowed_origins``: if given, a request carrying an ``Origin``
+    header not in it is refused with 403 (requests without ``Origin`` come
+    from non-browser clients and pass). ``on_handshake``: authentication or
+    routing hook, see :data:`HandshakeHook`.
+    """
+
+    subprotocols: Sequence[str] = ()
+    allowed_origins: Collection[str] | None = None
+    on_handshake: HandshakeHook | None = None
+
+
+#: Accept every request, no subprotocol.
+DEFAULT_POLICY = HandshakePolicy()
+
+
+def check_request(request: HandshakeRequest, policy: HandshakePolicy) -> Accept | Reject:
+    """The built-in part of the decision (pure): Origin, then subprotocol."""
+    origin = request.origin
+    allowed = policy.allowed_origins
+    if allowed is not None and origin is not None and origin not in allowed:
+        return Reject(403, b"origin not allowed")
+    chosen = next((p for p in policy.subprotocols if p in request.subprotocols), None)
+    return Accept(subprotocol=chosen)
+
+
+async def decide(  # noqa: ASYNC910 - the hook is user code
+    request: HandshakeRequest, policy: HandshakePolicy
+) -> Accept | Reject:
+    """The full decision: the built-in checks, then the hook (a hook that raises means 500)."""
+    decision = check_request(request, policy)
+    if isinstance(decision, Reject) or policy.on_handshake is None:
+        await trio.lowlevel.checkpoint()
+        return decision  # noqa: ASYNC910
+    try:
+        verdict = await policy.on_handshake(request)
+    except Exception:
+        logger.exception("the handshake hook raised for %s", request.path)
+        verdict = Reject(500, b"internal error")
+    return decision if verdict is None else verdict  # noqa: ASYNC910
+
+
+def server_opener(
+    stream: trio.abc.Stream, policy: HandshakePolicy, options: ConnectionOptions
+) -> Opener:
+    """An opener that reads the request from ``stream``, decides, and accepts or rejects it."""
+    limits = BackendLimits(options.max_message_size, options.receive_buffer_size)
+
+    async def open_connection(nursery: trio.Nursery) -> tuple[Backend, ConnectionInfo]:
+        timeout = options.handshake_timeout
+        try:
+            handshake = await server_handshake(nursery, stream, limits=limits, within=timeout)
+            request = _request_of(handshake, stream)
+            with trio.fail_after(timeout):
+                decision = await decide(request, policy)
+            if isinstance(decision, Reject):
+                await handshake.reject(decision.status, decision.body, decision.headers, timeout)
+                raise HandshakeRejected(decision.status, decision.headers, decision.body)
+            backend = await handshake.accept(decision.subprotocol, decision.headers, timeout)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
+            raise
+        info = ConnectionInfo(
+            is_client=False,
+            path=request.path,
+            subprotocol=backend.subprotocol,
+            headers=request.headers,
+            remote=request.remote,
+        )
+        return backend, info
+
+    return open_connection
+
+
+def _request_of(handshake: ServerHandshake, stream: trio.abc.Stream) -> HandshakeRequest:
+    return HandshakeRequest(
+        path=handshake.path,
+        headers=handshake.headers,
+        subprotocols=handshake.subprotocols,
+        remote=describe_remote(stream),
+    )

@@ -1,0 +1,113 @@
+"""The connection's inbound queue: bounded, never blocks the network reader.
+
+When the queue is full the :class:`OverflowPolicy` decides what gives way; the
+caller (the connection actor) counts and dead-letters whatever was dropped and
+closes the connection when the policy says so.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+from typing import Generic, TypeVar, final
+
+import trio
+
+from ._close_codes import Situation
+
+T = TypeVar("T")
+
+
+class OverflowPolicy(enum.Enum):
+    """What a connection does when its inbound queue is full and another message arrives."""
+
+    #: Drop the oldest queued message to make room for the new one.
+    DROP_OLDEST = "drop oldest"
+    #: Drop the message that just arrived.
+    DROP_NEWEST = "drop newest"
+    #: Drop the new message and close the connection with 1008 (policy violation).
+    CLOSE_POLICY_VIOLATION = "close 1008"
+    #: Drop the new message and close the connection with 1013 (try again later).
+    CLOSE_TRY_AGAIN_LATER = "close 1013"
+
+    @property
+    def close_situation(self) -> Situation | None:
+        """The close situation this policy leads to, or ``None`` for the drop policies."""
+        if self is OverflowPolicy.CLOSE_POLICY_VIOLATION:
+            return Situation.OVERFLOW_POLICY_VIOLATION
+        if self is OverflowPolicy.CLOSE_TRY_AGAIN_LATER:
+            return Situation.OVERFLOW_TRY_AGAIN_LATER
+        return None
+
+
+@final
+class InboundQueue(Generic[T]):
+    """A bounded FIFO whose producer never waits, and whose single consumer does."""
+
+    __slots__ = ("_closed", "_items", "_lot", "_receiving", "capacity", "dropped", "policy")
+
+    def __init__(self, capacity: int, policy: OverflowPolicy) -> None:
+        if capacity < 1:
+            raise ValueError(f"inbound_queue_size must be at least 1, not {capacity!r}")
+        self.capacity = capacity
+        self.policy = policy
+        self.dropped = 0
+        self._items: collections.deque[T] = collections.deque()
+        self._lot = trio.lowlevel.ParkingLot()
+        self._closed = False
+        self._receiving = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def closed(self) -> bool:
+        """True once no more items will be put."""
+        return self._closed
+
+    def put(self, item: T) -> T | None:
+        """Queue ``item`` without waiting; return the item the policy dropped, if any."""
+        if self._closed:
+            self.dropped += 1
+            return item
+        dropped: T | None = None
+        if len(self._items) >= self.capacity:
+            self.dropped += 1
+            if self.policy is OverflowPolicy.DROP_OLDEST:
+                dropped = self._items.popleft()
+            else:
+                return item
+        self._items.append(item)
+        self._lot.unpark()
+        return dropped
+
+    def close(self) -> None:
+        """No more items: the consumer gets what is queued, then :exc:`trio.EndOfChannel`."""
+        self._closed = True
+        self._lot.unpark_all()
+
+    def drain(self) -> list[T]:
+        """Take every queued item at once (used to dead-letter what nobody will read)."""
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+    async def get(self) -> T:
+        """The oldest item, waiting for one; :exc:`trio.EndOfChannel` once closed and empty."""
+        if self._receiving:
+            raise trio.BusyResourceError(
+                "another task is already receiving from this connection; only one "
+                "task may receive (give the others the messages through a channel)"
+            )
+        self._receiving = True
+        try:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            while not self._items:
+                if self._closed:
+                    raise trio.EndOfChannel
+                await self._lot.park()
+            item = self._items.popleft()
+        finally:
+            self._receiving = False
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return item
