@@ -150,6 +150,7 @@ class Cell(Parent):
         "parent",
         "path",
         "reason",
+        "reason_override",
         "ref",
         "restarts",
         "sender",
@@ -190,6 +191,8 @@ class Cell(Parent):
         self.attachments: dict[str, object] = {}
         self.state = State.STARTING
         self.reason: StopReason | None = None
+        #: Set by ``ctx.stop(reason)`` while stopping: the reason watchers will see.
+        self.reason_override: StopReason | None = None
         self.sender: Cell | None = None
         self.ref: ActorRef[Any] = ActorRef(self)
         self._context: ActorContext[Any] | None = None
@@ -551,11 +554,14 @@ class Cell(Parent):
             )
 
     def _finish(self, reason: StopReason) -> None:
+        if self.reason_override is not None:
+            reason = self.reason_override
         self.reason = reason
         self.state = State.STOPPED
         if self.parent.children.get(self.name) is self:
             del self.parent.children[self.name]
-        if isinstance(reason, Failed):
+        # A start failure is raised from spawn(): the caller reports it, not us.
+        if isinstance(reason, Failed) and self._started:
             logger.error(
                 "actor %s failed",
                 self.path,

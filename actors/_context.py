@@ -140,8 +140,20 @@ class ActorContext(Generic[M_contra]):
         _watch.unwatch(self, ref)
 
     def stop(self, reason: StopReason | None = None) -> None:
-        """Stop this actor after the current message (queued messages go to dead letters)."""
-        self._cell.request_stop(Normal() if reason is None else reason, requested=False)
+        """Stop this actor after the current message (queued messages go to dead letters).
+
+        Called while the actor is already stopping (from ``on_stop``, or from a
+        task winding down after a stop from outside), it only replaces the stop
+        reason that ``wait_stopped`` and watchers will see: a connection actor
+        stopped from outside reports the close code it sent, for example.
+        """
+        from ._control import State
+
+        cell = self._cell
+        if cell.state is State.STOPPING and reason is not None:
+            cell.reason_override = reason
+            return
+        cell.request_stop(Normal() if reason is None else reason, requested=False)
 
 
 def _name_of(function: Callable[..., Any]) -> str:

@@ -246,3 +246,36 @@ async def test_spawn_accepts_a_factory(system: actors.ActorSystem) -> None:
 async def test_ctx_outside_a_running_actor_is_a_clear_error() -> None:
     with pytest.raises(RuntimeError, match="has no context yet"):
         _ = Counter().ctx
+
+
+@attrs.frozen
+class Closed(actors.StopReason):
+    code: int
+
+
+@attrs.define(eq=False)
+class Reporter(actors.Actor[Add]):
+    """Reports a reason of its own when stopped from outside."""
+
+    @actors.handler
+    def add(self, message: Add) -> None:
+        pass
+
+    async def on_stop(self, reason: actors.StopReason) -> None:
+        self.ctx.stop(Closed(1001))
+
+
+async def test_a_stopping_actor_can_state_its_own_stop_reason(
+    system: actors.ActorSystem,
+) -> None:
+    reporter = await system.spawn(Reporter())
+    assert await reporter.stop() == Closed(1001)
+    assert reporter.stop_reason == Closed(1001)
+
+
+async def test_a_start_failure_is_reported_once_by_spawn_not_logged(
+    system: actors.ActorSystem, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(RuntimeError, match="cannot start"):
+        await system.spawn(Hooked([], fail_start=True))
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]
