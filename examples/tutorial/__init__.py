@@ -1,0 +1,1 @@
+"""The tutorial, one runnable step per file: ``python -m examples.tutorial.step1_first_actor``."""

@@ -1,0 +1,161 @@
+"""The examples run as users run them (``python -m ...``) and print what the docs say they print."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+ROOT = Path(__file__).resolve().parent.parent
+# Generous: each run takes well under this; the bound only turns a hang into a failure.
+TIMEOUT = 60
+
+
+def run_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-W", "error", "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+def test_demo_bounded_run_shows_the_conversation_the_crash_and_the_statistics() -> None:
+    result = run_module("examples.demo", "--seconds", "2", "--seed", "1")
+    out = result.stdout
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert "running for 2s" in out
+    # The bots spoke: a tell-driven reply, an ask answered through pipe_to_self, the thread.
+    assert "greeter: welcome, alice!" in out
+    assert "parrot: hi everyone!" in out
+    assert re.search(r"^\[ *[\d.]+s\] dice: alice rolled \d+ on a d6$", out, re.MULTILINE)
+    assert re.search(r"^\[ *[\d.]+s\] sensor: -?\d+\.\d C$", out, re.MULTILINE)
+    # The crash, with its reason, the dead letter, the runtime's log line, and the room noticing.
+    crash = "RuntimeError('the parrot choked on a cracker')"
+    assert f"-- /parrot stopped (failed: {crash})" in out
+    assert (
+        "-- dead letter to /parrot (failed): "
+        "Heard(author='alice', text='polly want a cracker?')" in out
+    )
+    assert "-- log ERROR actors [/parrot]: actor /parrot failed" in out
+    assert f"room: parrot left (failed: {crash})" in out
+    # The orderly end and the final statistics.
+    for name in ["alice", "greeter", "room", "dice"]:
+        assert f"-- /{name} stopped (normal)" in out
+    assert re.search(r"^actor +processed +high water +capacity +dead letters", out, re.MULTILINE)
+    assert re.search(
+        rf"^/parrot +\d+ +\d+ +16 +[1-9]\d*  failed: {re.escape(crash)}$", out, re.MULTILINE
+    )
+    assert re.search(r"^dead letters: \d+ \(.*\bfailed: 1\b.*\)$", out, re.MULTILINE)
+
+
+def test_demo_seed_makes_the_dice_repeatable() -> None:
+    def rolls(seed: str) -> list[str]:
+        result = run_module("examples.demo", "--seconds", "1", "--seed", seed)
+        assert result.returncode == 0, result.stderr
+        return re.findall(r"rolled (\d+ on a d\d+)", result.stdout)
+
+    first = rolls("5")
+    assert first
+    second = rolls("5")
+    common = min(len(first), len(second))
+    assert first[:common] == second[:common]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX-only")
+async def test_demo_ends_cleanly_at_ctrl_c() -> None:
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-W", "error", "-m", "examples.demo", "--seed", "1"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    output = b""
+    with trio.fail_after(TIMEOUT):
+        try:
+            while b"alice: hi everyone" not in output:
+                chunk = await process.stdout.receive_some()
+                assert chunk, output.decode()
+                output += chunk
+            process.send_signal(signal.SIGINT)
+            while chunk := await process.stdout.receive_some():
+                output += chunk
+            errors = await process.stderr.receive_some()
+            assert await process.wait() == 0, errors.decode()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                with trio.CancelScope(shield=True):
+                    await process.wait()
+    text = output.decode()
+    assert "running until Ctrl-C" in text
+    assert "-- stopping: the sensor thread first, then the actors" in text
+    assert re.search(r"^dead letters: \d+ ", text, re.MULTILINE)
+
+
+TUTORIAL = [
+    (
+        "step1_first_actor",
+        [
+            "hello, trio! (1 so far)",
+            "hello, akka! (3 so far)",
+            "/greeter stops: Normal()",
+            "stopped with Normal(); processed 3 messages",
+        ],
+    ),
+    ("step2_first_ask", ["/counter: total = 5"]),
+    (
+        "step3_threads",
+        [
+            "meter thread: sent 10 readings; the counter says 55",
+            "meter thread: refused: ActorRef.tell_nowait() was called from a thread other",
+            "trio thread: total = 55",
+            "trio thread: refused: a *_from_thread method of /counter was called",
+            "checksum of 'actors' = 652",
+        ],
+    ),
+    (
+        "step4_failures",
+        [
+            "1. actor /account did not answer Audit within 0.05s",
+            "2. the ask raised ValueError('cannot withdraw 25 from a balance of 10')",
+            "/account stopped: Failed(error=ValueError('cannot withdraw 25 from a balance of 10'))",
+            "3. actor /account has stopped (failed with ValueError(",
+            "4. dead letter to /account (late reply): 'audit passed'",
+            "4. dead letter to /account (failed): Withdraw(amount=25)",
+            "by reason: late reply: 1, failed: 1",
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(("step", "expected"), TUTORIAL, ids=[step for step, _ in TUTORIAL])
+def test_tutorial_step_prints_what_the_tutorial_says(step: str, expected: list[str]) -> None:
+    result = run_module(f"examples.tutorial.{step}")
+    assert result.returncode == 0, result.stderr
+    for line in expected:
+        assert line in result.stdout
+
+
+def test_every_tutorial_step_is_tested() -> None:
+    on_disk = {path.stem for path in (ROOT / "examples" / "tutorial").glob("step*.py")}
+    assert on_disk == {step for step, _ in TUTORIAL}
+
+
+def test_readme_example_is_tutorial_step_2_verbatim() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## 30-second example", 1)[1].split("\n## ", 1)[0]
+    match = re.search(r"^```python\n(.*?)^```$", section, re.MULTILINE | re.DOTALL)
+    assert match is not None, "the README's 30-second example has no python code block"
+    step2 = (ROOT / "examples" / "tutorial" / "step2_first_ask.py").read_text(encoding="utf-8")
+    assert match.group(1) == step2
