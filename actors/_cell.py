@@ -16,6 +16,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import outcome
@@ -37,6 +38,7 @@ from ._events import ActorFailed, ActorRestarted, publish_event
 from ._exceptions import (
     ActorDefinitionError,
     ActorStoppedError,
+    ErrorReply,
     NameTakenError,
     UnhandledMessageError,
     WrongThreadError,
@@ -131,6 +133,7 @@ class Cell(Parent):
         "_closed_out",
         "_context",
         "_draining",
+        "_failure_traceback",
         "_interrupt",
         "_loop_scope",
         "_nursery",
@@ -198,6 +201,7 @@ class Cell(Parent):
         self._context: ActorContext[Any] | None = None
         self._nursery = None
         self._draining = False
+        self._failure_traceback: tuple[BaseException | None, TracebackType | None] = (None, None)
         self._interrupt: StopReason | None = None
         self._loop_scope: trio.CancelScope | None = None
         self._closed_out = False
@@ -399,7 +403,7 @@ class Cell(Parent):
                         self.path,
                         reason,
                         restart_in,
-                        exc_info=reason.error if isinstance(reason, Failed) else None,
+                        exc_info=self._exc_info(reason),
                         extra={"actor_path": self.path},
                     )
                 await self.stop_children()
@@ -500,7 +504,20 @@ class Cell(Parent):
                             if is_async
                             else function(actor, message)
                         )
+                    except ErrorReply as rejection:
+                        mailbox.processed += 1
+                        if slot is None:
+                            self.dead_letter(
+                                message, sender, DeadLetterReason.REJECTED, rejection.error
+                            )
+                        elif not slot.settle(outcome.Error(rejection.error)):
+                            self.system.late_replies += 1
+                            self.dead_letter(rejection.error, self, DeadLetterReason.LATE_REPLY)
+                        continue
                     except Exception as exc:  # noqa: BLE001 - a failure is a value: the stop reason
+                        # The asker re-raises this very exception, which extends its
+                        # traceback: keep the handler's own for the logs.
+                        self._failure_traceback = (exc, exc.__traceback__)
                         self.dead_letter(message, sender, DeadLetterReason.FAILED, exc)
                         if slot is not None:
                             slot.settle(outcome.Error(exc))
@@ -553,6 +570,15 @@ class Cell(Parent):
                 extra={"actor_path": self.path},
             )
 
+    def _exc_info(
+        self, reason: StopReason
+    ) -> tuple[type[BaseException], BaseException, TracebackType | None] | None:
+        if not isinstance(reason, Failed):
+            return None
+        error = reason.error
+        saved, traceback = self._failure_traceback
+        return type(error), error, traceback if saved is error else error.__traceback__
+
     def _finish(self, reason: StopReason) -> None:
         if self.reason_override is not None:
             reason = self.reason_override
@@ -565,7 +591,7 @@ class Cell(Parent):
             logger.error(
                 "actor %s failed",
                 self.path,
-                exc_info=reason.error,
+                exc_info=self._exc_info(reason),
                 extra={"actor_path": self.path},
             )
             publish_event(self.system, ActorFailed(self.path, reason.error))

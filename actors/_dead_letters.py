@@ -47,6 +47,7 @@ class DeadLetters:
         self._by_reason: collections.Counter[DeadLetterReason] = collections.Counter()
         self._subscribers: list[trio.MemorySendChannel[DeadLetter]] = []
         self._subscriber_drops = 0
+        self._closed = False
 
     @property
     def count(self) -> int:
@@ -71,14 +72,30 @@ class DeadLetters:
 
         The channel holds up to ``buffer`` letters; when it is full, further
         letters skip this subscriber and are counted in ``subscriber_drops``.
+        The channel ends (``EndOfChannel``) when the system has shut down.
         """
         send, receive = trio.open_memory_channel[DeadLetter](buffer)
-        self._subscribers.append(send)
+        if self._closed:
+            send.close()
+        else:
+            self._subscribers.append(send)
         try:
             yield receive
         finally:
-            self._subscribers.remove(send)
+            if send in self._subscribers:
+                self._subscribers.remove(send)
             send.close()
+
+    def close(self) -> None:
+        """End every subscription (their channels then raise ``EndOfChannel`` once drained).
+
+        The system calls this once every actor has stopped, so a subscriber
+        reading with ``async for`` finishes after the last letter.
+        """
+        self._closed = True
+        for send in self._subscribers:
+            send.close()
+        self._subscribers.clear()
 
     def publish(self, letter: DeadLetter) -> None:
         """Record one letter (called by the runtime and by transports)."""

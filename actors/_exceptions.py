@@ -12,7 +12,8 @@ written against trio's vocabulary keeps working::
     ├── ActorDefinitionError     (TypeError)                 the actor class is malformed
     ├── SystemClosedError        (trio.ClosedResourceError)  the system is shut down
     ├── NameTakenError           (ValueError)                the name is taken (siblings, registry)
-    └── WrongThreadError         (RuntimeError)              a trio-only call from a foreign thread
+    ├── WrongThreadError         (RuntimeError)              a trio-only call from a foreign thread
+    └── ErrorReply                                           raised by a handler: fail the ask only
 
 Exceptions raised by a handler are never wrapped: whoever asked gets the
 handler's own exception object.
@@ -67,3 +68,25 @@ class WrongThreadError(ActorError, RuntimeError):
 
     Use the ``*_from_thread`` methods of :class:`~actors.ActorRef` instead.
     """
+
+
+class ErrorReply(ActorError):
+    """Raise it from a handler to answer an ask with ``error`` without failing the actor.
+
+    ::
+
+        @actors.handler
+        def join(self, message: Join) -> RoomInfo:
+            if message.room not in self.rooms:
+                raise actors.ErrorReply(KeyError(message.room))
+            ...
+
+    The asker gets ``error`` itself (here the ``KeyError``); the actor goes
+    on with its next message. A handler that raises any other exception
+    fails its actor, as usual. For a message that was told, not asked,
+    ``error`` goes to dead letters with reason ``REJECTED``.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error

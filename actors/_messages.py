@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Generic, TypeVar, final
 import attrs
 
 if TYPE_CHECKING:
+    from typing import Never
+
     from ._ref import ActorRef
 
 R_co = TypeVar("R_co", covariant=True)
@@ -77,6 +79,8 @@ class DeadLetterReason(enum.Enum):
     DROPPED = "dropped"
     #: The recipient could not be reached (for example a name nobody holds).
     UNDELIVERABLE = "undeliverable"
+    #: A told message whose handler raised :exc:`ErrorReply` (nobody was asking).
+    REJECTED = "rejected"
 
 
 @final
@@ -86,7 +90,7 @@ class DeadLetter:
 
     message: object
     recipient: str
-    sender: ActorRef[object] | None
+    sender: ActorRef[Never] | None
     reason: DeadLetterReason
     error: BaseException | None = None
 

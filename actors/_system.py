@@ -201,6 +201,7 @@ async def open_system(
             await system._shutdown()
         system._nursery = None
         nursery.cancel_scope.cancel()
+    system.dead_letters.close()
     if system._escalated is not None:
         raise system._escalated
     if body_error is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import attrs
 import pytest
 import trio
@@ -76,3 +78,26 @@ async def test_statistics_count_by_reason_and_subscriber_drops(
     assert stats.by_reason == {actors.DeadLetterReason.DROPPED: 3}
     assert stats.subscriber_drops == 2
     assert system.statistics().dead_letters == 3
+
+
+async def test_subscriptions_end_when_the_system_closes() -> None:
+    seen: list[actors.DeadLetter] = []
+    finished = trio.Event()
+
+    async def reporter(letters: trio.MemoryReceiveChannel[actors.DeadLetter]) -> None:
+        async for letter in letters:
+            seen.append(letter)
+        finished.set()
+
+    async with trio.open_nursery() as nursery:
+        with contextlib.ExitStack() as subscriptions:
+            async with actors.open_system() as system:
+                letters = subscriptions.enter_context(system.dead_letters.subscribe())
+                nursery.start_soon(reporter, letters)
+                counter = await system.spawn(Counter())
+                with pytest.raises(ValueError, match="x"):
+                    await counter.ask(Boom(ValueError("x")))
+            # The subscription is still open here, but the system has closed it.
+            with trio.fail_after(1):
+                await finished.wait()
+    assert [letter.reason for letter in seen] == [actors.DeadLetterReason.FAILED]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import traceback
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -209,3 +211,47 @@ async def test_tell_preserves_per_sender_order_under_concurrency(
     pairs = [value for value in seen if isinstance(value, tuple)]
     for index in range(5):
         assert [n for (i, n) in pairs if i == index] == list(range(200))
+
+
+@attrs.frozen
+class Lookup(actors.Request[int]):
+    key: str
+
+
+@attrs.define(eq=False)
+class Directory(actors.Actor[Lookup]):
+    entries: dict[str, int] = attrs.Factory(lambda: {"a": 1})
+
+    @actors.handler
+    def lookup(self, message: Lookup) -> int:
+        if message.key not in self.entries:
+            raise actors.ErrorReply(KeyError(message.key))
+        return self.entries[message.key]
+
+
+async def test_error_reply_fails_the_ask_but_not_the_actor(system: actors.ActorSystem) -> None:
+    directory = await system.spawn(Directory())
+    with pytest.raises(KeyError, match="nope"):
+        await directory.ask(Lookup("nope"))
+    assert await directory.ask(Lookup("a")) == 1
+    await directory.tell(Lookup("told"))  # nobody asks: the error becomes a dead letter
+    assert await directory.ask(Lookup("a")) == 1
+    (letter,) = system.dead_letters.recent()
+    assert letter.reason is actors.DeadLetterReason.REJECTED
+    assert isinstance(letter.error, KeyError)
+    assert directory.is_alive
+    assert directory.statistics().processed == 4
+
+
+async def test_failure_log_shows_the_handlers_traceback_not_the_askers(
+    system: actors.ActorSystem, caplog: pytest.LogCaptureFixture
+) -> None:
+    counter = await system.spawn(Counter())
+    with pytest.raises(ValueError, match="bad"):
+        await counter.ask(Boom(ValueError("bad")))
+    await counter.wait_stopped()
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert record.exc_info is not None
+    frames = traceback.extract_tb(record.exc_info[2])
+    assert frames[-1].name == "boom"
+    assert "test_failure_log_shows" not in {frame.name for frame in frames}
