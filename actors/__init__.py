@@ -43,6 +43,13 @@ from ._groups import (
     join_group as join_group,
     leave_group as leave_group,
 )
+from ._introspection import (
+    ActorPathFilter as ActorPathFilter,
+    ActorSnapshot as ActorSnapshot,
+    SystemSnapshot as SystemSnapshot,
+    format_tree as format_tree,
+    snapshot as snapshot,
+)
 from ._messages import (
     Cancelled as Cancelled,
     DeadLetter as DeadLetter,
@@ -88,6 +95,7 @@ from ._system import (
     SystemStatistics as SystemStatistics,
     open_system as open_system,
 )
+from ._timers import Timers as Timers
 from ._topic import (
     DEFAULT_TOPIC_BUFFER as DEFAULT_TOPIC_BUFFER,
     EVENT_STREAM_BUFFER as EVENT_STREAM_BUFFER,
@@ -111,8 +119,10 @@ __all__ = [
     "ActorDefinitionError",
     "ActorError",
     "ActorFailed",
+    "ActorPathFilter",
     "ActorRef",
     "ActorRestarted",
+    "ActorSnapshot",
     "ActorStoppedError",
     "ActorSystem",
     "AskTimeoutError",
@@ -150,8 +160,10 @@ __all__ = [
     "Supervisor",
     "SystemClosedError",
     "SystemEvent",
+    "SystemSnapshot",
     "SystemStatistics",
     "Terminated",
+    "Timers",
     "TooManyChildrenError",
     "Topic",
     "TopicClosedError",
@@ -161,6 +173,7 @@ __all__ = [
     "WhichChildren",
     "WrongThreadError",
     "event_stream",
+    "format_tree",
     "group_changes",
     "group_members",
     "group_names",
@@ -170,6 +183,7 @@ __all__ = [
     "lookup",
     "open_system",
     "register",
+    "snapshot",
     "start_child",
     "topic",
     "unregister",

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ._cell import Cell
     from ._ref import ActorRef
     from ._system import ActorSystem
+    from ._timers import Timers
     from ._watch import Terminated
 
 M = TypeVar("M")
@@ -125,6 +126,13 @@ class ActorContext(Generic[M_contra]):
             await cell.ref._tell_or_dead_letter(message)
 
         cell.start_task(run, f"pipe_to_self:{_name_of(function)}")
+
+    @property
+    def timers(self) -> Timers[M_contra]:
+        """This actor's keyed timers: messages it sends itself later (see :class:`Timers`)."""
+        from ._timers import Timers
+
+        return Timers(self._cell)
 
     def watch(self: ActorContext[Terminated], ref: ActorRef[Never]) -> None:
         """Receive ``Terminated(ref, reason)`` once ``ref``'s actor stops for good.

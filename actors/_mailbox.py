@@ -63,6 +63,11 @@ class Mailbox(Generic[T]):
         return self._closed
 
     @property
+    def waiting(self) -> bool:
+        """True while the receiver is parked waiting for an item."""
+        return self.receive_task is not None
+
+    @property
     def depth(self) -> int:
         return 0 if self._data is None else len(self._data)
 

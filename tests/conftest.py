@@ -6,6 +6,8 @@ import pytest
 
 import actors
 
+pytest_plugins = ["actors.testing"]
+
 
 @pytest.fixture
 async def system() -> AsyncIterator[actors.ActorSystem]:
