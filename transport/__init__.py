@@ -27,6 +27,22 @@ from ._close_codes import (
     is_sendable as is_sendable,
     is_transient as is_transient,
 )
+from ._codec import (
+    PAYLOAD_EXCERPT as PAYLOAD_EXCERPT,
+    Codec as Codec,
+    CodecError as CodecError,
+    DecodeError as DecodeError,
+    DecodePolicy as DecodePolicy,
+    EncodeError as EncodeError,
+    InvalidFieldsError as InvalidFieldsError,
+    InvalidJsonError as InvalidJsonError,
+    InvalidUtf8Error as InvalidUtf8Error,
+    JsonCodec as JsonCodec,
+    MissingTagError as MissingTagError,
+    RawCodec as RawCodec,
+    UnknownTagError as UnknownTagError,
+    UnsupportedFrameError as UnsupportedFrameError,
+)
 from ._exceptions import (
     ConnectionClosedError as ConnectionClosedError,
     HandshakeError as HandshakeError,
@@ -35,7 +51,10 @@ from ._exceptions import (
     TLSError as TLSError,
     TransportError as TransportError,
 )
-from ._handle import WebSocketConnection as WebSocketConnection
+from ._handle import (
+    MessageIterator as MessageIterator,
+    WebSocketConnection as WebSocketConnection,
+)
 from ._handshake import (
     Accept as Accept,
     HandshakeHook as HandshakeHook,
@@ -53,8 +72,10 @@ from ._messages import (
     GetStatistics as GetStatistics,
     Received as Received,
     SendBytes as SendBytes,
+    SendMessage as SendMessage,
     SendText as SendText,
     SubscriberMessage as SubscriberMessage,
+    Undecodable as Undecodable,
 )
 from ._server import (
     ServerStatistics as ServerStatistics,
@@ -63,15 +84,21 @@ from ._server import (
 )
 
 __all__ = [
+    "PAYLOAD_EXCERPT",
     "Accept",
     "Close",
     "CloseCode",
+    "Codec",
+    "CodecError",
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionInfo",
     "ConnectionMessage",
     "ConnectionOptions",
     "ConnectionStatistics",
+    "DecodeError",
+    "DecodePolicy",
+    "EncodeError",
     "GetStatistics",
     "HandshakeError",
     "HandshakeHook",
@@ -79,16 +106,27 @@ __all__ = [
     "HandshakeRejected",
     "HandshakeRequest",
     "HandshakeTimeoutError",
+    "InvalidFieldsError",
+    "InvalidJsonError",
+    "InvalidUtf8Error",
+    "JsonCodec",
+    "MessageIterator",
+    "MissingTagError",
     "OverflowPolicy",
+    "RawCodec",
     "Received",
     "Reject",
     "SendBytes",
+    "SendMessage",
     "SendText",
     "ServerStatistics",
     "Situation",
     "SubscriberMessage",
     "TLSError",
     "TransportError",
+    "Undecodable",
+    "UnknownTagError",
+    "UnsupportedFrameError",
     "WebSocketConnection",
     "WebSocketServer",
     "close_code_for",

@@ -28,7 +28,8 @@ import actors
 
 from ._backend import Backend, BackendClosed
 from ._close_codes import CloseCode, ConnectionClosed, Situation, close_code_for
-from ._inbound import InboundQueue
+from ._codec import DecodePolicy, EncodeError, as_decode_error
+from ._inbound import InboundQueue, deliver_last, forward
 from ._messages import (
     Close,
     ConnectionInfo,
@@ -39,8 +40,10 @@ from ._messages import (
     GetStatistics,
     Received,
     SendBytes,
+    SendMessage,
     SendText,
     SubscriberMessage,
+    Undecodable,
 )
 
 if TYPE_CHECKING:
@@ -79,7 +82,7 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
     _options: ConnectionOptions
     _subscriber: actors.ActorRef[SubscriberMessage] | None = None
     _application: Application | None = None
-    _inbound: InboundQueue[str | bytes] = attrs.field(init=False)
+    _inbound: InboundQueue[Received] = attrs.field(init=False)
     _counters: Counters = attrs.field(init=False)
     _info: ConnectionInfo | None = attrs.field(init=False, default=None)
     _start_error: BaseException | None = attrs.field(init=False, default=None)
@@ -111,7 +114,9 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
 
         assert self._info is not None
         assert self._ref is not None
-        return WebSocketConnection(self._ref, self._info, self._counters, self._inbound)
+        return WebSocketConnection(
+            self._ref, self._info, self._counters, self._inbound, self._options.codec
+        )
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -166,6 +171,17 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
     @actors.handler
     async def send_bytes(self, message: SendBytes) -> None:
         await self._enqueue(message)
+
+    @actors.handler
+    async def send_message(self, message: SendMessage) -> None:
+        try:
+            data = self._options.codec.encode(message.message)
+        except EncodeError as exc:  # the sender is gone: report, don't fail the connection
+            logger.warning("%s cannot send %r: %s", self._path, message.message, exc)
+            self._dead_letter(message, actors.DeadLetterReason.FAILED, exc)
+            await trio.lowlevel.checkpoint()
+            return
+        await self._enqueue(SendText(data) if isinstance(data, str) else SendBytes(data))
 
     @actors.handler
     def close(self, message: Close) -> None:
@@ -226,6 +242,12 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
             self._counters.outbound_depth -= 1
             self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
 
+    def _undelivered(self, message: Received, error: BaseException | None) -> None:
+        self._dead_letter(message, actors.DeadLetterReason.STOPPED, error)
+
+    def _unreachable(self, message: SubscriberMessage, error: BaseException | None) -> None:
+        self._dead_letter(message, actors.DeadLetterReason.UNDELIVERABLE, error)
+
     def _dead_letter(
         self, message: object, reason: actors.DeadLetterReason, error: BaseException | None = None
     ) -> None:
@@ -248,7 +270,9 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
         if self._start_error is not None:
             self._ready.set()
             return
-        await self._deliver_final(outcome)
+        if self._subscriber is not None:
+            timeout = self._options.close_timeout
+            await deliver_last(self._subscriber, outcome, timeout, self._unreachable)
         self.ctx.stop(outcome)
 
     async def _io(self) -> BaseException | None:  # noqa: ASYNC910 - a task body
@@ -291,7 +315,9 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
             nursery.start_soon(self._idle_watch, options.idle_timeout)
         forwarded = trio.Event()
         if self._subscriber is not None:
-            nursery.start_soon(self._forward, self._subscriber, forwarded)
+            nursery.start_soon(
+                forward, self._inbound, self._subscriber, self._undelivered, forwarded
+            )
         else:
             forwarded.set()
         async with trio.open_nursery() as core:
@@ -307,14 +333,19 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
         inbound = self._inbound
         counters = self._counters
         situation = inbound.policy.close_situation
+        decode = self._options.codec.decode
         try:
             while True:
                 message = await backend.receive()
                 counters.messages_received += 1
                 self._last_inbound = trio.current_time()
-                dropped = inbound.put(message)
+                try:  # decoding is plain code: the reader never awaits on it
+                    received = Received(decode(message))
+                except Exception as exc:  # noqa: BLE001 - bad input never stops the reader
+                    received = self._undecodable(exc, message)
+                dropped = inbound.put(received)
                 if dropped is not None:
-                    self._dead_letter(Received(dropped), actors.DeadLetterReason.DROPPED)
+                    self._dead_letter(dropped, actors.DeadLetterReason.DROPPED)
                     if situation is not None:
                         self._request_close(situation, "inbound queue overflow")
         except BackendClosed as closed:
@@ -323,6 +354,16 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
         finally:
             self._closing = True
             self._outbound_send.close()
+
+    def _undecodable(self, exc: Exception, message: str | bytes) -> Received:
+        """Report a message the codec refused; close if the policy says so."""
+        error = as_decode_error(exc, message)
+        self._counters.undecodable += 1
+        notice = Undecodable(error)
+        self._dead_letter(notice, actors.DeadLetterReason.UNDELIVERABLE, error)
+        if self._options.on_decode_error is DecodePolicy.CLOSE:
+            self._request_close(None, "undecodable message", code=error.close_code)
+        return Received(notice)
 
     async def _write_loop(self, backend: Backend) -> None:
         options = self._options
@@ -388,40 +429,6 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
                 await trio.lowlevel.checkpoint()
                 return
             await trio.sleep_until(deadline)
-
-    async def _forward(  # noqa: ASYNC910 - a task body
-        self, subscriber: actors.ActorRef[SubscriberMessage], done: trio.Event
-    ) -> None:
-        # The reader never waits on the subscriber: the inbound queue sits between them.
-        try:
-            while True:
-                try:
-                    message = await self._inbound.get()
-                except trio.EndOfChannel:
-                    break
-                try:
-                    await subscriber.tell(Received(message))
-                except actors.ActorStoppedError as exc:
-                    self._dead_letter(Received(message), actors.DeadLetterReason.STOPPED, exc)
-        finally:
-            for message in self._inbound.drain():
-                self._dead_letter(Received(message), actors.DeadLetterReason.STOPPED)
-            done.set()
-
-    async def _deliver_final(self, outcome: ConnectionClosed) -> None:  # noqa: ASYNC910 - a task body
-        subscriber = self._subscriber
-        if subscriber is None:
-            await trio.lowlevel.checkpoint()
-            return
-        error: BaseException | None = None
-        with trio.move_on_after(self._options.close_timeout):  # noqa: ASYNC912 - tell checkpoints unless it fails at once
-            try:
-                await subscriber.tell(outcome)
-            except actors.ActorStoppedError as exc:
-                error = exc
-            else:
-                return
-        self._dead_letter(outcome, actors.DeadLetterReason.UNDELIVERABLE, error)
 
 
 async def spawn_connection(

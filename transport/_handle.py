@@ -9,12 +9,14 @@ import trio
 
 import actors
 
+from ._codec import Codec, RawCodec
 from ._messages import (
     Close,
     ConnectionInfo,
     ConnectionMessage,
     ConnectionStatistics,
     Counters,
+    Received,
     SendBytes,
     SendText,
 )
@@ -33,21 +35,30 @@ class WebSocketConnection:
     queue. Only one task may receive at a time (a second one gets
     :exc:`trio.BusyResourceError`). When the connection has a subscriber
     actor, the messages go there instead; don't receive here as well.
+
+    :meth:`send` and :meth:`receive` (and ``async for``) carry text and
+    bytes; :meth:`send_message` and :meth:`receive_message` go through the
+    connection's codec (``ConnectionOptions.codec``), so with a
+    :class:`JsonCodec` they carry your message objects.
     """
 
-    __slots__ = ("_counters", "_inbound", "info", "ref")
+    __slots__ = ("_counters", "_inbound", "codec", "info", "ref")
 
     def __init__(
         self,
         ref: actors.ActorRef[ConnectionMessage],
         info: ConnectionInfo,
         counters: Counters,
-        inbound: InboundQueue[str | bytes],
+        inbound: InboundQueue[Received],
+        codec: Codec | None = None,
     ) -> None:
-        #: The connection actor's ref: tell it :class:`SendText`, :class:`SendBytes`, :class:`Close`.
+        #: The connection actor's ref: tell it :class:`SendText`, :class:`SendBytes`,
+        #: :class:`SendMessage`, :class:`Close`.
         self.ref = ref
         #: Path, subprotocol, headers and peer address of the connection.
         self.info = info
+        #: How messages are encoded and decoded (from the connection's options).
+        self.codec: Codec = codec if codec is not None else RawCodec()
         self._counters = counters
         self._inbound = inbound
 
@@ -68,21 +79,57 @@ class WebSocketConnection:
         """Like :meth:`send`, but raise :exc:`trio.WouldBlock` if the mailbox is full."""
         self.ref.tell_nowait(_frame(message))
 
+    async def send_message(self, message: object) -> None:
+        """Encode ``message`` with the connection's codec and queue it for sending.
+
+        Raises :exc:`EncodeError` at once, sending nothing, if the codec cannot
+        encode it (the connection stays open); otherwise like :meth:`send`.
+        """
+        await self.ref.tell(_frame(self.codec.encode(message)))
+
+    def send_message_nowait(self, message: object) -> None:
+        """Like :meth:`send_message`, but raise :exc:`trio.WouldBlock` if the mailbox is full."""
+        self.ref.tell_nowait(_frame(self.codec.encode(message)))
+
     async def receive(self) -> str | bytes:
         """The next inbound message; :exc:`trio.EndOfChannel` once the connection has ended.
 
-        Messages that arrived before the close can still be received.
+        Messages that arrived before the close can still be received. Only for
+        connections with the default :class:`RawCodec`; with another codec use
+        :meth:`receive_message` (this raises :exc:`TypeError`).
         """
-        return await self._inbound.get()
+        self._check_raw()
+        data = (await self._inbound.get()).data
+        assert isinstance(data, str | bytes)
+        return data
+
+    async def receive_message(self) -> object:
+        """The next inbound message as the codec decoded it, or an :class:`Undecodable`
+        notice in place of one it could not decode; :exc:`trio.EndOfChannel` once the
+        connection has ended. With the :class:`RawCodec` this is ``str`` or ``bytes``.
+        """
+        return (await self._inbound.get()).data
 
     def __aiter__(self) -> Self:
+        self._check_raw()
         return self
 
     async def __anext__(self) -> str | bytes:
         try:
-            return await self._inbound.get()
+            return await self.receive()
         except trio.EndOfChannel:
             raise StopAsyncIteration from None
+
+    def messages(self) -> MessageIterator:
+        """``async for message in connection.messages():`` what :meth:`receive_message` returns."""
+        return MessageIterator(self)
+
+    def _check_raw(self) -> None:
+        if not isinstance(self.codec, RawCodec):
+            raise TypeError(
+                f"connection {self.ref.path} decodes its messages with {self.codec!r}; "
+                "receive them with receive_message() or messages(), not receive()"
+            )
 
     async def close(self, code: int = 1000, reason: str = "") -> actors.StopReason:
         """Close the connection and wait until its actor has stopped; returns the stop reason.
@@ -103,6 +150,25 @@ class WebSocketConnection:
     def statistics(self) -> ConnectionStatistics:
         """A snapshot of the connection's counters."""
         return self._counters.snapshot(self._inbound)
+
+
+@final
+class MessageIterator:
+    """An async iterator over a connection's decoded messages (see :meth:`WebSocketConnection.messages`)."""
+
+    __slots__ = ("_connection",)
+
+    def __init__(self, connection: WebSocketConnection) -> None:
+        self._connection = connection
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> object:
+        try:
+            return await self._connection.receive_message()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
 
 
 def _frame(message: str | bytes) -> SendText | SendBytes:

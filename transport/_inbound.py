@@ -2,16 +2,20 @@
 
 When the queue is full the :class:`OverflowPolicy` decides what gives way; the
 caller (the connection actor) counts and dead-letters whatever was dropped and
-closes the connection when the policy says so.
+closes the connection when the policy says so. :func:`forward` drains the queue
+into a subscriber actor.
 """
 
 from __future__ import annotations
 
 import collections
 import enum
+from collections.abc import Callable
 from typing import Generic, TypeVar, final
 
 import trio
+
+import actors
 
 from ._close_codes import Situation
 
@@ -111,3 +115,49 @@ class InboundQueue(Generic[T]):
             self._receiving = False
         await trio.lowlevel.cancel_shielded_checkpoint()
         return item
+
+
+async def forward(  # noqa: ASYNC910 - a task body
+    queue: InboundQueue[T],
+    subscriber: actors.ActorRef[T],
+    undelivered: Callable[[T, BaseException | None], None],
+    done: trio.Event,
+) -> None:
+    """Tell each item of ``queue`` to ``subscriber`` until the queue ends.
+
+    The network reader never waits on the subscriber: the queue sits between them.
+    Items the subscriber can no longer take go to ``undelivered``.
+    """
+    try:
+        while True:
+            try:
+                item = await queue.get()
+            except trio.EndOfChannel:
+                break
+            try:
+                await subscriber.tell(item)
+            except actors.ActorStoppedError as exc:
+                undelivered(item, exc)
+    finally:
+        for item in queue.drain():
+            undelivered(item, None)
+        done.set()
+
+
+async def deliver_last(  # noqa: ASYNC910 - a task body
+    subscriber: actors.ActorRef[T],
+    last: T,
+    within: float,
+    undelivered: Callable[[T, BaseException | None], None],
+) -> None:
+    """Tell ``subscriber`` the ``last`` message, or give it to ``undelivered`` if the
+    subscriber has stopped or does not take it ``within`` seconds."""
+    error: BaseException | None = None
+    with trio.move_on_after(within):  # noqa: ASYNC912 - tell checkpoints unless it fails at once
+        try:
+            await subscriber.tell(last)
+        except actors.ActorStoppedError as exc:
+            error = exc
+        else:
+            return
+    undelivered(last, error)

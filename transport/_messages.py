@@ -10,6 +10,7 @@ import actors
 
 from ._backend import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE
 from ._close_codes import ConnectionClosed, check_sendable
+from ._codec import Codec, DecodeError, DecodePolicy, RawCodec
 from ._inbound import InboundQueue, OverflowPolicy
 
 
@@ -27,6 +28,19 @@ class SendBytes:
     """Tell a connection to send ``data`` as one Binary message."""
 
     data: bytes
+
+
+@final
+@attrs.frozen
+class SendMessage:
+    """Tell a connection to encode ``message`` with its codec and send the result.
+
+    A value the codec cannot encode is not sent: it goes to dead letters with the
+    :exc:`EncodeError` (the connection stays open). To get that error raised at
+    once instead, send with :meth:`WebSocketConnection.send_message`.
+    """
+
+    message: object
 
 
 @final
@@ -51,7 +65,7 @@ class GetStatistics(actors.Request["ConnectionStatistics"]):
 
 
 #: Every message a connection actor accepts.
-ConnectionMessage = SendText | SendBytes | Close | GetStatistics
+ConnectionMessage = SendText | SendBytes | SendMessage | Close | GetStatistics
 
 
 @final
@@ -59,10 +73,27 @@ ConnectionMessage = SendText | SendBytes | Close | GetStatistics
 class Received:
     """One inbound WebSocket message, delivered to a subscriber actor.
 
-    ``data`` is a ``str`` for a Text message and ``bytes`` for a Binary one.
+    ``data`` is what the connection's codec decoded: with the default
+    :class:`RawCodec` a ``str`` for a Text message and ``bytes`` for a Binary
+    one; with a :class:`JsonCodec` an instance of one of its message classes;
+    an :class:`Undecodable` notice in place of a message the codec refused.
     """
 
-    data: str | bytes
+    data: object
+
+
+@final
+@attrs.frozen
+class Undecodable:
+    """In place of an inbound message the connection's codec could not decode.
+
+    ``error`` says why and holds the start of the raw message. Under
+    :attr:`DecodePolicy.SKIP` the connection stays open; under
+    :attr:`DecodePolicy.CLOSE` it is closing with ``error.close_code``. The
+    same notice is published as a dead letter.
+    """
+
+    error: DecodeError
 
 
 #: Every message a subscriber actor receives from a connection: its inbound messages in
@@ -90,6 +121,12 @@ class ConnectionOptions:
       ping unanswered in time aborts the connection (code 1006).
     - ``idle_timeout``: close with 1001 after this long without an inbound
       message (``None``: never).
+    - ``codec``: turns inbound messages into values and values into outbound
+      messages (:class:`RawCodec`, the default, passes text and bytes
+      through; :class:`JsonCodec` maps attrs message classes).
+    - ``on_decode_error``: what an inbound message the codec refuses does to
+      the connection (:class:`DecodePolicy`; it is always reported to the
+      owner as :class:`Undecodable` and as a dead letter).
     """
 
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
@@ -103,6 +140,8 @@ class ConnectionOptions:
     pong_timeout: float = 20.0
     idle_timeout: float | None = None
     receive_buffer_size: int | None = None
+    codec: Codec = attrs.field(factory=RawCodec)
+    on_decode_error: DecodePolicy = DecodePolicy.SKIP
 
     def __attrs_post_init__(self) -> None:
         for name in ("max_message_size", "inbound_queue_size", "outbound_queue_size"):
@@ -144,7 +183,8 @@ class ConnectionStatistics:
     """A snapshot of one connection's counters.
 
     ``inbound_dropped`` counts messages the overflow policy dropped (each is
-    also a dead letter); ``latency`` is the round trip of the last keepalive
+    also a dead letter); ``undecodable`` counts inbound messages the codec
+    refused (each also a dead letter); ``latency`` is the round trip of the last keepalive
     ping, ``None`` until one was answered; ``closed`` is set once the
     connection has ended.
     """
@@ -159,6 +199,7 @@ class ConnectionStatistics:
     pings_sent: int
     latency: float | None
     closed: ConnectionClosed | None
+    undecodable: int = 0
 
 
 @attrs.define(eq=False)
@@ -170,10 +211,11 @@ class Counters:
     messages_sent: int = 0
     outbound_depth: int = 0
     pings_sent: int = 0
+    undecodable: int = 0
     latency: float | None = None
     closed: ConnectionClosed | None = None
 
-    def snapshot(self, inbound: InboundQueue[str | bytes]) -> ConnectionStatistics:
+    def snapshot(self, inbound: InboundQueue[Received]) -> ConnectionStatistics:
         return ConnectionStatistics(
             messages_received=self.messages_received,
             messages_sent=self.messages_sent,
@@ -185,4 +227,5 @@ class Counters:
             pings_sent=self.pings_sent,
             latency=self.latency,
             closed=self.closed,
+            undecodable=self.undecodable,
         )
