@@ -183,7 +183,7 @@ class Cell(Parent):
         self.actor = actor
         self.name = name
         self.path = f"{parent.path.rstrip('/')}/{name}"
-        self.mailbox: Mailbox[Envelope] = Mailbox(mailbox_size, self._stopped_error)
+        self.mailbox: Mailbox[Envelope | Deliver] = Mailbox(mailbox_size, self._stopped_error)
         self.handlers: HandlerTable = handler_table(type(actor))
         self.stop_timeout = stop_timeout
         self.children = {}
@@ -545,7 +545,10 @@ class Cell(Parent):
         self._closed_out = True
         self.reason = reason
         self.state = State.STOPPING
-        for message, sender, slot in self.mailbox.close():
+        for item in self.mailbox.close():
+            if isinstance(item, Deliver):
+                continue  # a timer tick nobody sent: nothing to report
+            message, sender, slot = item
             if slot is not None:
                 slot.settle(outcome.Error(self._stopped_error()))
             self.dead_letter(message, sender, DeadLetterReason.STOPPED)

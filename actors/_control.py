@@ -72,8 +72,9 @@ class TaskFailed(Control):
 class Deliver:
     """A runtime-made message for the actor's own handlers (a Terminated notice, a timer tick).
 
-    It travels on the control lane, so it is never dropped and overtakes user
-    messages; ``still_wanted`` (if given) is checked just before dispatch, so a
+    A Terminated notice travels on the control lane (never dropped, overtakes
+    user messages); a timer tick travels in the user lane, in order with the
+    rest. ``still_wanted`` (if given) is checked just before dispatch, so a
     notice that became stale while queued (a cancelled timer) is skipped.
     """
 

@@ -25,7 +25,7 @@ import trio
 from ._actor import Actor, handler
 from ._backoff import Backoff
 from ._cell import Cell, State, Supervision, TaskFailed
-from ._exceptions import ActorError
+from ._exceptions import ActorError, ErrorReply
 from ._messages import Cancelled, Failed, Request, StopReason
 from ._system import DEFAULT_STOP_TIMEOUT
 
@@ -97,7 +97,7 @@ class TooManyChildrenError(ActorError):
 
 @final
 @attrs.frozen
-class StartChild(Request["ActorRef[Never] | TooManyChildrenError"]):
+class StartChild(Request["ActorRef[Never]"]):
     """Ask a supervisor to start a child; prefer :func:`start_child`, which is typed."""
 
     spec: ChildSpec[Never]
@@ -156,14 +156,21 @@ class Supervisor(Actor[SupervisorMessage]):
             _escalate(cell, reason.error)
 
     @handler
-    async def start(self, message: StartChild) -> ActorRef[Never] | TooManyChildrenError:
+    async def start(self, message: StartChild) -> ActorRef[Never]:
+        # A child that cannot start is the caller's problem, not the supervisor's:
+        # the error goes back to the asker (OTP's {error, Reason}) and we go on.
         cell = self._actor_cell
         if self.max_children is not None and len(cell.children) >= self.max_children:
-            return TooManyChildrenError(  # noqa: ASYNC910 - a handler
-                f"supervisor {cell.path} already has {self.max_children} children "
-                f"(max_children); {message.spec.name!r} was not started"
+            raise ErrorReply(
+                TooManyChildrenError(
+                    f"supervisor {cell.path} already has {self.max_children} children "
+                    f"(max_children); {message.spec.name!r} was not started"
+                )
             )
-        return await self._start(message.spec)
+        try:
+            return await self._start(message.spec)
+        except Exception as exc:  # noqa: BLE001 - handed to the asker, see above
+            raise ErrorReply(exc) from None
 
     @handler
     async def stop_child(self, message: StopChild) -> bool:
@@ -268,10 +275,9 @@ async def start_child(supervisor: ActorRef[StartChild], spec: ChildSpec[M]) -> A
 
     Raises :exc:`TooManyChildrenError` when the supervisor is at its
     ``max_children`` cap (nothing is started), and whatever the child's
-    ``on_start`` raised if it failed to start.
+    ``on_start`` raised if it failed to start (:exc:`NameTakenError` for a
+    name in use); the supervisor itself carries on either way.
     """
-    result = await supervisor.ask(StartChild(spec))
-    if isinstance(result, TooManyChildrenError):
-        raise result
+    ref = await supervisor.ask(StartChild(spec))
     # The supervisor spawned spec.factory(), an Actor[M]: its ref accepts M.
-    return cast("ActorRef[M]", result)
+    return cast("ActorRef[M]", ref)

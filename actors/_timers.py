@@ -2,8 +2,10 @@
 
 Each timer is a task in the actor's own nursery that sleeps on the trio clock
 (so tests run them in virtual time with ``autojump_clock``) and delivers its
-message as a :class:`~actors._cell.Deliver` notice on the never-dropped
-control lane. Three rules make them safe to use from handlers:
+message as a :class:`~actors._cell.Deliver` notice in the user lane, in order
+with the other messages (so a slow tick handler never starves the actor's
+mail; on a full mailbox the timer waits for room like any sender). Three rules
+make them safe to use from handlers:
 
 * **One timer per key.** Starting a key that is active replaces the old timer.
 * **No stale ticks.** Every timer is a fresh record; a tick checks, right
@@ -21,6 +23,7 @@ ticks already queued.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
@@ -28,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 import trio
 
 from ._cell import Control, Deliver
+from ._exceptions import ActorStoppedError
 
 if TYPE_CHECKING:
     from ._actor import Actor
@@ -97,9 +101,9 @@ class Timers(Generic[M_contra]):
     * Timers stop with the actor and are all gone after a supervisor restart.
     * Time is the trio clock, so ``autojump_clock`` runs them in virtual time.
 
-    Ticks travel on the control lane, ahead of queued user messages. The
-    methods are synchronous and must be called from the actor's own handlers,
-    hooks or tasks.
+    Ticks travel in the user lane, in order with the actor's other messages.
+    The methods are synchronous and must be called from the actor's own
+    handlers, hooks or tasks.
     """
 
     __slots__ = ("_cell",)
@@ -215,8 +219,12 @@ class Timers(Generic[M_contra]):
         def current() -> bool:
             return cell.incarnation == incarnation and table.timers.get(key) is timer
 
-        def tick(handled: trio.Event | None = None) -> trio.Event:
-            """Queue one tick; return an event set when it is taken for handling."""
+        async def tick(handled: trio.Event | None = None) -> trio.Event:
+            """Queue one tick; return an event set when it is taken for handling.
+
+            Ticks travel in the user lane like any message (waiting for room when
+            the mailbox is full), so a timer never starves the actor's mail.
+            """
             taken = trio.Event()
 
             def still_wanted() -> bool:
@@ -229,24 +237,24 @@ class Timers(Generic[M_contra]):
                     mailbox.send_control(_Handled(handled))
                 return True
 
-            mailbox.send_control(Deliver(message, still_wanted))
+            await mailbox.send(Deliver(message, still_wanted))
             return taken
 
         async def run() -> None:
-            with timer.scope:
+            with timer.scope, contextlib.suppress(ActorStoppedError):
                 await trio.sleep_until(start + first)
                 if kind == "single":
-                    tick()
+                    await tick()
                 elif kind == "fixed delay":
                     while True:
                         handled = trio.Event()
-                        await tick(handled).wait()
+                        await (await tick(handled)).wait()
                         await handled.wait()
                         await trio.sleep(interval)
                 else:
                     due = start + first
                     while True:
-                        await tick().wait()
+                        await (await tick()).wait()
                         due += interval
                         now = trio.current_time()
                         if due <= now:

@@ -136,6 +136,16 @@ TUTORIAL = [
             "by reason: late reply: 1, failed: 1",
         ],
     ),
+    (
+        "step5_supervision",
+        [
+            "/counters/counter starts with total 0\n/counters/counter starts with total 0\n",
+            "/counters/counter: total = 3",
+            "same ref after the restart: True",
+            "restarts: 1",
+            "dead letter (failed): Explode()",
+        ],
+    ),
 ]
 
 
