@@ -240,7 +240,7 @@ class Timers(Generic[M_contra]):
             await mailbox.send(Deliver(message, still_wanted))
             return taken
 
-        async def run() -> None:
+        async def run() -> None:  # noqa: ASYNC910 - a task body; ActorStoppedError ends it
             with timer.scope, contextlib.suppress(ActorStoppedError):
                 await trio.sleep_until(start + first)
                 if kind == "single":
