@@ -14,6 +14,35 @@ children of one host actor.
 
 from __future__ import annotations
 
+from ._backplane import (
+    DEFAULT_MIN_IDLE as DEFAULT_MIN_IDLE,
+    DEFAULT_STREAM_MAXLEN as DEFAULT_STREAM_MAXLEN,
+    Backplane as Backplane,
+    BackplaneError as BackplaneError,
+    BackplaneGap as BackplaneGap,
+    BackplaneState as BackplaneState,
+    BackplaneStatistics as BackplaneStatistics,
+    BackplaneUnavailableError as BackplaneUnavailableError,
+    DistributedTopic as DistributedTopic,
+    DurableStream as DurableStream,
+    RemoteActorUnavailableError as RemoteActorUnavailableError,
+    RemoteError as RemoteError,
+    RemoteRef as RemoteRef,
+    StreamMessage as StreamMessage,
+)
+from ._backplane_local import (
+    LocalBackplane as LocalBackplane,
+    open_local_backplane as open_local_backplane,
+)
+from ._backplane_redis import (
+    DEFAULT_REDIS_URL as DEFAULT_REDIS_URL,
+    RedisBackplane as RedisBackplane,
+    open_redis_backplane as open_redis_backplane,
+)
+from ._backplane_wire import (
+    DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE,
+    OversizedMessageError as OversizedMessageError,
+)
 from ._client import (
     connect_websocket as connect_websocket,
     insecure_ssl_context as insecure_ssl_context,
@@ -84,8 +113,18 @@ from ._server import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_MIN_IDLE",
+    "DEFAULT_REDIS_URL",
+    "DEFAULT_STREAM_MAXLEN",
     "PAYLOAD_EXCERPT",
     "Accept",
+    "Backplane",
+    "BackplaneError",
+    "BackplaneGap",
+    "BackplaneState",
+    "BackplaneStatistics",
+    "BackplaneUnavailableError",
     "Close",
     "CloseCode",
     "Codec",
@@ -98,6 +137,8 @@ __all__ = [
     "ConnectionStatistics",
     "DecodeError",
     "DecodePolicy",
+    "DistributedTopic",
+    "DurableStream",
     "EncodeError",
     "GetStatistics",
     "HandshakeError",
@@ -110,17 +151,24 @@ __all__ = [
     "InvalidJsonError",
     "InvalidUtf8Error",
     "JsonCodec",
+    "LocalBackplane",
     "MessageIterator",
     "MissingTagError",
     "OverflowPolicy",
+    "OversizedMessageError",
     "RawCodec",
     "Received",
+    "RedisBackplane",
     "Reject",
+    "RemoteActorUnavailableError",
+    "RemoteError",
+    "RemoteRef",
     "SendBytes",
     "SendMessage",
     "SendText",
     "ServerStatistics",
     "Situation",
+    "StreamMessage",
     "SubscriberMessage",
     "TLSError",
     "TransportError",
@@ -134,6 +182,8 @@ __all__ = [
     "insecure_ssl_context",
     "is_sendable",
     "is_transient",
+    "open_local_backplane",
+    "open_redis_backplane",
     "open_websocket_client",
     "serve_websocket",
 ]

@@ -1,0 +1,275 @@
+"""The Redis backplane against a real redis-server, with real child processes."""
+
+from __future__ import annotations
+
+import attrs
+import coredis
+import pytest
+import trio
+
+import actors
+import transport
+from tests.redis_support import (
+    CODEC,
+    Echo,
+    Echoed,
+    Hang,
+    RedisServer,
+    collect_coredis_garbage as collect_coredis_garbage,
+    free_port,
+    redis_server as redis_server,
+    start_child,
+)
+
+# coredis 6.9 leaves the anyio streams of broken connections for the garbage collector, which
+# warns about them; the fixture collects them at teardown, the filter covers a collection
+# that happens during a test.
+pytestmark = [
+    pytest.mark.usefixtures("collect_coredis_garbage"),
+    pytest.mark.filterwarnings(
+        r"ignore:Exception ignored in. <function MemoryObject(Send|Receive)Stream.__del__"
+        ":pytest.PytestUnraisableExceptionWarning"
+    ),
+]
+
+# Real processes and a real server: every wait is bounded in real time, and short.
+STEP = 10.0
+
+
+async def test_unreachable_redis_fails_promptly_naming_the_url() -> None:
+    url = f"redis://127.0.0.1:{free_port()}"
+    async with actors.open_system("test") as system:
+        with trio.fail_after(STEP):
+            with pytest.raises(transport.BackplaneUnavailableError, match=url):
+                async with transport.open_redis_backplane(system, url, connect_timeout=2):
+                    pass  # pragma: no cover
+
+
+async def test_statistics_mask_the_password(redis_server: RedisServer) -> None:
+    url = f"redis://user:secret@127.0.0.1:{free_port()}"
+    async with actors.open_system("test") as system:
+        with trio.fail_after(STEP), pytest.raises(transport.BackplaneUnavailableError) as info:
+            async with transport.open_redis_backplane(system, url, connect_timeout=2):
+                pass  # pragma: no cover
+    assert "secret" not in str(info.value)
+    assert "user:***@" in str(info.value)
+
+
+async def test_topic_publish_reaches_local_subscribers(redis_server: RedisServer) -> None:
+    async with actors.open_system("test") as system:
+        async with transport.open_redis_backplane(system, redis_server.url) as backplane:
+            chat: transport.DistributedTopic[str] = await backplane.topic("chat")
+            with chat.subscribe() as messages:
+                await chat.publish("hello")
+                with trio.fail_after(STEP):
+                    assert await messages.receive() == "hello"
+            stats = backplane.statistics()
+            assert stats.state is transport.BackplaneState.CONNECTED
+            assert (stats.published, stats.received, stats.topics) == (1, 1, 1)
+
+
+async def test_a_publish_in_one_process_reaches_subscribers_in_another(
+    redis_server: RedisServer,
+) -> None:
+    async with actors.open_system("test") as system, trio.open_nursery() as nursery:
+        async with transport.open_redis_backplane(system, redis_server.url) as backplane:
+            room: transport.DistributedTopic[str] = await backplane.topic("room")
+            with room.subscribe() as messages:
+                # This process publishes, a child subscribes (and so does this process).
+                child = await start_child(nursery, "subscriber", redis_server.url, "room", "3")
+                with trio.fail_after(STEP):
+                    await child.expect("ready")
+                sent = [f"from parent {n}" for n in range(3)]
+                for text in sent:
+                    await room.publish(text)
+                with trio.fail_after(STEP):
+                    assert [await child.expect("got") for _ in range(3)] == sent
+                    assert [await messages.receive() for _ in range(3)] == sent
+                # A child publishes, this process subscribes.
+                await start_child(nursery, "publisher", redis_server.url, "room", "5")
+                with trio.fail_after(STEP):
+                    assert [await messages.receive() for _ in range(5)] == [
+                        f"m{n}" for n in range(5)
+                    ]
+        nursery.cancel_scope.cancel()
+
+
+async def test_redis_restart_restores_subscriptions_and_reports_a_gap(
+    redis_server: RedisServer,
+) -> None:
+    async with actors.open_system("test") as system:
+        async with transport.open_redis_backplane(system, redis_server.url) as backplane:
+            feed: transport.DistributedTopic[str] = await backplane.topic(
+                "feed", policy=actors.OverflowPolicy.DROP_OLDEST
+            )
+            with feed.subscribe() as messages:
+                await feed.publish("before")
+                with trio.fail_after(STEP):
+                    assert await messages.receive() == "before"
+                redis_server.stop()
+                with pytest.raises(transport.BackplaneUnavailableError, match=redis_server.url):
+                    await feed.publish("lost")
+                redis_server.start()
+                with trio.fail_after(STEP):
+                    gap = await messages.receive()
+                assert isinstance(gap, transport.BackplaneGap)
+                assert gap.topic == "feed"
+                assert gap.since <= gap.until
+                await feed.publish("after")
+                with trio.fail_after(STEP):
+                    assert await messages.receive() == "after"
+            stats = backplane.statistics()
+            assert stats.state is transport.BackplaneState.CONNECTED
+            assert (stats.attempt, stats.disconnects, stats.gaps) == (0, 1, 1)
+
+
+async def test_bad_backplane_messages_go_to_dead_letters(redis_server: RedisServer) -> None:
+    async with actors.open_system("test") as system:
+        async with transport.open_redis_backplane(
+            system, redis_server.url, codec=CODEC, max_message_size=1000
+        ) as backplane:
+            echoes: transport.DistributedTopic[Echoed] = await backplane.topic("echoes")
+            with pytest.raises(transport.OversizedMessageError):
+                await echoes.publish(Echoed("x" * 2000))
+            with pytest.raises(transport.EncodeError):
+                await echoes.publish("not an attrs class")  # type: ignore[arg-type]
+            channel = "trio-actors:topic:echoes"
+            with system.dead_letters.subscribe() as letters, echoes.subscribe() as messages:
+                async with coredis.Redis.from_url(redis_server.url) as raw:
+                    await raw.publish(channel, b"no framing")
+                    await raw.publish(channel, b"t" + b"y" * 5000)
+                    await raw.publish(channel, b't{"type":"nope"}')
+                await echoes.publish(Echoed("fine"))
+                with trio.fail_after(STEP):
+                    assert await messages.receive() == Echoed("fine")
+                errors = [letters.receive_nowait().error for _ in range(3)]
+            assert [type(error) for error in errors] == [
+                transport._backplane_wire.MalformedFrameError,
+                transport._backplane_wire.OversizedFrameError,
+                transport.UnknownTagError,
+            ]
+            assert backplane.statistics().undeliverable == 3
+
+
+@attrs.define(eq=False)
+class Collector(actors.Actor[transport.StreamMessage[str]]):
+    seen: list[str] = attrs.field(factory=list)
+    done: trio.Event = attrs.field(factory=trio.Event)
+    all_seen: trio.Event = attrs.field(factory=trio.Event)
+    expected: int = -1
+
+    @actors.handler
+    async def on_entry(self, entry: transport.StreamMessage[str]) -> None:
+        if entry.message == "sentinel":
+            # Entries are delivered one at a time, each acknowledged before the next.
+            self.done.set()
+            return
+        self.seen.append(entry.id)
+        if len(set(self.seen)) == self.expected:
+            self.all_seen.set()
+
+
+async def test_a_killed_consumers_entries_are_delivered_by_another(
+    redis_server: RedisServer,
+) -> None:
+    async with actors.open_system("test") as system, trio.open_nursery() as nursery:
+        async with transport.open_redis_backplane(system, redis_server.url) as backplane:
+            orders: transport.DurableStream[str] = backplane.stream("orders", maxlen=1000)
+            ids = [await orders.add(f"order {n}") for n in range(20)]
+            child = await start_child(nursery, "consumer", redis_server.url, "orders", "g", "3")
+            with trio.fail_after(STEP):
+                handled_by_child = [await child.expect("handled") for _ in range(3)]
+                stuck = await child.expect("stuck")
+            child.kill()
+            assert handled_by_child == ids[:3]
+            assert stuck == ids[3]
+            collector = Collector(expected=len(ids) - 3)
+            worker = await system.spawn(collector)
+            with trio.fail_after(STEP):
+                async with trio.open_nursery() as consumers:
+                    await consumers.start(
+                        lambda task_status: orders.serve_consumer(
+                            worker, group="g", min_idle=0.3, task_status=task_status
+                        )
+                    )
+                    await collector.all_seen.wait()
+                    # Its delivery means all before it were acknowledged.
+                    await orders.add("sentinel")
+                    await collector.done.wait()
+                    consumers.cancel_scope.cancel()
+            assert set(handled_by_child) | set(collector.seen) == set(ids)
+            assert sorted(collector.seen) == sorted(ids[3:])  # each exactly once here
+            with trio.fail_after(STEP):
+                assert await orders.pending("g") == 1  # the sentinel, cancelled in its handler
+        nursery.cancel_scope.cancel()
+
+
+async def test_stream_length_is_capped_approximately(redis_server: RedisServer) -> None:
+    async with actors.open_system("test") as system:
+        async with transport.open_redis_backplane(system, redis_server.url) as backplane:
+            log: transport.DurableStream[str] = backplane.stream("log", maxlen=100)
+            for n in range(1000):
+                await log.add(f"{n}")
+            async with coredis.Redis.from_url(redis_server.url) as raw:
+                length = await raw.xlen("trio-actors:stream:log")
+    assert 100 <= length < 300
+
+
+async def test_remote_ask_across_processes(redis_server: RedisServer) -> None:
+    async with actors.open_system("test") as system, trio.open_nursery() as nursery:
+        async with transport.open_redis_backplane(
+            system, redis_server.url, codec=CODEC
+        ) as backplane:
+            child = await start_child(nursery, "owner", redis_server.url, "echo")
+            with trio.fail_after(STEP):
+                await child.expect("ready")
+                echo = backplane.remote("echo")
+                assert await echo.ask(Echo("hi"), timeout=5) == Echoed("HI")
+            with pytest.raises(actors.NameTakenError, match="echo"):
+                await backplane.register("echo", await system.spawn(Collector()))
+            with pytest.raises(transport.RemoteActorUnavailableError, match="nobody"):
+                await backplane.remote("nobody").tell(Echo("?"))
+        nursery.cancel_scope.cancel()
+
+
+async def test_remote_ask_fails_promptly_when_the_owner_process_dies(
+    redis_server: RedisServer,
+) -> None:
+    ask_timeout = 30.0
+    async with actors.open_system("test") as system, trio.open_nursery() as nursery:
+        async with transport.open_redis_backplane(
+            system, redis_server.url, codec=CODEC
+        ) as backplane:
+            child = await start_child(nursery, "owner", redis_server.url, "echo")
+            with trio.fail_after(STEP):
+                await child.expect("ready")
+
+            async def kill_when_hanging() -> None:
+                await child.expect("hanging")
+                child.kill()
+
+            nursery.start_soon(kill_when_hanging)
+            started = trio.current_time()
+            with pytest.raises(transport.RemoteActorUnavailableError, match="went away"):
+                with trio.fail_after(STEP):
+                    await backplane.remote("echo").ask(Hang(), timeout=ask_timeout)
+            assert trio.current_time() - started < 5.0 < ask_timeout
+        nursery.cancel_scope.cancel()
+
+
+async def test_names_are_registered_released_and_served(redis_server: RedisServer) -> None:
+    async with actors.open_system("test") as system:
+        async with transport.open_redis_backplane(
+            system, redis_server.url, codec=CODEC, name_ttl=0.6, heartbeat=0.2
+        ) as backplane:
+            collector = Collector()
+            ref = await system.spawn(collector)
+            await backplane.register("here", ref)
+            await backplane.register("here", ref)  # idempotent
+            assert backplane.statistics().names == 1
+            async with coredis.Redis.from_url(redis_server.url) as raw:
+                assert await raw.get("trio-actors:name:here") == backplane.node.encode()
+                await backplane.unregister("here")
+                assert await raw.get("trio-actors:name:here") is None
+            with pytest.raises(transport.RemoteActorUnavailableError):
+                await backplane.remote("here").tell(Echo("gone"))
