@@ -144,6 +144,7 @@ class RedisBackplane(Backplane):
             self.unavailable(what, exc)
 
     def unavailable(self, what: str, exc: BaseException) -> NoReturn:
+        """Raise :exc:`BackplaneUnavailableError` for ``what``, naming the (redacted) URL."""
         raise BackplaneUnavailableError(
             f"cannot {what}: redis at {redact(self.url)} cannot be reached ({describe(exc)}); "
             "start the server or fix the url"
