@@ -1,386 +1,216 @@
-"""The demo: a chat room and a few bots, all actors in one process, talking through refs.
+"""The demo: a chat server with a web page, bots that join it over WebSockets, a TLS ticker
+feed that drops its subscribers now and then, and two plain OS threads, all in one process.
 
 ::
 
     python -m examples.demo               # runs until Ctrl-C
-    python -m examples.demo --seconds 3   # a bounded run
-    python -m examples.demo --seed 7      # the same dice rolls and readings every time
+    python -m examples.demo --seconds 5   # a bounded run
+    python -m examples.demo --seed 7      # the same dice rolls and prices every time
 
-Who is who:
+It prints the address of the web page (open it, pick a name, say ``/help``) and then who
+said what in the room ``lobby``, as the room's actor publishes it. Who is in there:
 
-- ``room`` owns the transcript and the member list. Everyone talks to the room; the room
-  tells every member what was said. It never waits on a member (``tell_nowait``), so a
-  member may wait on the room without two full mailboxes ever waiting on each other.
-- ``greeter`` welcomes whoever joins.
-- ``dice`` answers ``Roll`` asks. The room asks it when someone says ``/roll``, through
-  ``pipe_to_self``, so the room keeps handling messages while the answer is on its way.
-- ``parrot`` repeats what alice says and chokes on the word "cracker": it crashes once,
-  on purpose, to show a stop reason and a dead letter.
-- ``alice`` is a scripted user: a helper task started with ``ctx.start_soon`` types for her.
-- ``sensor`` is not an actor but a plain OS thread, as a device SDK would run it. It reports
-  to the room with ``tell_from_thread``; it never touches the room's state or stdout itself.
+- ``greeter`` and ``commands`` (``examples/chat_bots.py``): clients with reconnect.
+- ``ticker`` (``examples/feed_bot.py``): reads a ``wss://`` feed (``examples/ticker_feed.py``,
+  with a certificate from a throwaway local CA) while sending heartbeats, and posts a digest.
+  The feed drops every subscriber every few seconds; the bot reconnects and says so.
+- ``sensors`` (``examples/thread_bridge.py``): a sensor loop thread and a legacy SDK's
+  callback thread, reporting through ``ref.tell_from_thread``.
+- ``alice``: a scripted user typing a few lines and commands.
+
+Every port is loopback and chosen free unless ``--port``/``--http-port`` say otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import logging
-import math
 import random
-import signal
-import threading
+import ssl
 import time
 from collections.abc import Sequence
 from typing import Never
 
 import attrs
 import trio
+import trustme
 
 import actors
+from examples.chat_bots import ChatBot, CommandBot, Greeter
+from examples.chat_protocol import Joined, Left, Posted, RoomEvent
+from examples.chat_server import ChatServer, serve_chat, wait_for_signal
+from examples.feed_bot import FeedBot
+from examples.thread_bridge import Relay, Threads
+from examples.ticker_feed import FeedConfig, FeedServer, Market, serve_feed
 
-MAILBOX_SIZE = 16
-ROOM = "room"
+HOST = "127.0.0.1"
+ROOM = "lobby"
+FEED_DROP_AFTER = 2.0  # seconds: the feed drops each subscriber this long after it subscribed
+DIGEST_EVERY = 1.0
+SENSOR_INTERVAL = 1.0
 
 
 class Transcript:
-    """Prints timestamped lines. Only the room prints chat lines; notes come from the runtime."""
+    """Prints timestamped lines: what the room publishes, and the demo's own notes."""
 
     def __init__(self) -> None:
         self.started = time.monotonic()
 
-    def line(self, author: str, text: str) -> None:
-        print(f"[{time.monotonic() - self.started:5.2f}s] {author}: {text}", flush=True)
+    def _stamp(self) -> str:
+        return f"[{time.monotonic() - self.started:5.2f}s]"
+
+    def event(self, event: RoomEvent) -> None:
+        if isinstance(event, Posted):
+            print(f"{self._stamp()} {event.name}: {event.text}", flush=True)
+        elif isinstance(event, Joined):
+            print(f"{self._stamp()} -- {event.name} joined {event.room}", flush=True)
+        elif isinstance(event, Left):
+            print(f"{self._stamp()} -- {event.name} left {event.room} ({event.reason})", flush=True)
 
     def note(self, text: str) -> None:
-        print(f"[{time.monotonic() - self.started:5.2f}s] -- {text}", flush=True)
-
-
-# -- messages ---------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class Heard:
-    """What the room tells its members: one line of the conversation."""
-
-    author: str
-    text: str
-
-
-@attrs.frozen
-class Join:
-    name: str
-    member: actors.ActorRef[Heard]
-
-
-@attrs.frozen
-class Say:
-    author: str
-    text: str
-
-
-@attrs.frozen
-class Roll(actors.Request[int]):
-    sides: int
-
-
-@attrs.frozen
-class Rolled:
-    """The room's own note to itself: the dice answered."""
-
-    author: str
-    sides: int
-    value: int
-
-
-@attrs.frozen
-class RollFailed:
-    author: str
-    error: Exception
-
-
-# -- actors -----------------------------------------------------------------------------------
-
-
-@attrs.define(eq=False)
-class Room(actors.Actor[Join | Say | Rolled | RollFailed]):
-    dice: actors.ActorRef[Roll]
-    transcript: Transcript
-    members: dict[str, actors.ActorRef[Heard]] = attrs.Factory(dict)
-
-    @actors.handler
-    def join(self, message: Join) -> None:
-        self._post(ROOM, f"{message.name} joined")
-        self.members[message.name] = message.member
-
-    @actors.handler
-    def say(self, message: Say) -> None:
-        self._post(message.author, message.text)
-        command, _, argument = message.text.partition(" ")
-        if command == "/roll":
-            sides = int(argument) if argument.isdigit() and int(argument) > 1 else 6
-            author = message.author
-            self.ctx.pipe_to_self(
-                self.dice.ask,
-                Roll(sides),
-                on_result=lambda value: Rolled(author, sides, value),
-                on_error=lambda error: RollFailed(author, error),
-            )
-
-    @actors.handler
-    def rolled(self, message: Rolled) -> None:
-        self._post("dice", f"{message.author} rolled {message.value} on a d{message.sides}")
-
-    @actors.handler
-    def roll_failed(self, message: RollFailed) -> None:
-        self._post(ROOM, f"the dice did not answer {message.author}: {message.error}")
-
-    def _post(self, author: str, text: str) -> None:
-        self.transcript.line(author, text)
-        line = Heard(author, text)
-        gone = []
-        for name, member in self.members.items():
-            if name == author:
-                continue
-            try:
-                member.tell_nowait(line)
-            except trio.WouldBlock:
-                # Drop-newest for a member that cannot keep up; the drop is reported.
-                self.ctx.system.dead_letters.publish(
-                    actors.DeadLetter(
-                        message=line,
-                        recipient=member.path,
-                        sender=None,
-                        reason=actors.DeadLetterReason.DROPPED,
-                    )
-                )
-            except actors.ActorStoppedError:
-                gone.append(name)
-        for name in gone:
-            member = self.members.pop(name)
-            self._post(ROOM, f"{name} left ({describe(member.stop_reason)})")
-
-
-@attrs.define(eq=False)
-class Greeter(actors.Actor[Heard]):
-    room: actors.ActorRef[Say]
-
-    @actors.handler
-    async def heard(self, message: Heard) -> None:
-        if message.author == ROOM and message.text.endswith(" joined"):
-            name = message.text.removesuffix(" joined")
-            await self.room.tell(Say("greeter", f"welcome, {name}!"))
-
-
-@attrs.define(eq=False)
-class Dice(actors.Actor[Roll]):
-    rng: random.Random
-
-    @actors.handler
-    def roll(self, message: Roll) -> int:
-        return self.rng.randint(1, message.sides)
-
-
-@attrs.define(eq=False)
-class Parrot(actors.Actor[Heard]):
-    room: actors.ActorRef[Say]
-    repeats: str = "alice"
-
-    @actors.handler
-    async def heard(self, message: Heard) -> None:
-        if message.author != self.repeats or message.text.startswith("/"):
-            return
-        if "cracker" in message.text:
-            raise RuntimeError("the parrot choked on a cracker")
-        await self.room.tell(Say("parrot", f"{message.text}!"))
-
-
-OPENING = ["hi everyone", "/roll", "polly want a cracker?"]
-CHATTER = ["/roll 20", "is anyone else here?", "/roll", "warm in here today"]
-
-
-@attrs.define(eq=False)
-class User(actors.Actor[Heard]):
-    name: str
-    room: actors.ActorRef[Say]
-    pause: float = 0.3
-    lines_heard: int = 0
-
-    async def on_start(self) -> None:
-        self.ctx.start_soon(self._type)
-
-    @actors.handler
-    def heard(self, message: Heard) -> None:
-        self.lines_heard += 1  # alice reads along
-
-    async def _type(self) -> None:
-        for text in itertools.chain(OPENING, itertools.cycle(CHATTER)):
-            await trio.sleep(self.pause)
-            await self.room.tell(Say(self.name, text))
-
-
-# -- the thread -------------------------------------------------------------------------------
-
-
-class Sensor:
-    """A plain OS thread reporting a temperature to the room every ``interval`` seconds."""
-
-    def __init__(self, room: actors.ActorRef[Say], rng: random.Random, interval: float) -> None:
-        self._room = room
-        self._rng = rng
-        self._interval = interval
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sensor", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Ask the thread to stop and wait for it (call it in a worker thread)."""
-        self._stopping.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        celsius = 21.0
-        while not self._stopping.wait(self._interval):
-            celsius += self._rng.uniform(-0.3, 0.3)
-            try:
-                self._room.tell_from_thread(Say("sensor", f"{celsius:.1f} C"))
-            except actors.ActorStoppedError:
-                return
-
-
-# -- watching ---------------------------------------------------------------------------------
-
-
-def describe(reason: actors.StopReason | None) -> str:
-    if isinstance(reason, actors.Failed):
-        return f"failed: {reason.error!r}"
-    return "running" if reason is None else type(reason).__name__.lower()
-
-
-async def report_stop(ref: actors.ActorRef[Never], transcript: Transcript) -> None:
-    reason = await ref.wait_stopped()
-    transcript.note(f"{ref.path} stopped ({describe(reason)})")
-
-
-def report_dead_letter(letter: actors.DeadLetter, transcript: Transcript) -> None:
-    transcript.note(
-        f"dead letter to {letter.recipient} ({letter.reason.value}): {letter.message!r}"
-    )
-
-
-async def report_dead_letters(
-    letters: trio.MemoryReceiveChannel[actors.DeadLetter], transcript: Transcript
-) -> None:
-    async for letter in letters:
-        report_dead_letter(letter, transcript)
-
-
-def drain(letters: trio.MemoryReceiveChannel[actors.DeadLetter]) -> list[actors.DeadLetter]:
-    """The letters still buffered in a subscription, without waiting."""
-    left = []
-    while True:
-        try:
-            left.append(letters.receive_nowait())
-        except trio.WouldBlock:
-            return left
+        print(f"{self._stamp()} -- {text}", flush=True)
 
 
 class TranscriptLogHandler(logging.Handler):
-    """Shows the runtime's own log records (the ``actors`` logger) in the transcript."""
+    """Shows the runtime's and the transport's warnings in the transcript."""
 
     def __init__(self, transcript: Transcript) -> None:
-        super().__init__()
+        super().__init__(logging.WARNING)
         self.transcript = transcript
 
     def emit(self, record: logging.LogRecord) -> None:
-        path = getattr(record, "actor_path", "-")
-        self.transcript.note(
-            f"log {record.levelname} {record.name} [{path}]: {record.getMessage()}"
-        )
+        self.transcript.note(f"log {record.levelname} {record.name}: {record.getMessage()}")
 
 
-async def wait_for_the_end(seconds: float | None) -> None:
-    """Return after ``seconds``, or at Ctrl-C or SIGTERM."""
-    with trio.move_on_after(math.inf if seconds is None else seconds):
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for _ in signals:
-                return
+SCRIPT = ["hi everyone", "/roll", "/time", "/who", "anyone watching ACME?"]
+CHATTER = ["/roll 20", "the coffee machine is fixed", "/roll", "/help", "back to work"]
 
 
-def print_statistics(refs: Sequence[actors.ActorRef[Never]], system: actors.ActorSystem) -> None:
-    print()
-    print("actor     processed  high water  capacity  dead letters  stop reason")
-    for ref in refs:
-        stats = ref.statistics()
-        print(
-            f"{ref.path:<9} {stats.processed:>9} {stats.high_water:>11} {stats.capacity:>9} "
-            f"{stats.dead_lettered:>13}  {describe(ref.stop_reason)}"
-        )
+@attrs.define(eq=False)
+class ScriptedUser(ChatBot):
+    """A user who types a line every ``pause`` seconds (a helper task does the typing)."""
+
+    pause: float = 0.5
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        self.ctx.start_soon(self._type)
+
+    async def _type(self) -> None:
+        for text in itertools.chain(SCRIPT, itertools.cycle(CHATTER)):
+            await trio.sleep(self.pause)
+            await self.say(text)
+
+
+def throwaway_tls() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A local CA and a certificate for 127.0.0.1: the feed's context and its clients'."""
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(HOST, "localhost").configure_cert(server)
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return server, client
+
+
+async def summary(
+    system: actors.ActorSystem, chat: ChatServer, feed: FeedServer, transcript: Transcript
+) -> None:
+    chat_stats = await chat.server.statistics()
+    feed_stats = await feed.server.statistics()
+    room: actors.Topic[RoomEvent] = actors.topic(system, f"room:{ROOM}")
+    room_stats = room.statistics()
     letters = system.dead_letters.statistics()
     reasons = ", ".join(f"{reason.value}: {n}" for reason, n in letters.by_reason.items())
+    print()
+    print(f"chat connections: {chat_stats.accepted} accepted, {chat_stats.active} still open")
+    print(f"feed connections: {feed_stats.accepted} accepted (each drop is a reconnect)")
+    print(
+        f"room {ROOM}: {room_stats.published} events published, {room_stats.dropped} dropped, "
+        f"{room_stats.disconnected} members disconnected for lagging"
+    )
     print(f"dead letters: {letters.total} ({reasons or 'none'})")
 
 
-# -- main -------------------------------------------------------------------------------------
-
-
-async def main(seconds: float | None = None, seed: int | None = None) -> None:
+async def main(arguments: argparse.Namespace) -> None:
     transcript = Transcript()
-    rng = random.Random(seed)
-    log = logging.getLogger("actors")
-    log.addHandler(TranscriptLogHandler(transcript))
-    log.propagate = False
-    running = "until Ctrl-C" if seconds is None else f"for {seconds:g}s (Ctrl-C ends it sooner)"
-    print(f"a chat room, four actors in it and a sensor thread; running {running}")
+    for name in ("actors", "transport"):
+        log = logging.getLogger(name)
+        log.addHandler(TranscriptLogHandler(transcript))
+        log.propagate = False
+    rng = random.Random(arguments.seed)
+    feed_tls, client_tls = throwaway_tls()
 
-    async with actors.open_system("demo", mailbox_size=MAILBOX_SIZE) as system:
-        with system.dead_letters.subscribe() as letters:
-            async with trio.open_nursery() as background:
-                background.start_soon(report_dead_letters, letters, transcript)
-                async with trio.open_nursery() as watchers:
-                    dice = await system.spawn(Dice(random.Random(rng.random())), name="dice")
-                    room = await system.spawn(Room(dice, transcript), name="room")
-                    greeter = await system.spawn(Greeter(room), name="greeter")
-                    parrot = await system.spawn(Parrot(room), name="parrot")
-                    alice = await system.spawn(User("alice", room), name="alice")
-                    everyone: list[actors.ActorRef[Never]] = [dice, room, greeter, parrot, alice]
-                    for ref in everyone:
-                        watchers.start_soon(report_stop, ref, transcript)
-                    for member in (greeter, parrot, alice):
-                        await room.tell(Join(member.name, member))
-                    sensor = Sensor(room, random.Random(rng.random()), interval=0.4)
-                    sensor.start()
+    async with actors.open_system("demo") as system:
+        async with trio.open_nursery() as servers:
+            chat: ChatServer = await servers.start(
+                functools.partial(
+                    serve_chat,
+                    system,
+                    HOST,
+                    arguments.port,
+                    http_port=arguments.http_port,
+                    on_event=transcript.event,
+                )
+            )
+            config = FeedConfig(
+                Market(random.Random(rng.random())), interval=0.25, drop_after=FEED_DROP_AFTER
+            )
+            feed: FeedServer = await servers.start(
+                functools.partial(serve_feed, system, HOST, 0, config, ssl_context=feed_tls)
+            )
+            print(f"chat server: listening on {chat.url}")
+            print(f"web page:    open {chat.page_url} in a browser")
+            print(
+                f"ticker feed: listening on {feed.url} (drops subscribers every {FEED_DROP_AFTER:g}s)"
+            )
+            running = "until Ctrl-C" if arguments.seconds is None else f"for {arguments.seconds:g}s"
+            print(f"running {running}; the room {ROOM!r}:", flush=True)
 
-                    await wait_for_the_end(seconds)
+            people: list[actors.ActorRef[Never]] = []
+            people.append(await system.spawn(Greeter(chat.url, ROOM), name="greeter"))
+            people.append(
+                await system.spawn(
+                    CommandBot(chat.url, ROOM, rng=random.Random(rng.random())), name="commands"
+                )
+            )
+            people.append(
+                await system.spawn(
+                    FeedBot(
+                        feed.url, chat.url, ROOM, ssl_context=client_tls, digest_every=DIGEST_EVERY
+                    ),
+                    name="ticker",
+                )
+            )
+            relay = await system.spawn(Relay(chat.url, ROOM), name="relay")
+            people.append(relay)
+            threads = Threads.start(relay, SENSOR_INTERVAL, random.Random(rng.random()))
+            people.append(await system.spawn(ScriptedUser(chat.url, ROOM, "alice"), name="alice"))
 
-                    transcript.note("stopping: the sensor thread first, then the actors")
-                    await trio.to_thread.run_sync(sensor.stop)
-                    for ref in reversed(everyone):
-                        await ref.stop()
-                background.cancel_scope.cancel()  # every actor has stopped and been reported
-            for letter in drain(letters):
-                report_dead_letter(letter, transcript)
-    print_statistics(everyone, system)
+            await wait_for_signal(arguments.seconds)
+
+            transcript.note("stopping: the threads first, then the people, then the servers")
+            await threads.stop()
+            for ref in reversed(people):
+                await ref.stop()
+            await summary(system, chat, feed, transcript)
+            servers.cancel_scope.cancel()
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m examples.demo",
-        description="A chat room with a few bot actors, a crash and a thread, in one process.",
+        description="A chat server, its web page, bots, a TLS feed and two threads, on loopback.",
     )
     parser.add_argument(
         "--seconds", type=float, default=None, help="stop after this long (default: at Ctrl-C)"
     )
-    parser.add_argument("--seed", type=int, default=None, help="seed the dice and the sensor")
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", help="show the runtime's DEBUG log too"
-    )
+    parser.add_argument("--seed", type=int, default=None, help="seed the dice and the prices")
+    parser.add_argument("--port", type=int, default=0, help="chat WebSocket port (0: any free)")
+    parser.add_argument("--http-port", type=int, default=0, help="web page port (0: any free)")
     return parser.parse_args(argv)
 
 
 if __name__ == "__main__":
-    arguments = parse_arguments()
-    logging.getLogger("actors").setLevel(logging.DEBUG if arguments.verbose else logging.WARNING)
-    trio.run(main, arguments.seconds, arguments.seed)
+    trio.run(main, parse_arguments())

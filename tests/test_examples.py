@@ -27,41 +27,49 @@ def run_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_demo_bounded_run_shows_the_conversation_the_crash_and_the_statistics() -> None:
-    result = run_module("examples.demo", "--seconds", "2", "--seed", "1")
+def test_demo_bounded_run_shows_the_room_the_bots_the_feed_and_the_threads() -> None:
+    result = run_module("examples.demo", "--seconds", "4", "--seed", "1")
     out = result.stdout
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    assert "running for 2s" in out
-    # The bots spoke: a tell-driven reply, an ask answered through pipe_to_self, the thread.
-    assert "greeter: welcome, alice!" in out
-    assert "parrot: hi everyone!" in out
-    assert re.search(r"^\[ *[\d.]+s\] dice: alice rolled \d+ on a d6$", out, re.MULTILINE)
-    assert re.search(r"^\[ *[\d.]+s\] sensor: -?\d+\.\d C$", out, re.MULTILINE)
-    # The crash, with its reason, the dead letter, the runtime's log line, and the room noticing.
-    crash = "RuntimeError('the parrot choked on a cracker')"
-    assert f"-- /parrot stopped (failed: {crash})" in out
-    assert (
-        "-- dead letter to /parrot (failed): "
-        "Heard(author='alice', text='polly want a cracker?')" in out
-    )
-    assert "-- log ERROR actors [/parrot]: actor /parrot failed" in out
-    assert f"room: parrot left (failed: {crash})" in out
-    # The orderly end and the final statistics.
-    for name in ["alice", "greeter", "room", "dice"]:
-        assert f"-- /{name} stopped (normal)" in out
-    assert re.search(r"^actor +processed +high water +capacity +dead letters", out, re.MULTILINE)
+    # Where everything listens, on loopback, at ports picked free.
+    assert re.search(r"^chat server: listening on ws://127\.0\.0\.1:\d+/$", out, re.MULTILINE)
     assert re.search(
-        rf"^/parrot +\d+ +\d+ +16 +[1-9]\d*  failed: {re.escape(crash)}$", out, re.MULTILINE
+        r"^web page: +open http://127\.0\.0\.1:\d+/\?ws=ws://127\.0\.0\.1:\d+/ in a browser$",
+        out,
+        re.MULTILINE,
     )
-    assert re.search(r"^dead letters: \d+ \(.*\bfailed: 1\b.*\)$", out, re.MULTILINE)
+    assert re.search(r"^ticker feed: listening on wss://127\.0\.0\.1:\d+/ ", out, re.MULTILINE)
+    assert "running for 4s" in out
+    line = r"^\[ *[\d.]+s\] "
+    # Everyone joined, over their own WebSocket connection; the greeter and the commands bot.
+    for name in ["greeter", "commands", "ticker", "sensors", "alice"]:
+        assert re.search(rf"{line}-- {name} joined lobby$", out, re.MULTILINE), name
+    assert re.search(rf"{line}greeter: welcome, alice!$", out, re.MULTILINE)
+    assert re.search(rf"{line}alice: hi everyone$", out, re.MULTILINE)
+    assert re.search(rf"{line}commands: alice rolled [1-6] \(d6\)$", out, re.MULTILINE)
+    assert re.search(rf"{line}commands: alice: in lobby: greeter, commands, ", out, re.MULTILINE)
+    # The TLS feed's digest, and the reconnect after the feed dropped the connection.
+    assert re.search(rf"{line}ticker: ACME \d+\.\d\d \([+-]\d+\.\d\d%\) · ", out, re.MULTILINE)
+    assert "(feed reconnected after: closed with 1012 (feed restarting))" in out
+    # The two plain OS threads, through tell_from_thread.
+    assert re.search(rf"{line}sensors: thermometer: \d+\.\d C$", out, re.MULTILINE)
+    assert re.search(rf"{line}sensors: door front open$", out, re.MULTILINE)
+    # The orderly end, and the summary.
+    assert "-- stopping: the threads first, then the people, then the servers" in out
+    assert re.search(rf"{line}-- alice left lobby \(disconnected\)$", out, re.MULTILINE)
+    assert re.search(r"^chat connections: 5 accepted, 0 still open$", out, re.MULTILINE)
+    assert re.search(r"^feed connections: [2-9] accepted", out, re.MULTILINE)
+    assert re.search(r"^room lobby: \d+ events published, 0 dropped, ", out, re.MULTILINE)
+    assert re.search(r"^dead letters: \d+ ", out, re.MULTILINE)
+    assert "log ERROR" not in out
 
 
 def test_demo_seed_makes_the_dice_repeatable() -> None:
     def rolls(seed: str) -> list[str]:
-        result = run_module("examples.demo", "--seconds", "1", "--seed", seed)
+        result = run_module("examples.demo", "--seconds", "2", "--seed", seed)
         assert result.returncode == 0, result.stderr
-        return re.findall(r"rolled (\d+ on a d\d+)", result.stdout)
+        return re.findall(r"rolled (\d+ \(d\d+\))", result.stdout)
 
     first = rolls("5")
     assert first
@@ -99,8 +107,51 @@ async def test_demo_ends_cleanly_at_ctrl_c() -> None:
                     await process.wait()
     text = output.decode()
     assert "running until Ctrl-C" in text
-    assert "-- stopping: the sensor thread first, then the actors" in text
+    assert "-- stopping: the threads first, then the people, then the servers" in text
     assert re.search(r"^dead letters: \d+ ", text, re.MULTILINE)
+
+
+def test_local_chat_shows_the_conversation_the_crash_and_the_statistics() -> None:
+    result = run_module("examples.local_chat", "--seconds", "2", "--seed", "1")
+    out = result.stdout
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert "running for 2s" in out
+    # The bots spoke: a tell-driven reply, an ask answered through pipe_to_self, the thread.
+    assert "greeter: welcome, alice!" in out
+    assert "parrot: hi everyone!" in out
+    assert re.search(r"^\[ *[\d.]+s\] dice: alice rolled \d+ on a d6$", out, re.MULTILINE)
+    assert re.search(r"^\[ *[\d.]+s\] sensor: -?\d+\.\d C$", out, re.MULTILINE)
+    # The crash, with its reason, the dead letter, the runtime's log line, and the room noticing.
+    crash = "RuntimeError('the parrot choked on a cracker')"
+    assert f"-- /parrot stopped (failed: {crash})" in out
+    assert (
+        "-- dead letter to /parrot (failed): "
+        "Heard(author='alice', text='polly want a cracker?')" in out
+    )
+    assert "-- log ERROR actors [/parrot]: actor /parrot failed" in out
+    assert f"room: parrot left (failed: {crash})" in out
+    # The orderly end and the final statistics.
+    for name in ["alice", "greeter", "room", "dice"]:
+        assert f"-- /{name} stopped (normal)" in out
+    assert re.search(r"^actor +processed +high water +capacity +dead letters", out, re.MULTILINE)
+    assert re.search(
+        rf"^/parrot +\d+ +\d+ +16 +[1-9]\d*  failed: {re.escape(crash)}$", out, re.MULTILINE
+    )
+    assert re.search(r"^dead letters: \d+ \(.*\bfailed: 1\b.*\)$", out, re.MULTILINE)
+
+
+def test_local_chat_seed_makes_the_dice_repeatable() -> None:
+    def rolls(seed: str) -> list[str]:
+        result = run_module("examples.local_chat", "--seconds", "1", "--seed", seed)
+        assert result.returncode == 0, result.stderr
+        return re.findall(r"rolled (\d+ on a d\d+)", result.stdout)
+
+    first = rolls("5")
+    assert first
+    second = rolls("5")
+    common = min(len(first), len(second))
+    assert first[:common] == second[:common]
 
 
 TUTORIAL = [
