@@ -376,16 +376,31 @@ class Cell(Parent):
         start_error: Exception | None = None
         restart_in: float | None = None
         stop_hook_due = False
+        interrupted = False
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self.actor._bind_cell(self)
                 try:
-                    await self.actor.on_start()
+                    # An interrupting stop also cuts a start hook short (a client
+                    # stuck connecting, a restart its supervisor gave up on).
+                    with trio.CancelScope() as self._loop_scope:
+                        await self.actor.on_start()
                 except Exception as exc:  # noqa: BLE001 - re-raised from spawn, or supervised
                     start_error = exc
                     reason = Failed(exc)
                 else:
+                    interrupted = self._loop_scope.cancelled_caught
+                finally:
+                    self._loop_scope = None
+                if interrupted:
+                    assert self._interrupt is not None
+                    reason = self._interrupt
+                    if not self._started:
+                        start_error = ActorStoppedError(
+                            f"actor {self.path} was stopped while starting"
+                        )
+                elif start_error is None:
                     stop_hook_due = True
                     self.state = State.RUNNING
                     if not self._started:

@@ -416,3 +416,50 @@ async def test_restarts_and_final_failures_are_published_as_system_events() -> N
     assert "/s/a" in failed
     letters = [event.letter for event in seen if isinstance(event, actors.DeadLetterPublished)]
     assert [letter.message for letter in letters][:2] == [Crash("first"), Crash("second")]
+
+
+@attrs.define(eq=False)
+class SlowStarter(actors.Actor[Work]):
+    """Its start hook waits forever, like a client that cannot connect."""
+
+    journal: Journal
+
+    async def on_start(self) -> None:
+        self.journal.starts["slow"] = self.journal.starts.get("slow", 0) + 1
+        if self.journal.starts["slow"] > 1:
+            await trio.sleep_forever()
+
+    @actors.handler
+    def work(self, message: Work) -> None:
+        raise RuntimeError("fail so that the next start hangs")
+
+
+async def test_a_stop_cuts_short_a_restart_stuck_in_its_start_hook(
+    system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
+) -> None:
+    journal = Journal()
+    supervisor = await system.spawn(Supervisor([ChildSpec("slow", lambda: SlowStarter(journal))]))
+    slow = await child(supervisor, "slow")
+    await slow.tell(Work(1))  # fails; the restart's on_start hangs
+    await settle()
+    assert journal.starts["slow"] == 2
+    start = trio.current_time()
+    assert await slow.stop() == actors.Normal()
+    assert trio.current_time() == start
+    assert await children_of(supervisor) == {}
+
+
+async def test_spawn_of_an_actor_stopped_while_starting_raises(
+    system: actors.ActorSystem,
+) -> None:
+    journal = Journal()
+    journal.starts["slow"] = 1  # the first start already hangs
+
+    async def stop_it_soon() -> None:
+        await settle()
+        system.children["slow"].request_stop(actors.Normal(), interrupt=True)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stop_it_soon)
+        with pytest.raises(actors.ActorStoppedError, match="stopped while starting"):
+            await system.spawn(SlowStarter(journal), name="slow")
