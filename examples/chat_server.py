@@ -21,6 +21,18 @@ letter) and, once the member has caught up with what was queued, tells it ``Lagg
 Session then announces the gap and closes its connection with 1013 (try again later). A member
 that never reads again is ended by its connection: a frame that cannot be written within
 ``write_timeout`` aborts the connection, and the Room announces that the member left.
+
+Several servers. With ``--redis URL`` the rooms span every chat server started with the same
+URL: each server keeps its own Room actor per room, but the Room publishes on a
+``transport.DistributedTopic`` named after the room, so whatever it publishes (messages, joins,
+departures) reaches the members on every server, in one order (Redis's). Each Room also
+subscribes to its room's topic to know who is in the room on the other servers (it asks them
+with ``RollCall`` when it opens). The link is at most once: after a reconnection to Redis,
+the members are told that messages may have been missed. Without ``--redis``, each room's topic
+is an ``actors.topic`` in this process, and nothing leaves it::
+
+    python -m examples.chat_server --port 8765 --redis redis://127.0.0.1:6379/0
+    python -m examples.chat_server --port 8766 --http-port 8081 --redis redis://127.0.0.1:6379/0
 """
 
 from __future__ import annotations
@@ -28,9 +40,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import logging
 import math
 import signal
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 
 import attrs
 import trio
@@ -55,6 +68,8 @@ from examples.chat_protocol import (
 )
 from examples.static_page import chat_page_files, serve_static
 
+logger = logging.getLogger("examples.chat_server")
+
 #: Events queued per member before the room's topic drops that member.
 ROOM_BUFFER = 64
 #: A session's mailbox: room events and client messages wait here.
@@ -63,8 +78,42 @@ MAX_ROOMS = 100
 #: Connection options of the chat server (the transport's defaults: keepalive every 20 s).
 OPTIONS = transport.ConnectionOptions()
 
+#: Seconds a room may wait for its backplane topic to be subscribed before a join is refused.
+ROOM_OPEN_TIMEOUT = 3.0
+
 #: Called with every event a room publishes (the demo prints them).
 OnEvent = Callable[[RoomEvent], None]
+
+
+def room_topic(room: str) -> str:
+    """The name of the topic a room publishes on (in this process, or on the backplane)."""
+    return f"room:{room}"
+
+
+# -- what the rooms of several servers say to each other, on the room's backplane topic ------
+
+
+@attrs.frozen
+class RollCall:
+    """Published by a room when it opens on a server: who is in this room elsewhere?"""
+
+    node: str
+
+
+@attrs.frozen
+class Present:
+    """A room's answer to a ``RollCall``: its members on the server ``node``."""
+
+    node: str
+    names: tuple[str, ...]
+
+
+#: What a room publishes on its topic.
+RoomTopicMessage = Joined | Left | Posted | RollCall | Present
+#: What the topic's subscribers receive: that, and gap notices from the backplane.
+RoomTopicEvent = RoomTopicMessage | transport.BackplaneGap
+#: How a room's topic messages travel through Redis.
+ROOM_CODEC = transport.JsonCodec(Joined, Left, Posted, RollCall, Present)
 
 
 def describe_exit(reason: actors.StopReason) -> str:
@@ -104,7 +153,16 @@ class Who(actors.Request[Members]):
     pass
 
 
-RoomMessage = Enter | Speak | Exit | Who | actors.Terminated
+RoomMessage = (
+    Enter
+    | Speak
+    | Exit
+    | Who
+    | actors.Terminated
+    # Only with a backplane: the room's own subscription to its topic.
+    | RoomTopicEvent
+    | actors.Lagged
+)
 
 
 @attrs.define
@@ -115,16 +173,32 @@ class Member:
 
 @attrs.define(eq=False)
 class Room(actors.Actor[RoomMessage]):
-    """One room: who is in it, and the topic its events go out on."""
+    """One room: who is in it, and the topic its events go out on.
+
+    ``topic`` is what members subscribe to. With a backplane, ``shared`` is the room's
+    distributed topic (``topic`` is its local end): the room publishes there, and keeps in
+    ``elsewhere`` the names of the members connected to other servers.
+    """
 
     name: str
-    topic: actors.Topic[RoomEvent]
+    topic: actors.Topic[RoomTopicEvent]
     on_event: OnEvent | None = None
+    shared: transport.DistributedTopic[RoomTopicMessage] | None = None
+    node: str = ""
     members: dict[actors.ActorRef[SessionMessage], Member] = attrs.Factory(dict)
+    elsewhere: set[str] = attrs.Factory(set)
+
+    async def on_start(self) -> None:
+        if self.shared is not None:
+            self.topic.subscribe_actor(self.ctx.ref)
+            await self._publish(RollCall(self.node))
+        await trio.lowlevel.checkpoint()
 
     @actors.handler
-    def enter(self, message: Enter) -> Members | Problem:
-        if any(member.name == message.name for member in self.members.values()):
+    async def enter(self, message: Enter) -> Members | Problem:
+        if message.name in self.elsewhere or any(
+            member.name == message.name for member in self.members.values()
+        ):
             return Problem(f"the name {message.name!r} is taken in {self.name!r}")
         if message.session in self.members:
             return Problem(f"you are already in {self.name!r}")
@@ -132,45 +206,97 @@ class Room(actors.Actor[RoomMessage]):
         subscription = self.topic.subscribe_actor(message.session)
         self.ctx.watch(message.session)
         self.members[message.session] = Member(message.name, subscription)
-        self._publish(Joined(self.name, message.name))
+        if not await self._publish(Joined(self.name, message.name)):
+            del self.members[message.session]
+            subscription.unsubscribe()
+            self.ctx.unwatch(message.session)
+            return Problem(f"cannot join {self.name!r} now: the chat servers are cut off")
         return self._members()
 
     @actors.handler
-    def speak(self, message: Speak) -> None:
+    async def speak(self, message: Speak) -> None:
         member = self.members.get(message.session)
-        if member is not None:
-            self._publish(Posted(self.name, member.name, message.text))
+        if member is None:
+            return await trio.lowlevel.checkpoint()
+        if not await self._publish(Posted(self.name, member.name, message.text)):
+            # Never wait on a member: if its mailbox is full, it misses the notice.
+            notice = Problem(f"not sent to {self.name!r}: the chat servers are cut off")
+            with contextlib.suppress(trio.WouldBlock, actors.ActorStoppedError):
+                message.session.tell_nowait(notice)
 
     @actors.handler
-    def exit(self, message: Exit) -> None:
-        self._remove(message.session, message.reason)
+    async def exit(self, message: Exit) -> None:
+        await self._remove(message.session, message.reason)
 
     @actors.handler
     def who(self, message: Who) -> Members:
         return self._members()
 
     @actors.handler
-    def terminated(self, message: actors.Terminated) -> None:
+    async def terminated(self, message: actors.Terminated) -> None:
         for session in list(self.members):
             if session == message.ref:
-                self._remove(session, describe_exit(message.reason))
+                await self._remove(session, describe_exit(message.reason))
+        await trio.lowlevel.checkpoint()
 
-    def _remove(self, session: actors.ActorRef[SessionMessage], reason: str) -> None:
+    async def _remove(self, session: actors.ActorRef[SessionMessage], reason: str) -> None:
         member = self.members.pop(session, None)
         if member is None:
-            return
+            return await trio.lowlevel.checkpoint()
         member.subscription.unsubscribe()
         self.ctx.unwatch(session)
-        self._publish(Left(self.name, member.name, reason))
+        await self._publish(Left(self.name, member.name, reason))
 
     def _members(self) -> Members:
-        return Members(self.name, tuple(member.name for member in self.members.values()))
+        here = [member.name for member in self.members.values()]
+        return Members(self.name, (*here, *sorted(self.elsewhere)))
 
-    def _publish(self, event: RoomEvent) -> None:
-        # DISCONNECT never makes a publisher wait: a full member queue is that member's problem.
-        self.topic.publish_nowait(event)
-        if self.on_event is not None:
-            self.on_event(event)
+    async def _publish(self, message: RoomTopicMessage) -> bool:  # noqa: ASYNC910 - see below
+        """Publish to every member (on every server); False if the backplane is unreachable."""
+        if self.shared is None:
+            # DISCONNECT never makes a publisher wait: a full member queue is that member's
+            # problem. No checkpoint either: the room's handlers stay as fast as they were.
+            self.topic.publish_nowait(message)
+        else:
+            try:
+                await self.shared.publish(message)
+            except transport.BackplaneUnavailableError as exc:
+                logger.warning("room %r: %s", self.name, exc)
+                return False
+        if self.on_event is not None and isinstance(message, Joined | Left | Posted):
+            self.on_event(message)
+        return True
+
+    # -- with a backplane: what the rooms of the other servers publish -------------------------
+
+    @actors.handler
+    def room_event(self, message: Joined | Left | Posted) -> None:
+        here = {member.name for member in self.members.values()}
+        if isinstance(message, Joined) and message.name not in here:
+            self.elsewhere.add(message.name)
+        elif isinstance(message, Left) and message.name not in here:
+            self.elsewhere.discard(message.name)
+
+    @actors.handler
+    async def roll_call(self, message: RollCall) -> None:
+        if message.node != self.node and self.members:
+            names = tuple(member.name for member in self.members.values())
+            await self._publish(Present(self.node, names))
+        await trio.lowlevel.checkpoint()
+
+    @actors.handler
+    def present(self, message: Present) -> None:
+        if message.node != self.node:
+            self.elsewhere.update(message.names)
+
+    @actors.handler
+    async def gap(self, message: transport.BackplaneGap | actors.Lagged) -> None:
+        # We may have missed joins and departures: forget the other servers' members and ask
+        # them again. (A server that died without a word leaves no ghosts after this.)
+        if isinstance(message, actors.Lagged):
+            self.topic.subscribe_actor(self.ctx.ref)
+        self.elsewhere.clear()
+        await self._publish(RollCall(self.node))
 
 
 # -- the session ------------------------------------------------------------------------------
@@ -183,7 +309,7 @@ class FromClient:
     data: str | bytes
 
 
-SessionMessage = FromClient | Joined | Left | Posted | actors.Lagged | actors.Terminated
+SessionMessage = RoomTopicEvent | FromClient | Problem | actors.Lagged | actors.Terminated
 
 
 @attrs.define(eq=False)
@@ -193,6 +319,8 @@ class Session(actors.Actor[SessionMessage]):
     connection: transport.WebSocketConnection
     chat: actors.ActorRef[ChatMessage]
     rooms: dict[str, actors.ActorRef[RoomMessage]] = attrs.Factory(dict)
+    #: The name of each joined room's topic (as ``Lagged`` names it) -> the room's name.
+    topics: dict[str, str] = attrs.Factory(dict)
 
     async def on_start(self) -> None:
         # The session lives exactly as long as its connection, and stops with its reason.
@@ -218,19 +346,21 @@ class Session(actors.Actor[SessionMessage]):
             await self._send(await room.ask(Who()))
         elif isinstance(request, LeaveRoom):
             del self.rooms[request.room]
+            self.topics = {t: r for t, r in self.topics.items() if r != request.room}
             await room.tell(Exit(self.ctx.ref, "left the room"))
 
     async def _join(self, request: JoinRoom) -> None:
         if request.room in self.rooms:
             await self._send(Problem(f"you are already in {request.room!r}"))
             return
-        room = await self.chat.ask(OpenRoom(request.room))
-        if room is None:
-            await self._send(Problem(f"no more rooms: this server holds {MAX_ROOMS}"))
+        opened = await self.chat.ask(OpenRoom(request.room))
+        if isinstance(opened, Problem):
+            await self._send(opened)
             return
-        reply = await room.ask(Enter(request.name, self.ctx.ref))
+        reply = await opened.room.ask(Enter(request.name, self.ctx.ref))
         if isinstance(reply, Members):
-            self.rooms[request.room] = room
+            self.rooms[request.room] = opened.room
+            self.topics[opened.topic] = request.room
         await self._send(reply)
 
     @actors.handler
@@ -238,9 +368,28 @@ class Session(actors.Actor[SessionMessage]):
         await self._send(message)
 
     @actors.handler
+    def roll_call(self, message: RollCall | Present) -> None:
+        """Rooms talking among themselves, on their topic: nothing for the client."""
+
+    @actors.handler
+    async def problem(self, message: Problem) -> None:
+        await self._send(message)
+
+    @actors.handler
+    async def backplane_gap(self, message: transport.BackplaneGap) -> None:
+        # The backplane lost Redis for a while: say so, the chat goes on.
+        room = message.topic.removeprefix(room_topic(""))
+        down = message.until - message.since
+        notice = (
+            f"the chat servers were cut off for {down:.1f}s: messages in {room!r} "
+            "may have been missed"
+        )
+        await self._send(Problem(notice))
+
+    @actors.handler
     async def lagged(self, message: actors.Lagged) -> None:
         # The room's topic dropped us: everything queued before the gap has been written.
-        name = message.topic.removeprefix("room:")
+        name = self.topics.pop(message.topic, message.topic)
         room = self.rooms.pop(name, None)
         if room is not None:
             await room.tell(Exit(self.ctx.ref, f"too slow: missed {message.dropped} messages"))
@@ -267,8 +416,16 @@ class Session(actors.Actor[SessionMessage]):
 
 
 @attrs.frozen
-class OpenRoom(actors.Request[actors.ActorRef[RoomMessage] | None]):
-    """The room called ``name``, created on first use (``None``: too many rooms)."""
+class OpenedRoom:
+    """A room, and the name of the topic its members are subscribed to."""
+
+    room: actors.ActorRef[RoomMessage]
+    topic: str
+
+
+@attrs.frozen
+class OpenRoom(actors.Request[OpenedRoom | Problem]):
+    """The room called ``name``, created on first use."""
 
     name: str
 
@@ -287,27 +444,41 @@ class Chat(actors.Actor[ChatMessage]):
 
     room_buffer: int = ROOM_BUFFER
     on_event: OnEvent | None = None
-    rooms: dict[str, actors.ActorRef[RoomMessage]] = attrs.Factory(dict)
+    backplane: transport.Backplane | None = None
+    rooms: dict[str, OpenedRoom] = attrs.Factory(dict)
     sessions: int = 0
 
     @actors.handler
-    async def open_room(self, message: OpenRoom) -> actors.ActorRef[RoomMessage] | None:
-        room = self.rooms.get(message.name)
-        if room is not None and room.is_alive:
-            return room
+    async def open_room(self, message: OpenRoom) -> OpenedRoom | Problem:
+        opened = self.rooms.get(message.name)
+        if opened is not None and opened.room.is_alive:
+            await trio.lowlevel.checkpoint()
+            return opened
         if len(self.rooms) >= MAX_ROOMS:
-            return None
-        topic: actors.Topic[RoomEvent] = actors.topic(
-            self.ctx.system,
-            f"room:{message.name}",
-            policy=actors.OverflowPolicy.DISCONNECT,
-            buffer=self.room_buffer,
-        )
+            await trio.lowlevel.checkpoint()
+            return Problem(f"no more rooms: this server holds {MAX_ROOMS}")
+        policy = actors.OverflowPolicy.DISCONNECT
+        shared: transport.DistributedTopic[RoomTopicMessage] | None = None
+        if self.backplane is None:
+            topic: actors.Topic[RoomTopicEvent] = actors.topic(
+                self.ctx.system, room_topic(message.name), policy=policy, buffer=self.room_buffer
+            )
+        else:
+            # Subscribed on the backplane when this returns (Redis may be away: bounded).
+            with trio.move_on_after(ROOM_OPEN_TIMEOUT):
+                shared = await self.backplane.topic(
+                    room_topic(message.name), policy=policy, buffer=self.room_buffer
+                )
+            if shared is None:
+                return Problem(f"cannot open {message.name!r} now: the chat servers are cut off")
+            topic = shared.local
+        node = "" if self.backplane is None else self.backplane.node
         room = await self.ctx.spawn(
-            Room(message.name, topic, self.on_event), name=f"room-{len(self.rooms) + 1}"
+            Room(message.name, topic, self.on_event, shared, node),
+            name=f"room-{len(self.rooms) + 1}",
         )
-        self.rooms[message.name] = room
-        return room
+        opened = self.rooms[message.name] = OpenedRoom(room, topic.name)
+        return opened
 
     @actors.handler
     async def open_session(self, message: OpenSession) -> actors.ActorRef[SessionMessage]:
@@ -343,6 +514,7 @@ class ChatServer:
     page_url: str | None
     server: transport.WebSocketServer
     chat: actors.ActorRef[ChatMessage]
+    backplane: transport.Backplane | None = None
 
 
 def page_origins(host: str, http_port: int) -> set[str]:
@@ -360,10 +532,15 @@ async def serve_chat(
     room_buffer: int = ROOM_BUFFER,
     options: transport.ConnectionOptions = OPTIONS,
     on_event: OnEvent | None = None,
+    backplane: transport.Backplane | None = None,
     task_status: trio.TaskStatus[ChatServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the chat (and its page, if ``http_port`` is given) until cancelled."""
-    chat = await system.spawn(Chat(room_buffer, on_event), name="chat")
+    """Run the chat (and its page, if ``http_port`` is given) until cancelled.
+
+    With a ``backplane`` (opened with ``codec=ROOM_CODEC``), the rooms are shared with every
+    chat server on the same backplane; without, they live in this process.
+    """
+    chat = await system.spawn(Chat(room_buffer, on_event, backplane), name="chat")
     try:
         async with trio.open_nursery() as nursery:
             origins = set(allowed_origins)
@@ -389,7 +566,7 @@ async def serve_chat(
             url = f"ws://{host}:{server.port}/"
             if http_port is not None:
                 page_url = f"http://{host}:{http_port}/?ws={url}"
-            task_status.started(ChatServer(url, page_url, server, chat))
+            task_status.started(ChatServer(url, page_url, server, chat, backplane))
     finally:
         # The server has closed its connections (1001); now the rooms and sessions go.
         with trio.move_on_after(actors.DEFAULT_STOP_TIMEOUT, shield=True):
@@ -404,24 +581,49 @@ async def wait_for_signal(seconds: float | None = None) -> None:
                 return
 
 
+@contextlib.asynccontextmanager
+async def open_rooms_backplane(
+    system: actors.ActorSystem, redis_url: str | None
+) -> AsyncIterator[transport.Backplane | None]:
+    """The Redis backplane at ``redis_url`` for the rooms, or ``None``: rooms in this process."""
+    if redis_url is None:
+        await trio.lowlevel.checkpoint()
+        yield None
+        return
+    async with transport.open_redis_backplane(system, redis_url, codec=ROOM_CODEC) as backplane:
+        yield backplane
+
+
+def describe_backplane(backplane: transport.Backplane) -> str:
+    """Where the rooms live, in words (the password of a Redis URL masked)."""
+    stats = backplane.statistics()
+    return f"rooms are shared through {stats.url} (this server is node {stats.node})"
+
+
 async def main(arguments: argparse.Namespace) -> None:
-    async with actors.open_system("chat") as system:
-        async with trio.open_nursery() as nursery:
-            started: ChatServer = await nursery.start(
-                functools.partial(
-                    serve_chat,
-                    system,
-                    arguments.host,
-                    arguments.port,
-                    http_port=None if arguments.no_page else arguments.http_port,
-                    allowed_origins=arguments.allow_origin,
-                )
+    async with (
+        actors.open_system("chat") as system,
+        open_rooms_backplane(system, arguments.redis) as backplane,
+        trio.open_nursery() as nursery,
+    ):
+        started: ChatServer = await nursery.start(
+            functools.partial(
+                serve_chat,
+                system,
+                arguments.host,
+                arguments.port,
+                http_port=None if arguments.no_page else arguments.http_port,
+                allowed_origins=arguments.allow_origin,
+                backplane=backplane,
             )
-            print(f"listening on {started.url}", flush=True)
-            if started.page_url is not None:
-                print(f"open {started.page_url} in a browser", flush=True)
-            await wait_for_signal()
-            nursery.cancel_scope.cancel()
+        )
+        print(f"listening on {started.url}", flush=True)
+        if started.page_url is not None:
+            print(f"open {started.page_url} in a browser", flush=True)
+        if backplane is not None:
+            print(describe_backplane(backplane), flush=True)
+        await wait_for_signal()
+        nursery.cancel_scope.cancel()
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -438,6 +640,13 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=[],
         metavar="ORIGIN",
         help="also admit browsers from this origin (e.g. https://chat.example.com)",
+    )
+    parser.add_argument(
+        "--redis",
+        default=None,
+        metavar="URL",
+        help="share the rooms with every chat server using this Redis "
+        "(e.g. redis://127.0.0.1:6379/0); default: rooms in this process only",
     )
     return parser.parse_args(argv)
 

@@ -6,6 +6,7 @@ feed that drops its subscribers now and then, and two plain OS threads, all in o
     python -m examples.demo               # runs until Ctrl-C
     python -m examples.demo --seconds 5   # a bounded run
     python -m examples.demo --seed 7      # the same dice rolls and prices every time
+    python -m examples.demo --redis redis://127.0.0.1:6379/0   # two chat servers, one room
 
 It prints the address of the web page (open it, pick a name, say ``/help``) and then who
 said what in the room ``lobby``, as the room's actor publishes it. Who is in there:
@@ -18,7 +19,15 @@ said what in the room ``lobby``, as the room's actor publishes it. Who is in the
   callback thread, reporting through ``ref.tell_from_thread``.
 - ``alice``: a scripted user typing a few lines and commands.
 
-Every port is loopback and chosen free unless ``--port``/``--http-port`` say otherwise.
+With ``--redis URL`` the demo runs two chat servers, each with its own actor system and its
+own connection to Redis, as two processes on two hosts would (``examples/chat_server.py``
+explains how a room spans servers). The people are split between them: ``greeter``,
+``ticker`` and ``alice`` connect to server 1, ``commands`` and ``sensors`` to server 2, so
+alice's ``/roll`` is answered from the other server. Every line of the transcript says which
+server it was said on.
+
+Every port is loopback and chosen free unless ``--port``/``--http-port`` say otherwise
+(they apply to server 1).
 """
 
 from __future__ import annotations
@@ -38,9 +47,18 @@ import trio
 import trustme
 
 import actors
+import transport
 from examples.chat_bots import ChatBot, CommandBot, Greeter
 from examples.chat_protocol import Joined, Left, Posted, RoomEvent
-from examples.chat_server import ChatServer, serve_chat, wait_for_signal
+from examples.chat_server import (
+    ROOM_CODEC,
+    ChatServer,
+    OnEvent,
+    open_rooms_backplane,
+    room_topic,
+    serve_chat,
+    wait_for_signal,
+)
 from examples.feed_bot import FeedBot
 from examples.thread_bridge import Relay, Threads
 from examples.ticker_feed import FeedConfig, FeedServer, Market, serve_feed
@@ -50,6 +68,7 @@ ROOM = "lobby"
 FEED_DROP_AFTER = 2.0  # seconds: the feed drops each subscriber this long after it subscribed
 DIGEST_EVERY = 1.0
 SENSOR_INTERVAL = 1.0
+STOP_GRACE = 2.0  # seconds the rooms get to announce that the people left
 
 
 class Transcript:
@@ -57,17 +76,38 @@ class Transcript:
 
     def __init__(self) -> None:
         self.started = time.monotonic()
+        self.present: set[str] = set()
+        self._empty = trio.Event()  # set while the room is empty
+        self._empty.set()
 
     def _stamp(self) -> str:
         return f"[{time.monotonic() - self.started:5.2f}s]"
 
     def event(self, event: RoomEvent) -> None:
+        self._print_event("", event)
+
+    def events_of(self, server: str) -> OnEvent:
+        """Print a room's events marked with the server whose room published them."""
+        return functools.partial(self._print_event, f"[{server}] ")
+
+    def _print_event(self, where: str, event: RoomEvent) -> None:
         if isinstance(event, Posted):
-            print(f"{self._stamp()} {event.name}: {event.text}", flush=True)
+            print(f"{self._stamp()} {where}{event.name}: {event.text}", flush=True)
         elif isinstance(event, Joined):
-            print(f"{self._stamp()} -- {event.name} joined {event.room}", flush=True)
+            print(f"{self._stamp()} {where}-- {event.name} joined {event.room}", flush=True)
+            self.present.add(event.name)
+            if self._empty.is_set():
+                self._empty = trio.Event()
         elif isinstance(event, Left):
-            print(f"{self._stamp()} -- {event.name} left {event.room} ({event.reason})", flush=True)
+            line = f"-- {event.name} left {event.room} ({event.reason})"
+            print(f"{self._stamp()} {where}{line}", flush=True)
+            self.present.discard(event.name)
+            if not self.present:
+                self._empty.set()
+
+    async def wait_until_everyone_left(self) -> None:
+        """Return once the room has announced that its last member left."""
+        await self._empty.wait()
 
     def note(self, text: str) -> None:
         print(f"{self._stamp()} -- {text}", flush=True)
@@ -114,23 +154,83 @@ def throwaway_tls() -> tuple[ssl.SSLContext, ssl.SSLContext]:
     return server, client
 
 
-async def summary(
-    system: actors.ActorSystem, chat: ChatServer, feed: FeedServer, transcript: Transcript
+@attrs.frozen
+class Server:
+    """One chat server of the demo, with the actor system it runs in."""
+
+    label: str
+    system: actors.ActorSystem
+    chat: ChatServer
+
+
+async def serve_second_chat(
+    redis_url: str,
+    on_event: OnEvent,
+    *,
+    task_status: trio.TaskStatus[Server],
 ) -> None:
-    chat_stats = await chat.server.statistics()
-    feed_stats = await feed.server.statistics()
-    room: actors.Topic[RoomEvent] = actors.topic(system, f"room:{ROOM}")
-    room_stats = room.statistics()
+    """Chat server 2: its own actor system and its own Redis connection, as on another host."""
+    async with (
+        actors.open_system("demo-2") as system,
+        transport.open_redis_backplane(system, redis_url, codec=ROOM_CODEC) as backplane,
+        trio.open_nursery() as nursery,
+    ):
+        chat: ChatServer = await nursery.start(
+            functools.partial(
+                serve_chat, system, HOST, 0, http_port=0, on_event=on_event, backplane=backplane
+            )
+        )
+        task_status.started(Server("server 2", system, chat))
+
+
+async def room_statistics(server: Server) -> actors.TopicStatistics:
+    """The counters of the room's topic in this server (its local end, with a backplane)."""
+    if server.chat.backplane is None:
+        return actors.topic(server.system, room_topic(ROOM)).statistics()
+    shared = await server.chat.backplane.topic(room_topic(ROOM))
+    return shared.statistics()
+
+
+def dead_letters(system: actors.ActorSystem) -> str:
     letters = system.dead_letters.statistics()
     reasons = ", ".join(f"{reason.value}: {n}" for reason, n in letters.by_reason.items())
+    return f"{letters.total} ({reasons or 'none'})"
+
+
+async def summary(servers: list[Server], feed: FeedServer) -> None:
+    feed_stats = await feed.server.statistics()
     print()
-    print(f"chat connections: {chat_stats.accepted} accepted, {chat_stats.active} still open")
+    if len(servers) == 1:
+        (server,) = servers
+        chat_stats = await server.chat.server.statistics()
+        room_stats = await room_statistics(server)
+        print(f"chat connections: {chat_stats.accepted} accepted, {chat_stats.active} still open")
+        print(f"feed connections: {feed_stats.accepted} accepted (each drop is a reconnect)")
+        print(
+            f"room {ROOM}: {room_stats.published} events published, {room_stats.dropped} "
+            f"dropped, {room_stats.disconnected} members disconnected for lagging"
+        )
+        print(f"dead letters: {dead_letters(server.system)}")
+        return
+    for server in servers:
+        chat_stats = await server.chat.server.statistics()
+        room_stats = await room_statistics(server)
+        assert server.chat.backplane is not None
+        backplane = server.chat.backplane.statistics()
+        print(
+            f"chat {server.label}: {chat_stats.accepted} connections accepted, "
+            f"{chat_stats.active} still open"
+        )
+        print(
+            f"  room {ROOM}: {room_stats.published} messages from redis, {room_stats.dropped} "
+            f"dropped, {room_stats.disconnected} members disconnected for lagging"
+        )
+        print(
+            f"  backplane: {backplane.published} published, {backplane.received} received, "
+            f"{backplane.gaps} gaps"
+        )
+        print(f"  dead letters: {dead_letters(server.system)}")
     print(f"feed connections: {feed_stats.accepted} accepted (each drop is a reconnect)")
-    print(
-        f"room {ROOM}: {room_stats.published} events published, {room_stats.dropped} dropped, "
-        f"{room_stats.disconnected} members disconnected for lagging"
-    )
-    print(f"dead letters: {letters.total} ({reasons or 'none'})")
 
 
 async def main(arguments: argparse.Namespace) -> None:
@@ -141,61 +241,101 @@ async def main(arguments: argparse.Namespace) -> None:
         log.propagate = False
     rng = random.Random(arguments.seed)
     feed_tls, client_tls = throwaway_tls()
+    redis_url: str | None = arguments.redis
 
-    async with actors.open_system("demo") as system:
-        async with trio.open_nursery() as servers:
-            chat: ChatServer = await servers.start(
-                functools.partial(
-                    serve_chat,
-                    system,
-                    HOST,
-                    arguments.port,
-                    http_port=arguments.http_port,
-                    on_event=transcript.event,
-                )
+    async with (
+        actors.open_system("demo") as system,
+        open_rooms_backplane(system, redis_url) as backplane,
+        trio.open_nursery() as nursery,
+    ):
+        on_event = transcript.event if redis_url is None else transcript.events_of("server 1")
+        chat: ChatServer = await nursery.start(
+            functools.partial(
+                serve_chat,
+                system,
+                HOST,
+                arguments.port,
+                http_port=arguments.http_port,
+                on_event=on_event,
+                backplane=backplane,
             )
-            config = FeedConfig(
-                Market(random.Random(rng.random())), interval=0.25, drop_after=FEED_DROP_AFTER
-            )
-            feed: FeedServer = await servers.start(
-                functools.partial(serve_feed, system, HOST, 0, config, ssl_context=feed_tls)
-            )
+        )
+        servers = [Server("server 1", system, chat)]
+        if redis_url is not None:
+            second = transcript.events_of("server 2")
+            servers.append(await nursery.start(serve_second_chat, redis_url, second))
+        config = FeedConfig(
+            Market(random.Random(rng.random())), interval=0.25, drop_after=FEED_DROP_AFTER
+        )
+        feed: FeedServer = await nursery.start(
+            functools.partial(serve_feed, system, HOST, 0, config, ssl_context=feed_tls)
+        )
+        if backplane is None:
             print(f"chat server: listening on {chat.url}")
             print(f"web page:    open {chat.page_url} in a browser")
-            print(
-                f"ticker feed: listening on {feed.url} (drops subscribers every {FEED_DROP_AFTER:g}s)"
-            )
-            running = "until Ctrl-C" if arguments.seconds is None else f"for {arguments.seconds:g}s"
-            print(f"running {running}; the room {ROOM!r}:", flush=True)
+        else:
+            stats = backplane.statistics()
+            print(f"rooms shared through {stats.url}: two chat servers, as if on two hosts")
+            for server in servers:
+                print(f"chat {server.label}: listening on {server.chat.url}")
+            for server in servers:
+                print(f"web page:    open {server.chat.page_url} in a browser ({server.label})")
+        print(
+            f"ticker feed: listening on {feed.url} (drops subscribers every {FEED_DROP_AFTER:g}s)"
+        )
+        # Who connects where: with two servers, the people are split between them.
+        first, last = servers[0].chat.url, servers[-1].chat.url
+        where = {
+            "greeter": first,
+            "commands": last,
+            "ticker": first,
+            "sensors": last,
+            "alice": first,
+        }
+        if len(servers) > 1:
+            for server in servers:
+                names = [name for name, url in where.items() if url == server.chat.url]
+                print(f"on {server.label}: {', '.join(names)}")
+        running = "until Ctrl-C" if arguments.seconds is None else f"for {arguments.seconds:g}s"
+        marked = "" if len(servers) == 1 else ", each line marked with the server it was said on"
+        print(f"running {running}; the room {ROOM!r}{marked}:", flush=True)
 
-            people: list[actors.ActorRef[Never]] = []
-            people.append(await system.spawn(Greeter(chat.url, ROOM), name="greeter"))
-            people.append(
-                await system.spawn(
-                    CommandBot(chat.url, ROOM, rng=random.Random(rng.random())), name="commands"
-                )
+        people: list[actors.ActorRef[Never]] = []
+        people.append(await system.spawn(Greeter(where["greeter"], ROOM), name="greeter"))
+        people.append(
+            await system.spawn(
+                CommandBot(where["commands"], ROOM, rng=random.Random(rng.random())),
+                name="commands",
             )
-            people.append(
-                await system.spawn(
-                    FeedBot(
-                        feed.url, chat.url, ROOM, ssl_context=client_tls, digest_every=DIGEST_EVERY
-                    ),
-                    name="ticker",
-                )
+        )
+        people.append(
+            await system.spawn(
+                FeedBot(
+                    feed.url,
+                    where["ticker"],
+                    ROOM,
+                    ssl_context=client_tls,
+                    digest_every=DIGEST_EVERY,
+                ),
+                name="ticker",
             )
-            relay = await system.spawn(Relay(chat.url, ROOM), name="relay")
-            people.append(relay)
-            threads = Threads.start(relay, SENSOR_INTERVAL, random.Random(rng.random()))
-            people.append(await system.spawn(ScriptedUser(chat.url, ROOM, "alice"), name="alice"))
+        )
+        relay = await system.spawn(Relay(where["sensors"], ROOM), name="relay")
+        people.append(relay)
+        threads = Threads.start(relay, SENSOR_INTERVAL, random.Random(rng.random()))
+        people.append(await system.spawn(ScriptedUser(where["alice"], ROOM, "alice"), name="alice"))
 
-            await wait_for_signal(arguments.seconds)
+        await wait_for_signal(arguments.seconds)
 
-            transcript.note("stopping: the threads first, then the people, then the servers")
-            await threads.stop()
-            for ref in reversed(people):
-                await ref.stop()
-            await summary(system, chat, feed, transcript)
-            servers.cancel_scope.cancel()
+        transcript.note("stopping: the threads first, then the people, then the servers")
+        await threads.stop()
+        for ref in reversed(people):
+            await ref.stop()
+        # The rooms announce departures as the servers notice them: let them finish.
+        with trio.move_on_after(STOP_GRACE):
+            await transcript.wait_until_everyone_left()
+        await summary(servers, feed)
+        nursery.cancel_scope.cancel()
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -209,6 +349,13 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=None, help="seed the dice and the prices")
     parser.add_argument("--port", type=int, default=0, help="chat WebSocket port (0: any free)")
     parser.add_argument("--http-port", type=int, default=0, help="web page port (0: any free)")
+    parser.add_argument(
+        "--redis",
+        default=None,
+        metavar="URL",
+        help="run two chat servers sharing the room through this Redis "
+        "(e.g. redis://127.0.0.1:6379/0); default: one server, rooms in this process",
+    )
     return parser.parse_args(argv)
 
 
