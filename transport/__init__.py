@@ -92,6 +92,7 @@ from ._handshake import (
     Reject as Reject,
 )
 from ._inbound import OverflowPolicy as OverflowPolicy
+from ._limits import InboundLimits as InboundLimits
 from ._messages import (
     Close as Close,
     ConnectionInfo as ConnectionInfo,
@@ -192,6 +193,7 @@ __all__ = [
     "HandshakeRejected",
     "HandshakeRequest",
     "HandshakeTimeoutError",
+    "InboundLimits",
     "InvalidFieldsError",
     "InvalidJsonError",
     "InvalidUtf8Error",

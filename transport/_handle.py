@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import TYPE_CHECKING, Self, final
 
 import trio
@@ -16,14 +17,17 @@ from ._messages import (
     ConnectionMessage,
     ConnectionStatistics,
     Counters,
+    Frame,
     Received,
     SendBytes,
     SendText,
 )
+from ._redact import redact_target
 
 if TYPE_CHECKING:
     from ._close_codes import ConnectionClosed
     from ._inbound import InboundQueue
+    from ._outbox import Outbox
 
 
 @final
@@ -39,10 +43,20 @@ class WebSocketConnection:
     :meth:`send` and :meth:`receive` (and ``async for``) carry text and
     bytes; :meth:`send_message` and :meth:`receive_message` go through the
     connection's codec (``ConnectionOptions.codec``), so with a
-    :class:`JsonCodec` they carry your message objects.
+    :class:`JsonCodec` they carry your message objects. The ``*_nowait``
+    variants never wait: after one ``await receive()``, draining what else
+    has arrived with :meth:`receive_nowait` until :exc:`trio.WouldBlock`
+    handles a burst in one go.
+
+    :meth:`send` puts the frame straight into the queue of the connection's
+    writer (the only task that writes), without the hop through the actor's
+    mailbox; ``ref.tell(SendText(...))`` goes through the mailbox. Each path
+    keeps its own order, and a :meth:`close` (or the handler's return) is
+    written after every frame sent before it, but a frame told to ``ref`` may
+    be written after one sent here later.
     """
 
-    __slots__ = ("_counters", "_inbound", "codec", "info", "ref")
+    __slots__ = ("_counters", "_inbound", "_outbox", "_thread_id", "codec", "info", "ref")
 
     def __init__(
         self,
@@ -51,6 +65,9 @@ class WebSocketConnection:
         counters: Counters,
         inbound: InboundQueue[Received],
         codec: Codec | None = None,
+        *,
+        outbox: Outbox[Frame] | None = None,
+        thread_id: int | None = None,
     ) -> None:
         #: The connection actor's ref: tell it :class:`SendText`, :class:`SendBytes`,
         #: :class:`SendMessage`, :class:`Close`.
@@ -61,23 +78,25 @@ class WebSocketConnection:
         self.codec: Codec = codec if codec is not None else RawCodec()
         self._counters = counters
         self._inbound = inbound
+        self._outbox = outbox
+        self._thread_id = thread_id
 
     def __repr__(self) -> str:
-        return f"<WebSocketConnection {self.ref.path} path={self.info.path!r}>"
+        return f"<WebSocketConnection {self.ref.path} path={redact_target(self.info.path)!r}>"
 
     async def send(self, message: str | bytes) -> None:
         """Queue ``message`` for sending (text for ``str``, binary for ``bytes``).
 
-        Waits while the connection's mailbox is full. Raises
-        :exc:`actors.ActorStoppedError` once the connection actor has stopped;
-        a message accepted while the connection was closing goes to dead
-        letters.
+        Waits while the connection's outbound queue (``outbound_queue_size``)
+        is full. Raises :exc:`actors.ActorStoppedError` once the connection
+        actor has stopped; a message accepted while the connection was closing
+        goes to dead letters.
         """
-        await self.ref.tell(_frame(message))
+        await self._send(_frame(message))
 
     def send_nowait(self, message: str | bytes) -> None:
-        """Like :meth:`send`, but raise :exc:`trio.WouldBlock` if the mailbox is full."""
-        self.ref.tell_nowait(_frame(message))
+        """Like :meth:`send`, but raise :exc:`trio.WouldBlock` if the queue is full."""
+        self._send_nowait(_frame(message))
 
     async def send_message(self, message: object) -> None:
         """Encode ``message`` with the connection's codec and queue it for sending.
@@ -85,11 +104,41 @@ class WebSocketConnection:
         Raises :exc:`EncodeError` at once, sending nothing, if the codec cannot
         encode it (the connection stays open); otherwise like :meth:`send`.
         """
-        await self.ref.tell(_frame(self.codec.encode(message)))
+        await self._send(_frame(self.codec.encode(message)))
 
     def send_message_nowait(self, message: object) -> None:
-        """Like :meth:`send_message`, but raise :exc:`trio.WouldBlock` if the mailbox is full."""
-        self.ref.tell_nowait(_frame(self.codec.encode(message)))
+        """Like :meth:`send_message`, but raise :exc:`trio.WouldBlock` if the queue is full."""
+        self._send_nowait(_frame(self.codec.encode(message)))
+
+    async def _send(self, frame: Frame) -> None:
+        # Straight into the writer's outbox while the connection is open; once it is
+        # closing, through the mailbox, which dead-letters the frame (or raises
+        # ActorStoppedError once the actor has stopped).
+        outbox = self._outbox
+        if outbox is not None and not outbox.closed and self._on_trio_thread("send"):
+            try:
+                await outbox.put(frame)
+            except trio.ClosedResourceError:
+                pass
+            else:
+                return
+        await self.ref.tell(frame)
+
+    def _send_nowait(self, frame: Frame) -> None:
+        outbox = self._outbox
+        if outbox is not None and not outbox.closed and self._on_trio_thread("send_nowait"):
+            outbox.put_nowait(frame)
+            return
+        self.ref.tell_nowait(frame)
+
+    def _on_trio_thread(self, method: str) -> bool:
+        if threading.get_ident() != self._thread_id:
+            raise actors.WrongThreadError(
+                f"WebSocketConnection.{method}() was called from a thread other than the "
+                "actor system's trio thread; from a plain OS thread use "
+                "connection.ref.tell_from_thread(transport.SendText(...))"
+            )
+        return True
 
     async def receive(self) -> str | bytes:
         """The next inbound message; :exc:`trio.EndOfChannel` once the connection has ended.
@@ -103,6 +152,18 @@ class WebSocketConnection:
         assert isinstance(data, str | bytes)
         return data
 
+    def receive_nowait(self) -> str | bytes:
+        """The next inbound message if one has arrived, else :exc:`trio.WouldBlock`;
+        :exc:`trio.EndOfChannel` once the connection has ended (like :meth:`receive`)."""
+        self._check_raw()
+        data = self._inbound.get_nowait().data
+        assert isinstance(data, str | bytes)
+        return data
+
+    def receive_message_nowait(self) -> object:
+        """Like :meth:`receive_message`, but :exc:`trio.WouldBlock` instead of waiting."""
+        return self._inbound.get_nowait().data
+
     async def receive_message(self) -> object:
         """The next inbound message as the codec decoded it, or an :class:`Undecodable`
         notice in place of one it could not decode; :exc:`trio.EndOfChannel` once the
@@ -115,10 +176,13 @@ class WebSocketConnection:
         return self
 
     async def __anext__(self) -> str | bytes:
+        # receive() inlined (its codec check ran in __aiter__): one coroutine less per message.
         try:
-            return await self.receive()
+            data = (await self._inbound.get()).data
         except trio.EndOfChannel:
             raise StopAsyncIteration from None
+        assert isinstance(data, str | bytes)
+        return data
 
     def messages(self) -> MessageIterator:
         """``async for message in connection.messages():`` what :meth:`receive_message` returns."""
@@ -149,7 +213,8 @@ class WebSocketConnection:
 
     def statistics(self) -> ConnectionStatistics:
         """A snapshot of the connection's counters."""
-        return self._counters.snapshot(self._inbound)
+        depth = 0 if self._outbox is None else len(self._outbox)
+        return self._counters.snapshot(self._inbound, depth)
 
 
 @final

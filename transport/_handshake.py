@@ -1,6 +1,9 @@
 """The server's handshake decision: Origin allow-list, subprotocol choice, an auth hook.
 
-:func:`decide` is the whole decision; only the user's hook is async.
+:func:`decide` is the whole decision; only the user's hook is async. The server makes
+it in its accept path, before any connection actor exists (:func:`answer_request`),
+then spawns the actor with :func:`accepted_opener`; :func:`server_opener` does all of
+it inside the actor, for a stream that did not come from a listener.
 """
 
 from __future__ import annotations
@@ -11,20 +14,26 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 import attrs
 import trio
 
-from ._backend import Backend, BackendLimits, ServerHandshake, describe_remote, server_handshake
+from ._backend import Backend, BackendLimits, ServerRequest, describe_remote, read_request
 from ._connection import Opener
 from ._exceptions import HandshakeRejected
+from ._limits import DEFAULT_INBOUND_LIMITS, InboundLimits
 from ._messages import ConnectionInfo, ConnectionOptions
+from ._redact import redact_headers, redact_target
 
 logger = logging.getLogger("transport")
 
 
 @attrs.frozen
 class HandshakeRequest:
-    """A client's opening request as the server sees it (values only, no stream)."""
+    """A client's opening request as the server sees it (values only, no stream).
 
-    path: str
-    headers: tuple[tuple[str, str], ...]
+    Its repr hides query values and the values of headers that may carry
+    credentials (see ``transport._redact``); the attributes hold them all.
+    """
+
+    path: str = attrs.field(repr=redact_target)
+    headers: tuple[tuple[str, str], ...] = attrs.field(repr=redact_headers)
     subprotocols: tuple[str, ...]
     remote: str
 
@@ -106,28 +115,49 @@ async def decide(  # noqa: ASYNC910 - the hook is user code
     try:
         verdict = await policy.on_handshake(request)
     except Exception:
-        logger.exception("the handshake hook raised for %s", request.path)
+        logger.exception("the handshake hook raised for %s", redact_target(request.path))
         verdict = Reject(500, b"internal error")
     return decision if verdict is None else verdict  # noqa: ASYNC910
 
 
-def server_opener(
-    stream: trio.abc.Stream, policy: HandshakePolicy, options: ConnectionOptions
+async def answer_request(
+    request: ServerRequest, stream: trio.abc.Stream, policy: HandshakePolicy, *, within: float
+) -> Accept | Reject:
+    """Decide on ``request`` (bounded by ``within``, past which it is a 503).
+
+    A :class:`Reject` has been answered and its stream closed when this returns;
+    the caller hands an accepted request to its connection actor
+    (:func:`accepted_opener`).
+    """
+    decision: Accept | Reject
+    with trio.move_on_after(within) as scope:
+        decision = await decide(_request_of(request, stream), policy)
+    if scope.cancelled_caught:
+        logger.warning(
+            "the handshake hook took over %ss for %s", within, redact_target(request.path)
+        )
+        decision = Reject(503, b"handshake decision timed out")
+    if isinstance(decision, Reject):
+        await request.reject(decision.status, decision.body, decision.headers, within)
+    return decision
+
+
+def accepted_opener(
+    request: ServerRequest,
+    stream: trio.abc.Stream,
+    accept: Accept,
+    options: ConnectionOptions,
+    inbound: InboundLimits = DEFAULT_INBOUND_LIMITS,
 ) -> Opener:
-    """An opener that reads the request from ``stream``, decides, and accepts or rejects it."""
-    limits = BackendLimits(options.max_message_size, options.receive_buffer_size)
+    """An opener that hands an already accepted ``request`` to the library and sends the 101."""
+    limits = BackendLimits(options.max_message_size, options.receive_buffer_size, inbound)
 
     async def open_connection(nursery: trio.Nursery) -> tuple[Backend, ConnectionInfo]:
-        timeout = options.handshake_timeout
         try:
-            handshake = await server_handshake(nursery, stream, limits=limits, within=timeout)
-            request = _request_of(handshake, stream)
-            with trio.fail_after(timeout):
-                decision = await decide(request, policy)
-            if isinstance(decision, Reject):
-                await handshake.reject(decision.status, decision.body, decision.headers, timeout)
-                raise HandshakeRejected(decision.status, decision.headers, decision.body)
-            backend = await handshake.accept(decision.subprotocol, decision.headers, timeout)
+            handshake = await request.open(nursery, limits=limits)
+            backend = await handshake.accept(
+                accept.subprotocol, accept.headers, options.handshake_timeout
+            )
         except BaseException:
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
@@ -137,17 +167,42 @@ def server_opener(
             path=request.path,
             subprotocol=backend.subprotocol,
             headers=request.headers,
-            remote=request.remote,
+            remote=describe_remote(stream),
         )
         return backend, info
 
     return open_connection
 
 
-def _request_of(handshake: ServerHandshake, stream: trio.abc.Stream) -> HandshakeRequest:
+def server_opener(
+    stream: trio.abc.Stream,
+    policy: HandshakePolicy,
+    options: ConnectionOptions,
+    inbound: InboundLimits = DEFAULT_INBOUND_LIMITS,
+) -> Opener:
+    """An opener that reads the request from ``stream``, decides, and accepts or rejects it."""
+
+    async def open_connection(nursery: trio.Nursery) -> tuple[Backend, ConnectionInfo]:
+        timeout = options.handshake_timeout
+        try:
+            request = await read_request(stream, within=timeout)
+            verdict = await answer_request(request, stream, policy, within=timeout)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
+            raise
+        if isinstance(verdict, Reject):
+            raise HandshakeRejected(verdict.status, verdict.headers, verdict.body)
+        opener = accepted_opener(request, stream, verdict, options, inbound)
+        return await opener(nursery)
+
+    return open_connection
+
+
+def _request_of(request: ServerRequest, stream: trio.abc.Stream) -> HandshakeRequest:
     return HandshakeRequest(
-        path=handshake.path,
-        headers=handshake.headers,
-        subprotocols=handshake.subprotocols,
+        path=request.path,
+        headers=request.headers,
+        subprotocols=request.subprotocols,
         remote=describe_remote(stream),
     )

@@ -48,7 +48,7 @@ class OverflowPolicy(enum.Enum):
 class InboundQueue(Generic[T]):
     """A bounded FIFO whose producer never waits, and whose single consumer does."""
 
-    __slots__ = ("_closed", "_items", "_lot", "_receiving", "capacity", "dropped", "policy")
+    __slots__ = ("_closed", "_items", "_receiving", "_waiter", "capacity", "dropped", "policy")
 
     def __init__(self, capacity: int, policy: OverflowPolicy) -> None:
         if capacity < 1:
@@ -56,13 +56,16 @@ class InboundQueue(Generic[T]):
         self.capacity = capacity
         self.policy = policy
         self.dropped = 0
-        self._items: collections.deque[T] = collections.deque()
-        self._lot = trio.lowlevel.ParkingLot()
+        # Made on first use, like the actors' mailboxes: an idle connection holds no
+        # (pre-allocated) deque.
+        self._items: collections.deque[T] | None = None
+        # The one consumer, while it waits for an item (cheaper than a ParkingLot).
+        self._waiter: trio.lowlevel.Task | None = None
         self._closed = False
         self._receiving = False
 
     def __len__(self) -> int:
-        return len(self._items)
+        return 0 if self._items is None else len(self._items)
 
     @property
     def closed(self) -> bool:
@@ -74,47 +77,85 @@ class InboundQueue(Generic[T]):
         if self._closed:
             self.dropped += 1
             return item
+        items = self._items
+        if items is None:
+            items = self._items = collections.deque()
         dropped: T | None = None
-        if len(self._items) >= self.capacity:
+        if len(items) >= self.capacity:
             self.dropped += 1
             if self.policy is OverflowPolicy.DROP_OLDEST:
-                dropped = self._items.popleft()
+                dropped = items.popleft()
             else:
                 return item
-        self._items.append(item)
-        self._lot.unpark()
+        items.append(item)
+        if self._waiter is not None:
+            self._wake()
         return dropped
 
     def close(self) -> None:
         """No more items: the consumer gets what is queued, then :exc:`trio.EndOfChannel`."""
         self._closed = True
-        self._lot.unpark_all()
+        if self._waiter is not None:
+            self._wake()
 
     def drain(self) -> list[T]:
         """Take every queued item at once (used to dead-letter what nobody will read)."""
+        if self._items is None:
+            return []
         items = list(self._items)
         self._items.clear()
         return items
 
+    def get_nowait(self) -> T:
+        """The oldest item; :exc:`trio.WouldBlock` if there is none yet,
+        :exc:`trio.EndOfChannel` once closed and empty."""
+        if self._receiving:
+            raise _busy()
+        if self._items:
+            return self._items.popleft()
+        if self._closed:
+            raise trio.EndOfChannel
+        raise trio.WouldBlock
+
     async def get(self) -> T:
         """The oldest item, waiting for one; :exc:`trio.EndOfChannel` once closed and empty."""
         if self._receiving:
-            raise trio.BusyResourceError(
-                "another task is already receiving from this connection; only one "
-                "task may receive (give the others the messages through a channel)"
-            )
+            raise _busy()
         self._receiving = True
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
-            while not self._items:
-                if self._closed:
-                    raise trio.EndOfChannel
-                await self._lot.park()
-            item = self._items.popleft()
+            items = self._items
+            if items:
+                item = items.popleft()
+            else:
+                while not self._items:
+                    if self._closed:
+                        raise trio.EndOfChannel
+                    self._waiter = trio.lowlevel.current_task()
+                    await trio.lowlevel.wait_task_rescheduled(self._abort_wait)
+                # Waiting was the checkpoint.
+                assert self._items is not None
+                return self._items.popleft()
         finally:
             self._receiving = False
         await trio.lowlevel.cancel_shielded_checkpoint()
         return item
+
+    def _wake(self) -> None:
+        task, self._waiter = self._waiter, None
+        assert task is not None
+        trio.lowlevel.reschedule(task)
+
+    def _abort_wait(self, _: object) -> trio.lowlevel.Abort:
+        self._waiter = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+
+def _busy() -> trio.BusyResourceError:
+    return trio.BusyResourceError(
+        "another task is already receiving from this connection; only one "
+        "task may receive (give the others the messages through a channel)"
+    )
 
 
 async def forward(  # noqa: ASYNC910 - a task body

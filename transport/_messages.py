@@ -12,6 +12,7 @@ from ._backend import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE
 from ._close_codes import ConnectionClosed, check_sendable
 from ._codec import Codec, DecodeError, DecodePolicy, RawCodec
 from ._inbound import InboundQueue, OverflowPolicy
+from ._redact import redact_headers, redact_target
 
 
 @final
@@ -64,6 +65,8 @@ class GetStatistics(actors.Request["ConnectionStatistics"]):
     """Ask a connection for its :class:`ConnectionStatistics`."""
 
 
+#: A message frame waiting to be written.
+Frame = SendText | SendBytes
 #: Every message a connection actor accepts.
 ConnectionMessage = SendText | SendBytes | SendMessage | Close | GetStatistics
 
@@ -110,11 +113,16 @@ class ConnectionOptions:
       text); a larger one closes the connection with 1009.
     - ``inbound_queue_size`` and ``overflow``: the bounded queue between the
       network reader and the application, and what gives way when it is full.
+      The reader never waits for the application, and one network read can
+      carry many small messages, so this is sized for bursts; the queue grows
+      only while messages wait, an idle connection holds none.
     - ``outbound_queue_size``: frames waiting for the writer; beyond it, a
       sender's ``tell`` waits (backpressure).
     - ``handshake_timeout``: TCP connect, TLS and HTTP upgrade together.
     - ``write_timeout``: one frame write; a write that cannot finish in time
-      aborts the connection (a frame is never left half-written).
+      aborts the connection (a frame is never left half-written). It is
+      watched by the connection's timer task, which looks at least once every
+      ``write_timeout`` while the connection is open.
     - ``close_timeout``: the close handshake; after it the stream is closed
       regardless.
     - ``ping_interval`` / ``pong_timeout``: keepalive (``None`` disables it); a
@@ -130,7 +138,7 @@ class ConnectionOptions:
     """
 
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
-    inbound_queue_size: int = 64
+    inbound_queue_size: int = 1024
     overflow: OverflowPolicy = OverflowPolicy.CLOSE_TRY_AGAIN_LATER
     outbound_queue_size: int = 64
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
@@ -171,9 +179,9 @@ class ConnectionInfo:
     """
 
     is_client: bool
-    path: str
+    path: str = attrs.field(repr=redact_target)  # query values may be tokens
     subprotocol: str | None
-    headers: tuple[tuple[str, str], ...]
+    headers: tuple[tuple[str, str], ...] = attrs.field(repr=redact_headers)
     remote: str
 
 
@@ -209,20 +217,21 @@ class Counters:
     outbound_capacity: int
     messages_received: int = 0
     messages_sent: int = 0
-    outbound_depth: int = 0
     pings_sent: int = 0
     undecodable: int = 0
     latency: float | None = None
     closed: ConnectionClosed | None = None
 
-    def snapshot(self, inbound: InboundQueue[Received]) -> ConnectionStatistics:
+    def snapshot(
+        self, inbound: InboundQueue[Received], outbound_depth: int
+    ) -> ConnectionStatistics:
         return ConnectionStatistics(
             messages_received=self.messages_received,
             messages_sent=self.messages_sent,
             inbound_depth=len(inbound),
             inbound_capacity=inbound.capacity,
             inbound_dropped=inbound.dropped,
-            outbound_depth=self.outbound_depth,
+            outbound_depth=outbound_depth,
             outbound_capacity=self.outbound_capacity,
             pings_sent=self.pings_sent,
             latency=self.latency,

@@ -1,10 +1,14 @@
 """``serve_websocket``: our own accept loop; each connection an actor under one host actor.
 
-The host actor owns the listeners and runs the accept loop. Every accepted
-stream goes to :meth:`ConnectionHost._spawn_connection`, the single spawn point (it is
-where a dynamic supervisor will plug in); the connection actor runs the handshake in
-its own nursery. A failure of one connection (handler exception, protocol error,
-reset mid-frame, trio-websocket #184) ends that connection actor only.
+The host actor owns the listeners and runs the accept loop. For every accepted
+stream a task of the host reads the opening request (TLS first), checks the capacity
+and makes the handshake decision (Origin, subprotocol, the auth hook): a refused
+client is answered with its HTTP status and never costs a connection actor. An
+accepted request goes to :meth:`ConnectionHost._spawn_connection`, the single spawn
+point (where a dynamic supervisor will plug in); from there on the stream belongs to
+the connection actor, which sends the 101 in its own nursery. A failure of one
+connection (handler exception, protocol error, reset mid-frame, trio-websocket #184)
+ends that connection actor only.
 """
 
 from __future__ import annotations
@@ -21,11 +25,19 @@ import trio
 
 import actors
 
-from ._backend import reject_stream
+from ._backend import ServerRequest, read_request, reject_stream
 from ._close_codes import CloseCode
 from ._connection import Application, ConnectionActor, Spawner
 from ._exceptions import HandshakeError
-from ._handshake import DEFAULT_POLICY, HandshakePolicy, server_opener
+from ._handshake import (
+    DEFAULT_POLICY,
+    Accept,
+    HandshakePolicy,
+    Reject,
+    accepted_opener,
+    answer_request,
+)
+from ._limits import DEFAULT_INBOUND_LIMITS, InboundLimits
 from ._messages import DEFAULT_OPTIONS, Close, ConnectionMessage, ConnectionOptions
 
 logger = logging.getLogger("transport")
@@ -34,17 +46,25 @@ _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBU
 
 Listener = trio.SocketListener | trio.SSLListener[trio.SocketStream]
 
+# Past the connection cap, at most this many clients at a time get a proper 503 (their
+# request is read first, within _REFUSAL_TIMEOUT); beyond that they are disconnected at
+# once, so a connection flood costs neither tasks nor descriptors for long.
+_MAX_REFUSALS = 64
+_REFUSAL_TIMEOUT = 2.0
+
 
 @final
 @attrs.frozen
 class ServerStatistics:
     """Counters of a server: connections accepted (handshake done), refused at the cap,
-    rejected or failed during the handshake, and open now."""
+    rejected or failed during the handshake, open now, and in their handshake now
+    (``handshaking`` counts against the cap too)."""
 
     accepted: int
     refused: int
     handshake_failures: int
     active: int
+    handshaking: int = 0
 
 
 @final
@@ -79,6 +99,7 @@ class ConnectionHost(actors.Actor[HostMessage]):
     _policy: HandshakePolicy
     _options: ConnectionOptions
     _max_connections: int
+    _inbound: InboundLimits = DEFAULT_INBOUND_LIMITS
     _accept_scope: trio.CancelScope = attrs.field(init=False, factory=trio.CancelScope)
     _connections: dict[str, actors.ActorRef[ConnectionMessage]] = attrs.field(
         init=False, factory=dict
@@ -87,6 +108,8 @@ class ConnectionHost(actors.Actor[HostMessage]):
     _refused: int = attrs.field(init=False, default=0)
     _failures: int = attrs.field(init=False, default=0)
     _serial: int = attrs.field(init=False, default=0)
+    _handshaking: int = attrs.field(init=False, default=0)
+    _refusing: int = attrs.field(init=False, default=0)
 
     async def on_start(self) -> None:
         """Start the accept loop."""
@@ -120,31 +143,58 @@ class ConnectionHost(actors.Actor[HostMessage]):
                     nursery.start_soon(self._on_stream, stream)
 
     async def _on_stream(self, stream: trio.abc.Stream) -> None:
-        if len(self.ctx.children) >= self._max_connections:
-            self._refused += 1
-            body = b"too many connections, try again later"
-            await reject_stream(stream, 503, body, self._options.handshake_timeout)
+        if len(self.ctx.children) + self._handshaking >= self._max_connections:
+            await self._refuse(stream)
             return
+        timeout = self._options.handshake_timeout
+        self._handshaking += 1
         try:
-            await self._spawn_connection(stream)
+            try:
+                request = await read_request(stream, within=timeout)
+                decision = await answer_request(request, stream, self._policy, within=timeout)
+            except HandshakeError as exc:
+                await trio.aclose_forcefully(stream)
+                self._failures += 1
+                logger.debug("websocket handshake failed: %s", exc)
+                return
+            if isinstance(decision, Reject):
+                self._failures += 1
+                return
+            await self._spawn_connection(request, stream, decision)
         except Exception as exc:
             # The child closes the stream when its handshake fails; this covers a spawn
             # that failed before the child ever ran.
             await trio.aclose_forcefully(stream)
             self._failures += 1
             if isinstance(exc, HandshakeError):
-                logger.debug("websocket handshake failed: %r", exc)
+                logger.debug("websocket handshake failed: %s", exc)
             else:
                 logger.error("a websocket connection could not be started", exc_info=exc)
         except BaseException:
             await trio.aclose_forcefully(stream)
             raise
+        finally:
+            self._handshaking -= 1
 
-    async def _spawn_connection(self, stream: trio.abc.Stream) -> None:
+    async def _refuse(self, stream: trio.abc.Stream) -> None:
+        self._refused += 1
+        if self._refusing >= _MAX_REFUSALS:
+            await trio.aclose_forcefully(stream)
+            return
+        self._refusing += 1
+        try:
+            within = min(self._options.handshake_timeout, _REFUSAL_TIMEOUT)
+            await reject_stream(stream, 503, b"too many connections, try again later", within)
+        finally:
+            self._refusing -= 1
+
+    async def _spawn_connection(
+        self, request: ServerRequest, stream: trio.abc.Stream, accept: Accept
+    ) -> None:
         """The one place connection actors are spawned (the future supervisor's job)."""
         self._serial += 1
         name = f"connection-{self._serial}"
-        opener = server_opener(stream, self._policy, self._options)
+        opener = accepted_opener(request, stream, accept, self._options, self._inbound)
         actor = ConnectionActor(opener, self._options, None, self._application)
         ref = await self.ctx.spawn(actor, name=name)
         self._accepted += 1
@@ -178,6 +228,7 @@ class ConnectionHost(actors.Actor[HostMessage]):
             refused=self._refused,
             handshake_failures=self._failures,
             active=len(self.ctx.children),
+            handshaking=self._handshaking,
         )
 
 
@@ -227,6 +278,7 @@ async def serve_websocket(
     policy: HandshakePolicy = DEFAULT_POLICY,
     options: ConnectionOptions = DEFAULT_OPTIONS,
     max_connections: int = 1000,
+    limits: InboundLimits = DEFAULT_INBOUND_LIMITS,
     shutdown_timeout: float = 10.0,
     name: str | None = None,
     task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED,
@@ -237,8 +289,14 @@ async def serve_websocket(
     ``parent``) that runs ``await handler(connection)``; when the handler
     returns the connection closes with 1000, when it raises with 1011, and
     the server keeps serving either way. ``task_status.started`` reports a
-    :class:`WebSocketServer` with the bound ports once listening. Past
-    ``max_connections`` new clients get HTTP 503. On cancellation (or
+    :class:`WebSocketServer` with the bound ports once listening.
+
+    The request is read and decided on (``policy``) before any connection actor
+    exists; a refused client gets its HTTP status (401, 403, ...) and costs no
+    actor. Past ``max_connections`` (open connections plus handshakes in
+    progress) new clients get HTTP 503. ``limits`` bounds what each client may
+    send besides ``options.max_message_size``: frames per message and an
+    optional message rate (:class:`InboundLimits`). On cancellation (or
     ``server.aclose()``) the server stops accepting, closes its connections
     with 1001 and waits for them up to ``shutdown_timeout``.
     """
@@ -253,7 +311,7 @@ async def serve_websocket(
                 port, ssl_context, host=host, https_compatible=True
             )
         )
-    actor = ConnectionHost(listeners, handler, policy, options, max_connections)
+    actor = ConnectionHost(listeners, handler, policy, options, max_connections, limits)
     try:
         ref: actors.ActorRef[HostMessage] = await parent.spawn(actor, name=name)
     except BaseException:

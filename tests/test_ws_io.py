@@ -1,0 +1,233 @@
+"""The connection's reader, writer and watch task: direct delivery, the write watchdog,
+the end of the reader, the handle's direct and non-blocking calls."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+import trio
+import trio.testing
+import wsproto
+import wsproto.events
+
+import actors
+import transport
+from tests.ws_support import NO_KEEPALIVE, connection_pair, wait_closed
+from transport import ConnectionOptions
+from transport._connection import Application, spawn_connection
+from transport._handshake import DEFAULT_POLICY, server_opener
+
+
+@attrs.define(eq=False)
+class StallingStream(trio.abc.Stream):
+    """A stream that, once ``stall`` is set, writes half of the next write and hangs.
+
+    Closing it does not wake the hung write (only cancellation does), and every
+    write is logged, so a test sees whether anything followed the half frame.
+    """
+
+    inner: trio.abc.Stream
+    stall: bool = False
+    sent: list[bytes] = attrs.Factory(list)
+    closed: bool = False
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self.closed:
+            raise trio.ClosedResourceError("closed")
+        if self.stall:
+            half = bytes(data[: len(data) // 2])
+            self.sent.append(half)
+            await self.inner.send_all(half)
+            await trio.sleep_forever()
+        self.sent.append(bytes(data))
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        self.closed = True
+        await self.inner.aclose()
+
+
+async def test_a_write_that_hangs_is_aborted_write_timeout_after_it_started(
+    system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
+) -> None:
+    client_side, server_side = trio.testing.memory_stream_pair()
+    stalling = StallingStream(client_side)
+    options = ConnectionOptions(ping_interval=None, write_timeout=4)
+    client, server = await connection_pair(
+        system, client_options=options, streams=(stalling, server_side)
+    )
+    # Off the watchdog's rhythm: it looks every write_timeout while no write runs.
+    await trio.sleep(5.5)
+    stalling.stall = True
+    with system.dead_letters.subscribe() as letters:
+        start = trio.current_time()
+        await client.send("x" * 100)
+        closed = await wait_closed(client)
+        letter = letters.receive_nowait()
+    assert trio.current_time() - start == pytest.approx(4, abs=0.01)
+    assert closed.code == transport.CloseCode.ABNORMAL_CLOSURE
+    assert "write did not finish within 4" in closed.reason
+    assert letter.message == transport.SendText("x" * 100)
+    # The stream was closed; nothing (no Close frame, no ping) followed the half frame.
+    assert stalling.closed
+    half_frame = stalling.sent[-1]
+    assert 0 < len(half_frame) < 100
+    await trio.sleep(10)
+    assert stalling.sent[-1] is half_frame
+    assert client.statistics().messages_sent == 0
+    peer = await wait_closed(server)
+    assert peer.code == transport.CloseCode.ABNORMAL_CLOSURE
+
+
+async def test_writes_that_finish_are_never_aborted(
+    system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
+) -> None:
+    options = ConnectionOptions(ping_interval=None, write_timeout=1)
+    client, server = await connection_pair(system, client_options=options)
+    for i in range(5):
+        await client.send(f"m{i}")
+        await trio.sleep(0.7)
+    assert [await server.receive() for _ in range(5)] == [f"m{i}" for i in range(5)]
+    assert client.closed is None
+    await client.close()
+
+
+async def raw_peer(
+    system: actors.ActorSystem, options: ConnectionOptions, application: Application | None = None
+) -> tuple[trio.abc.Stream, wsproto.WSConnection, transport.WebSocketConnection]:
+    """A server connection actor and a bare wsproto client talking to it."""
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+    await client_stream.send_all(ws.send(wsproto.events.Request(host="t", target="/")))
+    opener = server_opener(server_stream, DEFAULT_POLICY, options)
+    server = await spawn_connection(system, opener, options, application=application)
+    while True:
+        ws.receive_data(bytes(await client_stream.receive_some()))
+        if any(isinstance(e, wsproto.events.AcceptConnection) for e in ws.events()):
+            return client_stream, ws, server
+
+
+async def test_a_peer_that_goes_away_while_its_close_is_answered_still_ends_the_connection(
+    system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
+) -> None:
+    # The library stops reading without marking the connection closed here (the
+    # answer to the peer's Close cannot be written); the end of its reader does it.
+    client_stream, ws, server = await raw_peer(system, NO_KEEPALIVE)
+    await client_stream.send_all(ws.send(wsproto.events.TextMessage("before")))
+    await client_stream.send_all(ws.send(wsproto.events.CloseConnection(4000, "bye")))
+    await client_stream.aclose()
+    start = trio.current_time()
+    with trio.fail_after(60):
+        closed = await wait_closed(server)
+    assert trio.current_time() - start < 0.1
+    assert (closed.code, closed.reason, closed.by_peer) == (4000, "bye", True)
+    assert await server.receive() == "before"
+
+
+async def test_receive_nowait_drains_what_has_arrived(system: actors.ActorSystem) -> None:
+    client, server = await connection_pair(system)
+    with pytest.raises(trio.WouldBlock):
+        server.receive_nowait()
+    for i in range(10):
+        await client.send(f"m{i}")
+    got = [await server.receive()]
+    await trio.testing.wait_all_tasks_blocked()
+    while True:
+        try:
+            got.append(server.receive_nowait())
+        except trio.WouldBlock:
+            break
+    assert got == [f"m{i}" for i in range(10)]
+    await client.send(b"raw")
+    await trio.testing.wait_all_tasks_blocked()
+    assert server.receive_message_nowait() == b"raw"
+    await client.close()
+    await wait_closed(server)
+    with pytest.raises(trio.EndOfChannel):
+        server.receive_nowait()
+
+
+async def test_receive_nowait_refuses_while_another_task_receives(
+    system: actors.ActorSystem,
+) -> None:
+    client, server = await connection_pair(system)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.receive)
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(trio.BusyResourceError):
+            server.receive_nowait()
+        await client.send("for the waiting task")
+    await client.close()
+
+
+@attrs.define(eq=False)
+class Sink(actors.Actor[transport.Received]):
+    want: int
+    got: list[object] = attrs.Factory(list)
+    done: trio.Event = attrs.Factory(trio.Event)
+
+    @actors.handler
+    def received(self, message: transport.Received) -> None:
+        self.got.append(message.data)
+        if len(self.got) == self.want:
+            self.done.set()
+
+
+async def test_default_queue_takes_a_burst_for_a_handler_that_awaits_per_message(
+    system: actors.ActorSystem,
+) -> None:
+    sink = Sink(900)
+    ref = await system.spawn(sink)
+
+    async def application(connection: transport.WebSocketConnection) -> None:
+        async for message in connection:
+            await ref.tell(transport.Received(message))
+
+    options = ConnectionOptions(ping_interval=None)  # the default inbound queue
+    client_stream, ws, server = await raw_peer(system, options, application)
+    # One write, so that the server's reader gets the whole burst in one read.
+    burst = b"".join(ws.send(wsproto.events.TextMessage(f"m{i}")) for i in range(900))
+    await client_stream.send_all(burst)
+    with trio.fail_after(5):
+        await sink.done.wait()
+    assert sink.got == [f"m{i}" for i in range(900)]
+    assert server.closed is None
+    assert server.statistics().inbound_dropped == 0
+    await client_stream.aclose()
+    await wait_closed(server)
+
+
+async def test_send_waits_for_room_and_send_nowait_refuses_when_the_outbox_is_full(
+    system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
+) -> None:
+    client_side, server_side = trio.testing.memory_stream_pair()
+    stalling = StallingStream(client_side)
+    options = ConnectionOptions(ping_interval=None, outbound_queue_size=2, write_timeout=60)
+    client, _server = await connection_pair(
+        system, client_options=options, streams=(stalling, server_side)
+    )
+    stalling.stall = True
+    await client.send("in the writer")
+    await trio.testing.wait_all_tasks_blocked()
+    client.send_nowait("queued 1")
+    await client.send("queued 2")
+    assert client.statistics().outbound_depth == 2
+    with pytest.raises(trio.WouldBlock):
+        client.send_nowait("no room")
+    with trio.move_on_after(1) as waited:
+        await client.send("no room either")
+    assert waited.cancelled_caught
+    await wait_closed(client)  # the watchdog ends it
+
+
+async def test_the_handle_sends_only_from_the_trio_thread(system: actors.ActorSystem) -> None:
+    client, _server = await connection_pair(system)
+    with pytest.raises(actors.WrongThreadError):
+        await trio.to_thread.run_sync(client.send_nowait, "from a thread")
+    await client.close()
