@@ -18,7 +18,7 @@ echo or count), ``ours`` (``transport.serve_websocket`` with the default
 :class:`transport.ConnectionOptions`) and ``ours_deep`` (the same with an
 ``inbound_queue_size`` of ``DEEP_INBOUND``, for the one-way phases only: our
 reader never waits for the application, by design, so a client that streams
-faster than the handler consumes overflows the default 64-message queue and is
+faster than the handler consumes can overflow the default 1,024-message queue and be
 closed with 1013; the deep queue lets the whole stream in, and the rate measured
 is what the application consumed). Phases are interleaved (raw, ours, raw,
 ours, ...) and each variant's median over the repetitions is compared; N is

@@ -55,7 +55,7 @@ def test_transient_codes_are_worth_a_reconnect() -> None:
 
 
 def test_overflow_policies_map_to_their_close_situation() -> None:
-    policy = transport.OverflowPolicy
+    policy = transport.InboundOverflow
     assert policy.CLOSE_POLICY_VIOLATION.close_situation is Situation.OVERFLOW_POLICY_VIOLATION
     assert policy.CLOSE_TRY_AGAIN_LATER.close_situation is Situation.OVERFLOW_TRY_AGAIN_LATER
     assert policy.DROP_OLDEST.close_situation is None

@@ -91,7 +91,7 @@ from ._handshake import (
     HandshakeRequest as HandshakeRequest,
     Reject as Reject,
 )
-from ._inbound import OverflowPolicy as OverflowPolicy
+from ._inbound import InboundOverflow as InboundOverflow
 from ._limits import InboundLimits as InboundLimits
 from ._messages import (
     Close as Close,
@@ -194,6 +194,7 @@ __all__ = [
     "HandshakeRequest",
     "HandshakeTimeoutError",
     "InboundLimits",
+    "InboundOverflow",
     "InvalidFieldsError",
     "InvalidJsonError",
     "InvalidUtf8Error",
@@ -202,7 +203,6 @@ __all__ = [
     "LocalBackplane",
     "MessageIterator",
     "MissingTagError",
-    "OverflowPolicy",
     "OversizedMessageError",
     "PoolMessage",
     "PoolRouter",

@@ -1,6 +1,6 @@
 """The connection's inbound queue: bounded, never blocks the network reader.
 
-When the queue is full the :class:`OverflowPolicy` decides what gives way; the
+When the queue is full the :class:`InboundOverflow` decides what gives way; the
 caller (the connection actor) counts and dead-letters whatever was dropped and
 closes the connection when the policy says so. :func:`forward` drains the queue
 into a subscriber actor.
@@ -22,7 +22,7 @@ from ._close_codes import Situation
 T = TypeVar("T")
 
 
-class OverflowPolicy(enum.Enum):
+class InboundOverflow(enum.Enum):
     """What a connection does when its inbound queue is full and another message arrives."""
 
     #: Drop the oldest queued message to make room for the new one.
@@ -37,9 +37,9 @@ class OverflowPolicy(enum.Enum):
     @property
     def close_situation(self) -> Situation | None:
         """The close situation this policy leads to, or ``None`` for the drop policies."""
-        if self is OverflowPolicy.CLOSE_POLICY_VIOLATION:
+        if self is InboundOverflow.CLOSE_POLICY_VIOLATION:
             return Situation.OVERFLOW_POLICY_VIOLATION
-        if self is OverflowPolicy.CLOSE_TRY_AGAIN_LATER:
+        if self is InboundOverflow.CLOSE_TRY_AGAIN_LATER:
             return Situation.OVERFLOW_TRY_AGAIN_LATER
         return None
 
@@ -50,7 +50,7 @@ class InboundQueue(Generic[T]):
 
     __slots__ = ("_closed", "_items", "_receiving", "_waiter", "capacity", "dropped", "policy")
 
-    def __init__(self, capacity: int, policy: OverflowPolicy) -> None:
+    def __init__(self, capacity: int, policy: InboundOverflow) -> None:
         if capacity < 1:
             raise ValueError(f"inbound_queue_size must be at least 1, not {capacity!r}")
         self.capacity = capacity
@@ -83,7 +83,7 @@ class InboundQueue(Generic[T]):
         dropped: T | None = None
         if len(items) >= self.capacity:
             self.dropped += 1
-            if self.policy is OverflowPolicy.DROP_OLDEST:
+            if self.policy is InboundOverflow.DROP_OLDEST:
                 dropped = items.popleft()
             else:
                 return item

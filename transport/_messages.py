@@ -11,7 +11,7 @@ import actors
 from ._backend import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE
 from ._close_codes import ConnectionClosed, check_sendable
 from ._codec import Codec, DecodeError, DecodePolicy, RawCodec
-from ._inbound import InboundQueue, OverflowPolicy
+from ._inbound import InboundOverflow, InboundQueue
 from ._redact import redact_headers, redact_target
 
 
@@ -139,7 +139,7 @@ class ConnectionOptions:
 
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     inbound_queue_size: int = 1024
-    overflow: OverflowPolicy = OverflowPolicy.CLOSE_TRY_AGAIN_LATER
+    overflow: InboundOverflow = InboundOverflow.CLOSE_TRY_AGAIN_LATER
     outbound_queue_size: int = 64
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
     write_timeout: float = 10.0
