@@ -197,6 +197,30 @@ TUTORIAL = [
             "dead letter (failed): Explode()",
         ],
     ),
+    (
+        "step6_first_server",
+        [
+            "server: /echo/connection-1 echoes 'hello'\nclient: /client received 'hello'\n"
+            "server: /echo/connection-1 echoes 'world'\nclient: /client received 'world'\n",
+            "/client closed: code 1000, reason 'done', by peer False",
+            "/echo/connection-1 closed: code 1000, reason 'done', by peer True",
+            "1000 is NORMAL_CLOSURE: failure False, retry False",
+            "server: 1 accepted, 0 open",
+        ],
+    ),
+    (
+        "step7_supervised_bot",
+        [
+            "bot: connected (connect #1)\nbot: received 'welcome, connection 1'\n",
+            "server: restarting; closing connection 1 with 1012\n"
+            "bot: disconnected: code 1012, reason 'restarting', by peer True; reconnecting True\n"
+            "bot: connected (connect #2)\nbot: received 'welcome, connection 2'\n",
+            "server: connection 2 answers 'ping'\nbot: received 'pong'\n",
+            "bot: done after 2 connects",
+            "bot stopped: Normal()",
+            "server: served 2 connections",
+        ],
+    ),
 ]
 
 

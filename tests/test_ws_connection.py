@@ -28,6 +28,16 @@ async def test_messages_flow_in_order_both_ways(system: actors.ActorSystem) -> N
     await client.close()
 
 
+async def test_close_codes_are_plain_ints_on_both_sides(system: actors.ActorSystem) -> None:
+    client, server = await connection_pair(system)
+    with trio.fail_after(5):
+        reason = await client.close(1000, "bye")
+    peer = await wait_closed(server)
+    # None of the library's own types (its close-code enum) leaves the adapter.
+    assert (type(reason.code), type(peer.code)) == (int, int)
+    assert repr(peer) == repr(transport.ConnectionClosed(1000, "bye", by_peer=True))
+
+
 async def test_close_code_reaches_the_peer_and_both_actors_stop(
     system: actors.ActorSystem,
 ) -> None:

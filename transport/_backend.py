@@ -171,7 +171,8 @@ class Backend:
     def closed_with(self) -> tuple[int, str] | None:
         """The close code and reason the library recorded, or ``None`` while open."""
         closed = self._ws.closed
-        return None if closed is None else (closed.code, closed.reason or "")
+        # int(): the library may hand back its own enum; nothing of it leaves the adapter.
+        return None if closed is None else (int(closed.code), closed.reason or "")
 
 
 @final
