@@ -6,6 +6,9 @@ Prints one JSON line:
 * ``topic_msgs_per_s``: messages published by a child process to a distributed topic
   and received by a channel subscriber here; ``raw_msgs_per_s`` the same traffic with
   a bare coredis publish / subscribe loop; ``topic_ratio`` their ratio (target >= 0.8).
+  Both sides send the same 65-byte frames from ``PUBLISHERS`` tasks and hand each
+  message to a consuming task; the raw loop sends one ``PUBLISH`` per message, while
+  the backplane batches concurrent publishes, so the ratio may exceed 1.
   The two phases alternate ``REPS`` times in one run and their medians are compared;
 * ``topic_latency_ms_p50`` / ``p99``: one message at a time, publish to receive, in
   this process;

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 import coredis
 import pytest
@@ -121,6 +123,84 @@ async def test_redis_restart_restores_subscriptions_and_reports_a_gap(
             stats = backplane.statistics()
             assert stats.state is transport.BackplaneState.CONNECTED
             assert (stats.attempt, stats.disconnects, stats.gaps) == (0, 1, 1)
+
+
+async def test_concurrent_publishes_are_batched_and_keep_each_tasks_order(
+    redis_server: RedisServer,
+) -> None:
+    tasks, each = 8, 50
+    async with actors.open_system("test") as system:
+        async with transport.open_redis_backplane(system, redis_server.url) as backplane:
+            burst: transport.DistributedTopic[str] = await backplane.topic(
+                "burst", policy=actors.OverflowPolicy.BLOCK, buffer=tasks * each
+            )
+            with burst.subscribe() as messages:
+
+                async def publisher(task: int) -> None:
+                    for n in range(each):
+                        await burst.publish(f"{task}:{n}")
+
+                async with coredis.Redis.from_url(redis_server.url) as raw:
+                    commands_before = await raw.info("commandstats")
+                    async with trio.open_nursery() as nursery:
+                        for task in range(tasks):
+                            nursery.start_soon(publisher, task)
+                    commands_after = await raw.info("commandstats")
+                received = []
+                with trio.fail_after(STEP):
+                    for _ in range(tasks * each):
+                        received.append(await messages.receive())
+            assert backplane.statistics().published == tasks * each
+        # Every message arrived once, each task's in the order it published them...
+        assert sorted(received) == sorted(f"{t}:{n}" for t in range(tasks) for n in range(each))
+        for task in range(tasks):
+            mine = [m for m in received if isinstance(m, str) and m.startswith(f"{task}:")]
+            assert mine == [f"{task}:{n}" for n in range(each)]
+        # ... and they travelled several to a command (PUBLISH inside a script counts too).
+
+        def calls(stats: dict[str, Any], command: str) -> int:
+            entry = stats.get(f"cmdstat_{command}", {})
+            return int(entry.get("calls", 0)) if isinstance(entry, dict) else 0
+
+        scripts = calls(commands_after, "eval") - calls(commands_before, "eval")
+        published = calls(commands_after, "publish") - calls(commands_before, "publish")
+        assert published == tasks * each
+        assert 0 < scripts < tasks * each / 2
+
+
+async def test_publish_after_the_backplane_closed_is_refused(redis_server: RedisServer) -> None:
+    async with actors.open_system("test") as system:
+        async with transport.open_redis_backplane(system, redis_server.url) as backplane:
+            news: transport.DistributedTopic[str] = await backplane.topic("news")
+        with pytest.raises(trio.ClosedResourceError):
+            await news.publish("too late")
+
+
+async def test_coredis_unread_queue_is_swept(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # coredis queues a None for get_message() per message a handler took; nobody reads it.
+    opened: list[Any] = []
+    pubsub = coredis.Redis.pubsub
+
+    def recording_pubsub(client: Any, **kwargs: Any) -> Any:
+        opened.append(pubsub(client, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(coredis.Redis, "pubsub", recording_pubsub)
+    monkeypatch.setattr(transport._backplane_redis, "UNREAD_SWEEP_INTERVAL", 0.05)
+    async with actors.open_system("test") as system:
+        async with transport.open_redis_backplane(system, redis_server.url) as backplane:
+            ticks: transport.DistributedTopic[str] = await backplane.topic("ticks")
+            with ticks.subscribe(buffer=500) as messages:
+                for n in range(500):
+                    await ticks.publish(str(n))
+                with trio.fail_after(STEP):
+                    for _ in range(500):
+                        await messages.receive()
+                await trio.sleep(0.2)  # a few sweeps
+            [subscriber] = opened
+            assert subscriber._receive_stream.statistics().current_buffer_used < 50
 
 
 async def test_bad_backplane_messages_go_to_dead_letters(redis_server: RedisServer) -> None:

@@ -32,6 +32,7 @@ async def test_close_codes_are_plain_ints_on_both_sides(system: actors.ActorSyst
     client, server = await connection_pair(system)
     with trio.fail_after(5):
         reason = await client.close(1000, "bye")
+    assert isinstance(reason, transport.ConnectionClosed)
     peer = await wait_closed(server)
     # None of the library's own types (its close-code enum) leaves the adapter.
     assert (type(reason.code), type(peer.code)) == (int, int)
