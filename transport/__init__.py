@@ -72,6 +72,7 @@ from ._codec import (
     UnknownTagError as UnknownTagError,
     UnsupportedFrameError as UnsupportedFrameError,
 )
+from ._connection import Application as Application
 from ._exceptions import (
     ConnectionClosedError as ConnectionClosedError,
     HandshakeError as HandshakeError,
@@ -155,6 +156,7 @@ __all__ = [
     "DEFAULT_STREAM_MAXLEN",
     "PAYLOAD_EXCERPT",
     "Accept",
+    "Application",
     "Backplane",
     "BackplaneError",
     "BackplaneGap",

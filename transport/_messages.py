@@ -124,7 +124,8 @@ class ConnectionOptions:
       watched by the connection's timer task, which looks at least once every
       ``write_timeout`` while the connection is open.
     - ``close_timeout``: the close handshake; after it the stream is closed
-      regardless.
+      regardless. A close that first has to wait for a frame being written
+      can take up to ``write_timeout + close_timeout`` in all.
     - ``ping_interval`` / ``pong_timeout``: keepalive (``None`` disables it); a
       ping unanswered in time aborts the connection (code 1006).
     - ``idle_timeout``: close with 1001 after this long without an inbound
