@@ -26,15 +26,16 @@ import functools
 import math
 from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
-from typing import Self, final
+from typing import final
 
 import attrs
 import trio
 
 import actors
 
-from ._codec import RawCodec
+from ._codec import Codec
 from ._connection import Spawner
+from ._inbox_reader import InboxReader
 from ._messages import SendBytes, SendMessage, SendText
 from ._reconnect import ReconnectingClient
 from ._reconnect_policy import BufferFullError, ClientState, Routing, choose_member
@@ -250,10 +251,10 @@ class PoolRouter(actors.Actor[PoolMessage]):
 
 
 @final
-class ConnectionPool:
+class ConnectionPool(InboxReader):
     """A handle on a connection pool: send (routed), receive (from any member), statistics."""
 
-    __slots__ = ("_inbox", "_receiving", "_router", "members", "ref")
+    __slots__ = ("_router", "members", "ref")
 
     def __init__(
         self,
@@ -266,12 +267,17 @@ class ConnectionPool:
         self.ref = ref
         #: The members' refs, in index order (stable across their restarts).
         self.members = members
+        super().__init__(inbox)
         self._router = router
-        self._inbox = inbox
-        self._receiving = False
 
     def __repr__(self) -> str:
         return f"<ConnectionPool {self.ref.path} size={len(self.members)}>"
+
+    def _reader_name(self) -> str:
+        return f"pool {self.ref.path}"
+
+    def _reader_codec(self) -> Codec:
+        return self._router.client.options.codec
 
     def statistics(self) -> PoolStatistics:
         """A snapshot of the pool and its members."""
@@ -294,35 +300,6 @@ class ConnectionPool:
     async def send_message(self, message: object, *, key: Hashable | None = None) -> None:
         """Encode ``message`` with the members' codec, then :meth:`send` it."""
         await self.send(self._router.client.options.codec.encode(message), key=key)
-
-    async def receive(self) -> str | bytes:
-        """The next inbound message from any member; :exc:`trio.EndOfChannel` at the end."""
-        if not isinstance(self._router.client.options.codec, RawCodec):
-            raise TypeError("this pool decodes with a codec; use receive_message()")
-        data = await self.receive_message()
-        assert isinstance(data, str | bytes)
-        return data
-
-    async def receive_message(self) -> object:
-        """The next inbound message from any member, as the codec decoded it."""
-        if self._inbox is None:
-            raise RuntimeError(f"pool {self.ref.path} delivers to its subscriber; read there")
-        if self._receiving:
-            raise trio.BusyResourceError("another task is already receiving from this pool")
-        self._receiving = True
-        try:
-            return await self._inbox.receive()
-        finally:
-            self._receiving = False
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> str | bytes:
-        try:
-            return await self.receive()
-        except trio.EndOfChannel:
-            raise StopAsyncIteration from None
 
     async def wait_connected(self) -> None:
         """Wait until every member is connected; :exc:`actors.ActorStoppedError` if the pool stops."""

@@ -7,14 +7,15 @@ import math
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Self, final
+from typing import final
 
 import trio
 
 import actors
 
-from ._codec import Codec, RawCodec
+from ._codec import Codec
 from ._connection import Spawner
+from ._inbox_reader import InboxReader
 from ._messages import DEFAULT_OPTIONS, Close, ConnectionOptions
 from ._reconnect import ConnectedHook, ReconnectingClient
 from ._reconnect_policy import ClientState, WhenFull
@@ -30,7 +31,7 @@ from ._reconnect_types import (
 
 
 @final
-class ReconnectingConnection:
+class ReconnectingConnection(InboxReader):
     """A handle on a :class:`ReconnectingClient`: send, receive, state, statistics, close.
 
     Like :class:`WebSocketConnection` it holds no stream. ``send`` waits until the
@@ -39,7 +40,7 @@ class ReconnectingConnection:
     subscriber; only one task may receive at a time.
     """
 
-    __slots__ = ("_codec", "_inbox", "_receiving", "_status", "ref")
+    __slots__ = ("_codec", "_status", "ref")
 
     def __init__(
         self,
@@ -49,14 +50,19 @@ class ReconnectingConnection:
         codec: Codec,
     ) -> None:
         #: The client actor's ref: tell it :class:`SendText`, :class:`SendBytes`, :class:`Close`.
+        super().__init__(inbox)
         self.ref = ref
         self._status = status
-        self._inbox = inbox
         self._codec = codec
-        self._receiving = False
 
     def __repr__(self) -> str:
         return f"<ReconnectingConnection {self.ref.path} {self._status.state.value}>"
+
+    def _reader_name(self) -> str:
+        return f"reconnecting client {self.ref.path}"
+
+    def _reader_codec(self) -> Codec:
+        return self._codec
 
     @property
     def state(self) -> ClientState:
@@ -89,47 +95,6 @@ class ReconnectingConnection:
         Raises :exc:`EncodeError` at once, sending nothing, if the codec refuses it.
         """
         await self.send(self._codec.encode(message))
-
-    async def receive(self) -> str | bytes:
-        """The next inbound message, from whichever connection; :exc:`trio.EndOfChannel` at the end.
-
-        The channel ends when the client has stopped (closed, or gave up). Only with
-        the default :class:`RawCodec`; with another codec use :meth:`receive_message`.
-        """
-        if not isinstance(self._codec, RawCodec):
-            raise TypeError(
-                f"reconnecting client {self.ref.path} decodes with {self._codec!r}; "
-                "receive with receive_message(), not receive()"
-            )
-        data = await self.receive_message()
-        assert isinstance(data, str | bytes)
-        return data
-
-    async def receive_message(self) -> object:
-        """The next inbound message as the codec decoded it (or an :class:`Undecodable`)."""
-        if self._inbox is None:
-            raise RuntimeError(
-                f"reconnecting client {self.ref.path} delivers to its subscriber (or its "
-                "inbox channel); read there, not here"
-            )
-        if self._receiving:
-            raise trio.BusyResourceError(
-                "another task is already receiving from this client; only one task may receive"
-            )
-        self._receiving = True
-        try:
-            return await self._inbox.receive()
-        finally:
-            self._receiving = False
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> str | bytes:
-        try:
-            return await self.receive()
-        except trio.EndOfChannel:
-            raise StopAsyncIteration from None
 
     async def wait_connected(self) -> None:
         """Wait until the client is connected; :exc:`actors.ActorStoppedError` if it stops first."""
