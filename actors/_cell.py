@@ -296,25 +296,30 @@ class Cell(Parent):
             )
         return self._nursery
 
-    def start_task(self, function: Callable[[], Awaitable[object]], name: str) -> None:
+    def start_task(
+        self, function: Callable[..., Awaitable[object]], args: tuple[object, ...], name: str
+    ) -> None:
+        """Run ``function(*args)`` in the actor's nursery; its failure fails the actor."""
         nursery = self._open_nursery("start tasks")
+        # One bound method, no closure per task: an idle connection runs several of these.
+        nursery.start_soon(self._run_task, function, args, name, name=f"{self.path}:{name}")
 
-        async def guarded() -> None:  # noqa: ASYNC910 - a task body, not an API
-            try:
-                await function()
-            except Exception as exc:
-                if self.mailbox.closed:
-                    logger.error(
-                        "task %s of %s failed while the actor was stopping",
-                        name,
-                        self.path,
-                        exc_info=exc,
-                        extra={"actor_path": self.path},
-                    )
-                else:
-                    self.mailbox.send_control(TaskFailed(exc))
-
-        nursery.start_soon(guarded, name=f"{self.path}:{name}")
+    async def _run_task(  # noqa: ASYNC910 - a task body, not an API
+        self, function: Callable[..., Awaitable[object]], args: tuple[object, ...], name: str
+    ) -> None:
+        try:
+            await function(*args)
+        except Exception as exc:
+            if self.mailbox.closed:
+                logger.error(
+                    "task %s of %s failed while the actor was stopping",
+                    name,
+                    self.path,
+                    exc_info=exc,
+                    extra={"actor_path": self.path},
+                )
+            else:
+                self.mailbox.send_control(TaskFailed(exc))
 
     def dead_letter(
         self,

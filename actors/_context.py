@@ -98,7 +98,7 @@ class ActorContext(Generic[M_contra]):
         The task is cancelled when the actor stops. If it raises, the actor
         fails with that exception, exactly as if a handler had raised.
         """
-        self._cell.start_task(lambda: function(*args), name or _name_of(function))
+        self._cell.start_task(function, args, name or _name_of(function))
 
     def pipe_to_self(
         self,
@@ -125,7 +125,7 @@ class ActorContext(Generic[M_contra]):
                 message = on_result(value)
             await cell.ref._tell_or_dead_letter(message)
 
-        cell.start_task(run, f"pipe_to_self:{_name_of(function)}")
+        cell.start_task(run, (), f"pipe_to_self:{_name_of(function)}")
 
     @property
     def timers(self) -> Timers[M_contra]:

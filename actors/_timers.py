@@ -265,7 +265,7 @@ class Timers(Generic[M_contra]):
         old = table.timers.pop(key, None)
         if old is not None:
             old.scope.cancel()
-        cell.start_task(run, f"timer {key!r}")
+        cell.start_task(run, (), f"timer {key!r}")
         table.timers[key] = timer
 
 

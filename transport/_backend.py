@@ -419,6 +419,9 @@ class _GuardedConnection(wsproto.WSConnection):
         self._guard = InboundGuard(limits.inbound, limits.max_message_size, trio.current_time)
         self.violation: Violation | None = None
         self._close_sent = False
+        # Once open, the finished HTTP/1.1 handshake (an h11 parser and its buffers) is
+        # dropped; the events it still held are kept here until they are read.
+        self._handshake_events: list[wsproto.events.Event] | None = None
 
     @property
     def state(self) -> wsproto.connection.ConnectionState:
@@ -430,7 +433,9 @@ class _GuardedConnection(wsproto.WSConnection):
 
     def send(self, event: wsproto.events.Event) -> bytes:
         if self.violation is None:
-            return super().send(event)
+            data = super().send(event)
+            self._drop_handshake()
+            return data
         if isinstance(event, wsproto.events.CloseConnection) and not self._close_sent:
             self._close_sent = True
             frames = wsproto.frame_protocol.FrameProtocol(self.client, [])
@@ -442,11 +447,27 @@ class _GuardedConnection(wsproto.WSConnection):
     def receive_data(self, data: bytes | None) -> None:
         if self.violation is None:
             super().receive_data(data)
+            self._drop_handshake()
+
+    def _drop_handshake(self) -> None:
+        if self._handshake_events is None and self.connection is not None:
+            self._handshake_events = list(self.handshake.events())
+            del self.handshake
+
+    def _library_events(self) -> Generator[wsproto.events.Event, None, None]:
+        pending = self._handshake_events
+        if pending is None:
+            yield from super().events()
+            return
+        while pending:
+            yield pending.pop(0)
+        assert self.connection is not None
+        yield from self.connection.events()
 
     def events(self) -> Generator[wsproto.events.Event, None, None]:
         if self.violation is not None:
             return
-        for event in super().events():
+        for event in self._library_events():
             violation = self._check(event)
             if violation is not None:
                 yield self._fail(violation)
