@@ -6,6 +6,7 @@ import ssl
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Never, Protocol
 
 import attrs
 import trio
@@ -177,13 +178,33 @@ async def open_websocket_client(
         subscriber=subscriber,
         name=name,
     )
+    async with closed_on_exit(connection, options):
+        yield connection
+
+
+class Closable(Protocol):
+    """A connection handle: its actor's ref, and a close that waits for the actor."""
+
+    @property
+    def ref(self) -> actors.ActorRef[Never]: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> object: ...
+
+
+@asynccontextmanager
+async def closed_on_exit(handle: Closable, options: ConnectionOptions) -> AsyncIterator[None]:
+    """Close ``handle`` when the block ends: 1000, or 1011 if the block raised.
+
+    The close waits for the actor within ``write_timeout + close_timeout`` (plus
+    a second), shielded; an actor still running after that is asked to stop.
+    """
     code = 1011
     try:
-        yield connection
+        yield
         code = 1000
     finally:
         bound = options.write_timeout + options.close_timeout + 1
         with trio.move_on_after(bound, shield=True):
-            await connection.close(code)
-        if connection.ref.is_alive:
-            connection.ref.request_stop()
+            await handle.close(code)
+        if handle.ref.is_alive:
+            handle.ref.request_stop()

@@ -13,6 +13,7 @@ import trio
 
 import actors
 
+from ._client import closed_on_exit
 from ._codec import Codec
 from ._connection import Spawner
 from ._inbox_reader import InboxReader
@@ -197,13 +198,5 @@ async def open_reconnecting_client(
         subscriber=subscriber,
         name=name,
     )
-    code = 1011
-    try:
+    async with closed_on_exit(client, options):
         yield client
-        code = 1000
-    finally:
-        bound = options.write_timeout + options.close_timeout + 1
-        with trio.move_on_after(bound, shield=True):
-            await client.close(code)
-        if client.ref.is_alive:
-            client.ref.request_stop()
