@@ -75,6 +75,9 @@ async def test_stream_redelivers_failed_entries_after_min_idle(
             nursery.cancel_scope.cancel()
         assert sorted(flaky.handled) == ids
         assert await jobs.pending("g") == 0
+        # The same checks as the Redis stream's: a zero min_idle would redeliver at once.
+        with pytest.raises(ValueError, match="min_idle must be positive"):
+            await jobs.serve_consumer(ref, group="g", min_idle=0)
 
 
 async def test_stream_is_capped_exactly(system: actors.ActorSystem) -> None:

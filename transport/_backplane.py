@@ -330,6 +330,13 @@ def local_topic_name(name: str) -> str:
     return f"backplane:{name}"
 
 
+def check_consumer(group: str, min_idle: float) -> None:
+    """Refuse a bad consumer group name or a ``min_idle`` that is not positive."""
+    check_name(group, "a consumer group name")
+    if not min_idle > 0:
+        raise ValueError(f"min_idle must be positive, not {min_idle!r}")
+
+
 def check_name(name: str, what: str) -> None:
     """Refuse names that are not non-empty strings."""
     value: object = name

@@ -30,6 +30,7 @@ from ._backplane import (
     RemoteError,
     RemoteRef,
     StreamMessage,
+    check_consumer,
     check_name,
     local_topic_name,
 )
@@ -239,7 +240,7 @@ class LocalStream(DurableStream[T]):
         batch: int = 16,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        check_name(group, "a consumer group name")
+        check_consumer(group, min_idle)
         state = self._groups.get(group)
         if state is None:
             first = self._entries[0][0] if self._entries else self._next_seq

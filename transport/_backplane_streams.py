@@ -26,7 +26,7 @@ from coredis.tokens import PureToken
 
 import actors
 
-from ._backplane import DEFAULT_MIN_IDLE, DurableStream, StreamMessage, check_name
+from ._backplane import DEFAULT_MIN_IDLE, DurableStream, StreamMessage, check_consumer
 from ._backplane_failures import is_connection_failure
 from ._backplane_wire import decode_payload, encode_payload
 from ._codec import DecodeError
@@ -100,9 +100,7 @@ class RedisStream(DurableStream[T]):
         batch: int = 16,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        check_name(group, "a consumer group name")
-        if not min_idle > 0:
-            raise ValueError(f"min_idle must be positive, not {min_idle!r}")
+        check_consumer(group, min_idle)
         backplane = self._backplane
         if consumer is None:
             self._consumers += 1
