@@ -141,6 +141,24 @@ def test_local_chat_shows_the_conversation_the_crash_and_the_statistics() -> Non
     assert re.search(r"^dead letters: \d+ \(.*\bfailed: 1\b.*\)$", out, re.MULTILINE)
 
 
+def test_acked_delivery_gets_every_reading_once_across_two_drops() -> None:
+    result = run_module("examples.acked_delivery")
+    out = result.stdout
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    lines = out.splitlines()
+    assert re.fullmatch(r"server: listening on ws://127\.0\.0\.1:\d+/", lines[0])
+    assert lines[1:5] == [
+        "server: dropping the connection after reading 30",
+        "server: dropping the connection after reading 60",
+        "client: sent 100 readings over 3 connections; 100 confirmed, 0 unconfirmed",
+        "server: got 100 readings, each once and in order: True",
+    ]
+    assert re.fullmatch(
+        r"\(sent again after a drop: \d+; already read, so dropped: \d+\)", lines[5]
+    )
+
+
 def test_local_chat_seed_makes_the_dice_repeatable() -> None:
     def rolls(seed: str) -> list[str]:
         result = run_module("examples.local_chat", "--seconds", "1", "--seed", seed)

@@ -14,6 +14,12 @@ children of one host actor.
 
 from __future__ import annotations
 
+from ._acked import (
+    AckedConnection as AckedConnection,
+    AckedSessions as AckedSessions,
+    SessionStatistics as SessionStatistics,
+)
+from ._acked_wire import AckProtocolError as AckProtocolError
 from ._backplane import (
     DEFAULT_MIN_IDLE as DEFAULT_MIN_IDLE,
     DEFAULT_STREAM_MAXLEN as DEFAULT_STREAM_MAXLEN,
@@ -142,6 +148,7 @@ from ._reconnect_types import (
     ReconnectingMessage as ReconnectingMessage,
     ReconnectStatistics as ReconnectStatistics,
     Send as Send,
+    UnconfirmedError as UnconfirmedError,
 )
 from ._server import (
     ServerStatistics as ServerStatistics,
@@ -156,6 +163,9 @@ __all__ = [
     "DEFAULT_STREAM_MAXLEN",
     "PAYLOAD_EXCERPT",
     "Accept",
+    "AckProtocolError",
+    "AckedConnection",
+    "AckedSessions",
     "Application",
     "Backplane",
     "BackplaneError",
@@ -226,11 +236,13 @@ __all__ = [
     "SendMessage",
     "SendText",
     "ServerStatistics",
+    "SessionStatistics",
     "Situation",
     "StreamMessage",
     "SubscriberMessage",
     "TLSError",
     "TransportError",
+    "UnconfirmedError",
     "Undecodable",
     "UnknownTagError",
     "UnsupportedFrameError",

@@ -36,6 +36,7 @@ import trio
 
 import actors
 
+from ._acked_wire import Retained
 from ._backend import Backend, BackendClosed, route_inbound, send_ping_to
 from ._close_codes import CloseCode, ConnectionClosed, Situation, close_code_for
 from ._codec import DecodePolicy, EncodeError, as_decode_error
@@ -276,6 +277,8 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
     def _dead_letter(
         self, message: object, reason: actors.DeadLetterReason, error: BaseException | None = None
     ) -> None:
+        if isinstance(message, SendBytes) and isinstance(message.data, Retained):
+            return  # made again on the next connection: not lost
         self._dead_letters.publish(
             actors.DeadLetter(
                 message=message, recipient=self._path, sender=None, reason=reason, error=error

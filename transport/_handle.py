@@ -25,6 +25,7 @@ from ._messages import (
 from ._redact import redact_target
 
 if TYPE_CHECKING:
+    from ._acked_wire import Retained
     from ._close_codes import ConnectionClosed
     from ._inbound import InboundQueue
     from ._outbox import Outbox
@@ -130,6 +131,22 @@ class WebSocketConnection:
             outbox.put_nowait(frame)
             return
         self.ref.tell_nowait(frame)
+
+    async def _send_retained(self, data: Retained) -> bool:
+        """Queue a protocol message its sender makes again if this connection ends.
+
+        False, queueing nothing, once the connection is closing: never through the
+        mailbox, so it is never dead-lettered (see :class:`Retained`).
+        """
+        outbox = self._outbox
+        if outbox is None or outbox.closed:
+            await trio.lowlevel.checkpoint()
+            return False
+        try:
+            await outbox.put(SendBytes(data))
+        except trio.ClosedResourceError:
+            return False  # noqa: ASYNC910 - put checkpoints unless the outbox is closed
+        return True
 
     def _on_trio_thread(self, method: str) -> bool:
         if threading.get_ident() != self._thread_id:

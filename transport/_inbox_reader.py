@@ -9,7 +9,25 @@ import trio
 from ._codec import Codec, RawCodec
 
 
-class InboxReader:
+class ReceiveIterable:
+    """``async for message in x``: ``x.receive()`` until :exc:`trio.EndOfChannel`."""
+
+    __slots__ = ()
+
+    async def receive(self) -> str | bytes:
+        raise NotImplementedError
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        try:
+            return await self.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
+
+class InboxReader(ReceiveIterable):
     """``receive`` / ``receive_message`` / ``async for`` over an inbox channel.
 
     The inbox is the channel a reconnecting client (or a pool of them) fills
@@ -61,12 +79,3 @@ class InboxReader:
             return await self._inbox.receive()
         finally:
             self._receiving = False
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> str | bytes:
-        try:
-            return await self.receive()
-        except trio.EndOfChannel:
-            raise StopAsyncIteration from None

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import secrets
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, final
@@ -39,8 +40,10 @@ import trio
 
 import actors
 
+from ._acked_wire import SESSION_ID_BYTES, AckProtocolError, Window, hello, parse_ack, parse_server
 from ._client import connect_websocket, parse_url
 from ._close_codes import CloseCode, ConnectionClosed
+from ._codec import DecodeError, EncodeError, RawCodec
 from ._handle import WebSocketConnection
 from ._messages import (
     DEFAULT_OPTIONS,
@@ -50,6 +53,7 @@ from ._messages import (
     SendBytes,
     SendMessage,
     SendText,
+    Undecodable,
 )
 from ._reconnect_policy import (
     BufferFullError,
@@ -71,6 +75,7 @@ from ._reconnect_types import (
     ReconnectStatistics,
     Send,
     Status,
+    UnconfirmedError,
     as_closed,
     frame_of,
 )
@@ -109,6 +114,15 @@ class ReconnectingClient(actors.Actor[ReconnectingMessage]):
       :class:`Disconnected` and a final :class:`GaveUp`), or into ``inbox`` (a channel
       the client closes when it stops), or, with neither, into a channel read through
       the handle's ``receive()``.
+    - ``acknowledged=True``: acknowledged delivery, for a server whose handlers accept
+      through :class:`AckedSessions`. Messages are numbered; at most ``window`` of them
+      are on the wire unconfirmed, the rest wait in the buffer (``when_full`` applies
+      whether connected or not: the client never waits for acknowledgements, so a
+      subscriber that replies through it cannot deadlock with it). After a reconnect
+      the unconfirmed ones are sent again and the server drops what it already had:
+      each message reaches the server's application once, or is reported (dropped by
+      the buffer, or still unconfirmed when the client stops: a dead letter with
+      :exc:`UnconfirmedError`). Not combinable with ``on_connected``.
     """
 
     url: str
@@ -123,6 +137,8 @@ class ReconnectingClient(actors.Actor[ReconnectingMessage]):
     on_connected: ConnectedHook | None = None
     subscriber: actors.ActorRef[ClientEvent] | None = None
     inbox: trio.MemorySendChannel[object] | None = None
+    acknowledged: bool = False
+    window: int = 100
     _status: Status = attrs.field(init=False)
     _inbox_receive: trio.MemoryReceiveChannel[object] | None = attrs.field(init=False, default=None)
     _live: WebSocketConnection | None = attrs.field(init=False, default=None)
@@ -132,6 +148,7 @@ class ReconnectingClient(actors.Actor[ReconnectingMessage]):
     _serial: int = attrs.field(init=False, default=0)
     _random: random.Random = attrs.field(init=False, factory=random.Random)
     _path: str = attrs.field(init=False, default="")
+    _session: bytes = attrs.field(init=False, default=b"")
 
     def __attrs_post_init__(self) -> None:
         target = parse_url(self.url)
@@ -142,6 +159,14 @@ class ReconnectingClient(actors.Actor[ReconnectingMessage]):
         if self.subscriber is not None and self.inbox is not None:
             raise ValueError("give a reconnecting client a subscriber or an inbox, not both")
         self._status = Status(Outbox(self.buffer, self.when_full))
+        if self.acknowledged:
+            if self.on_connected is not None:
+                raise ValueError(
+                    "an acknowledged client has no on_connected hook: what it would send "
+                    "first, send through the client (it is numbered and resent like the rest)"
+                )
+            self._status.window = Window(self.window)
+            self._session = secrets.token_bytes(SESSION_ID_BYTES)
 
     def handle(self) -> ReconnectingConnection:
         """The public handle of this client (after a successful spawn)."""
@@ -183,6 +208,14 @@ class ReconnectingClient(actors.Actor[ReconnectingMessage]):
         for frame in status.outbox.take_all():
             status.undelivered += 1
             self._dead_letter(frame, letter, reason.error if isinstance(reason, GaveUp) else None)
+        if status.window is not None:
+            unconfirmed = UnconfirmedError(
+                f"{self._path} stopped before the server acknowledged this message; "
+                "it may or may not have reached the server's application"
+            )
+            for frame in status.window.take_all():
+                status.undelivered += 1
+                self._dead_letter(frame, actors.DeadLetterReason.UNDELIVERABLE, unconfirmed)
         status.next_attempt_at = None
         if self._announced:
             closed = self._last_closed or ConnectionClosed(CloseCode.GOING_AWAY)
@@ -215,8 +248,16 @@ class ReconnectingClient(actors.Actor[ReconnectingMessage]):
     @actors.handler
     async def close(self, message: Close) -> None:  # noqa: ASYNC910 - a handler
         """Close the connection (if any) with the given code and stop for good."""
+        status = self._status
+        window = status.window
+        if window is not None:
+            # Give what is on its way the time to be acknowledged, over a reconnect if
+            # need be (bounded); whatever is still unconfirmed then is reported.
+            with trio.move_on_after(self.options.close_timeout):  # noqa: ASYNC912 - waits if anything is pending
+                while window or status.outbox:
+                    await window.wait_changed()
         self._closing = True
-        connection = self._status.connection
+        connection = status.connection
         if connection is not None:
             await connection.close(message.code, message.reason)
         self.ctx.stop()
@@ -237,6 +278,8 @@ class ReconnectingClient(actors.Actor[ReconnectingMessage]):
                 return
         status = self._status
         gave_way = status.outbox.put(frame)
+        if status.window is not None:
+            status.window.poke()  # the sender task moves buffered messages into the window
         if gave_way is None:
             return  # noqa: ASYNC910
         status.dropped += 1
@@ -298,13 +341,16 @@ class ReconnectingClient(actors.Actor[ReconnectingMessage]):
 
     async def _connect(self) -> WebSocketConnection:
         self._serial += 1
+        options = self.options
+        if self.acknowledged:
+            options = attrs.evolve(options, codec=RawCodec())  # envelopes; payloads coded here
         return await connect_websocket(
             self.ctx,
             self.url,
             ssl_context=self.ssl_context,
             subprotocols=self.subprotocols,
             headers=self.headers,
-            options=self.options,
+            options=options,
             name=f"connection-{self._serial}",
         )
 
@@ -319,6 +365,8 @@ class ReconnectingClient(actors.Actor[ReconnectingMessage]):
                 except Exception as exc:  # noqa: BLE001 - the hook is user code
                     if await self._hook_failed(connection, exc):
                         return None
+            elif status.window is not None and not await self._resume(connection, status.window):
+                return None  # noqa: ASYNC910 - connecting checkpointed
             if connection.closed is None:
                 status.connects += 1
                 status.set_state(ClientState.CONNECTED)
@@ -327,7 +375,10 @@ class ReconnectingClient(actors.Actor[ReconnectingMessage]):
                 async with trio.open_nursery() as nursery:
                     pumped = trio.Event()
                     nursery.start_soon(self._pump, connection, pumped)
-                    await self._flush(connection)
+                    if status.window is not None:
+                        nursery.start_soon(self._send_numbered, connection, status.window)
+                    else:
+                        await self._flush(connection)
                     reason = await connection.ref.wait_stopped()
                     self._live = None
                     with trio.move_on_after(self.options.close_timeout):
@@ -376,16 +427,90 @@ class ReconnectingClient(actors.Actor[ReconnectingMessage]):
             self._live = connection  # the outbox is empty: no await since the check
 
     async def _pump(self, connection: WebSocketConnection, done: trio.Event) -> None:  # noqa: ASYNC910 - a task body
+        window = self._status.window
         try:
             while True:
                 try:
                     data = await connection.receive_message()
                 except trio.EndOfChannel:
                     return  # noqa: ASYNC910
+                if window is not None:
+                    try:
+                        data = self._unwrap(window, data)
+                    except AckProtocolError as exc:
+                        await self._protocol_error(connection, exc)
+                        return
+                    if data is None:
+                        continue
                 self._status.received += 1
                 await self._deliver(data)
         finally:
             done.set()
+            if window is not None:
+                window.poke()  # the sender task sees the connection has ended
+
+    def _unwrap(self, window: Window[Frame], frame: object) -> object:
+        """A server message decoded, or ``None`` for an acknowledgement (applied)."""
+        assert isinstance(frame, str | bytes)
+        value = parse_server(frame)
+        if isinstance(value, int):
+            window.confirm(value)
+            return None
+        try:
+            return self.options.codec.decode(value)
+        except DecodeError as exc:
+            notice = Undecodable(exc)
+            self._dead_letter(notice, actors.DeadLetterReason.FAILED, exc)
+            return notice
+
+    async def _resume(self, connection: WebSocketConnection, window: Window[Frame]) -> bool:
+        """Say hello, apply the server's acknowledgement, send the unconfirmed again.
+
+        False if the client gave up (the server does not speak the protocol).
+        """
+        try:
+            with trio.fail_after(self.options.handshake_timeout):
+                if not await connection._send_retained(hello(self._session)):
+                    raise trio.EndOfChannel
+                window.confirm(parse_ack(await connection.receive()))
+        except (trio.EndOfChannel, actors.ActorStoppedError, trio.TooSlowError):
+            await connection.close(CloseCode.GOING_AWAY)  # no answer: try another connection
+            return True
+        except AckProtocolError as exc:
+            await self._protocol_error(connection, exc)
+            await self._give_up(f"the server does not acknowledge: {exc}", exc)
+            return False
+        for envelope in window.envelopes():
+            if not await connection._send_retained(envelope):
+                break
+            self._status.resent += 1
+        return True
+
+    async def _send_numbered(self, connection: WebSocketConnection, window: Window[Frame]) -> None:  # noqa: ASYNC910 - a task body
+        """Move buffered messages into the window and onto the connection while it has room."""
+        outbox = self._status.outbox
+        codec = self.options.codec
+        while connection.closed is None:
+            if not outbox or window.full:
+                await window.wait_changed()
+                continue
+            frame = outbox.take()
+            if isinstance(frame, SendMessage):
+                try:
+                    payload = codec.encode(frame.message)
+                except EncodeError as exc:
+                    self._dead_letter(frame, actors.DeadLetterReason.FAILED, exc)
+                    continue
+            else:
+                payload = frame.text if isinstance(frame, SendText) else frame.data
+            if not await connection._send_retained(window.add(frame, payload)):
+                return  # it is in the window: sent again on the next connection
+
+    async def _protocol_error(
+        self, connection: WebSocketConnection, error: AckProtocolError
+    ) -> None:
+        self._status.last_error = error
+        await connection.close(CloseCode.PROTOCOL_ERROR, str(error)[:120])
 
     async def _deliver(self, data: object) -> None:  # noqa: ASYNC910 - a task's step
         try:
@@ -402,11 +527,17 @@ class ReconnectingClient(actors.Actor[ReconnectingMessage]):
 
     async def _drain(self, connection: WebSocketConnection) -> None:  # noqa: ASYNC910 - bounded
         """Dead-letter what the ended connection received and nobody delivered."""
+        window = self._status.window
         with (
             trio.move_on_after(self.options.close_timeout, shield=True),
             contextlib.suppress(trio.BusyResourceError),
         ):
             async for data in connection.messages():
+                if window is not None:
+                    with contextlib.suppress(AckProtocolError):
+                        data = self._unwrap(window, data)  # an acknowledgement still counts
+                    if data is None:
+                        continue
                 self._dead_letter(Received(data), actors.DeadLetterReason.STOPPED)
 
     async def _give_up(self, why: str, error: BaseException | None) -> None:

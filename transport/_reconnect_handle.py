@@ -135,6 +135,8 @@ async def connect_reconnecting_client(
     when_full: WhenFull = WhenFull.DROP_OLDEST,
     on_connected: ConnectedHook | None = None,
     subscriber: actors.ActorRef[ClientEvent] | None = None,
+    acknowledged: bool = False,
+    window: int = 100,
     name: str | None = None,
 ) -> ReconnectingConnection:
     """Spawn a :class:`ReconnectingClient` under ``parent`` and return its handle.
@@ -156,6 +158,8 @@ async def connect_reconnecting_client(
         when_full=when_full,
         on_connected=on_connected,
         subscriber=subscriber,
+        acknowledged=acknowledged,
+        window=window,
     )
     await parent.spawn(client, name=name)
     return client.handle()
@@ -176,6 +180,8 @@ async def open_reconnecting_client(
     when_full: WhenFull = WhenFull.DROP_OLDEST,
     on_connected: ConnectedHook | None = None,
     subscriber: actors.ActorRef[ClientEvent] | None = None,
+    acknowledged: bool = False,
+    window: int = 100,
     name: str | None = None,
 ) -> AsyncIterator[ReconnectingConnection]:
     """:func:`connect_reconnecting_client` for the duration of an ``async with`` block.
@@ -196,6 +202,8 @@ async def open_reconnecting_client(
         when_full=when_full,
         on_connected=on_connected,
         subscriber=subscriber,
+        acknowledged=acknowledged,
+        window=window,
         name=name,
     )
     async with closed_on_exit(client, options):

@@ -10,12 +10,14 @@ import trio
 import actors
 
 from ._close_codes import CloseCode, ConnectionClosed
+from ._exceptions import TransportError
 from ._messages import Close, ConnectionInfo, Received, SendBytes, SendMessage, SendText
 from ._reconnect_policy import ClientState, Outbox
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable
 
+    from ._acked_wire import Window
     from ._handle import WebSocketConnection
 
 #: What a reconnecting client buffers and hands to its connection.
@@ -83,6 +85,13 @@ class Disconnected:
     reconnecting: bool
 
 
+class UnconfirmedError(TransportError):
+    """An acknowledged client stopped before the server confirmed this message.
+
+    It was sent at least once; the server's application may or may not have it.
+    """
+
+
 @final
 @attrs.frozen
 class GaveUp(actors.StopReason):
@@ -126,6 +135,9 @@ class ReconnectStatistics:
       when the client stopped (dead letters).
     - ``outbound_depth``: messages waiting to be written: buffered plus queued in the
       live connection.
+    - With acknowledged delivery: ``unconfirmed`` (sent, not yet acknowledged),
+      ``confirmed`` (acknowledged in all), ``resent`` (sent again after a reconnect).
+      ``undelivered`` then also counts the messages still unconfirmed at the stop.
     """
 
     state: ClientState
@@ -141,6 +153,9 @@ class ReconnectStatistics:
     dropped: int
     undelivered: int
     outbound_depth: int
+    unconfirmed: int = 0
+    confirmed: int = 0
+    resent: int = 0
 
 
 @attrs.define(eq=False)
@@ -159,6 +174,9 @@ class Status:
     dropped: int = 0
     undelivered: int = 0
     connection: WebSocketConnection | None = None
+    #: Acknowledged delivery's unconfirmed messages (``None`` without it).
+    window: Window[Frame] | None = None
+    resent: int = 0
     #: Called after every state change (a pool listens to its members this way).
     listener: Callable[[], None] | None = None
     _changed: trio.Event = attrs.field(factory=trio.Event)
@@ -195,6 +213,9 @@ class Status:
             dropped=self.dropped,
             undelivered=self.undelivered,
             outbound_depth=outbound,
+            unconfirmed=0 if self.window is None else len(self.window),
+            confirmed=0 if self.window is None else self.window.confirmed,
+            resent=self.resent,
         )
 
 
