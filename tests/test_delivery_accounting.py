@@ -18,6 +18,11 @@ looked up:
 
 The client's books balance exactly: written + reported == sent. Over the wire:
 received + reported + lost in flight == sent, with received and reported disjoint.
+
+With acknowledged delivery (the client's ``acknowledged=True``, the server reading through
+``AckedSessions``) nothing is lost in flight: received + reported == sent, exactly, also
+across a half-open link (the proxy stops forwarding and closes nothing; keepalive on both
+ends finds out).
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from transport import WhenFull
 
 SENT = 2000
 DROPS_AT = (300, 800, 1300)  # the link is cut when the server has received this many
+#: A half-open link swallows messages until keepalive notices: the cuts come sooner.
+HALF_OPEN_DROPS_AT = (250, 500, 750)
 BURST, PACE = 5, 0.002  # messages sent back to back, then a pause (seconds)
 BUFFER = 20  # messages the client buffers while disconnected
 #: Each disconnection lasts this long: longer than the buffer can absorb at the sending pace.
@@ -46,11 +53,14 @@ OPTIONS = transport.ConnectionOptions(ping_interval=None, write_timeout=2.0, clo
 #: What one cut may lose in flight at most: the client's socket buffer and the proxy's and
 #: server's receive buffers, in messages of a few bytes. Generous; the run prints the figure.
 MAX_LOST_PER_CUT = 2 * BURST
+#: For the half-open cut: both ends find out by keepalive that nothing comes through.
+KEEPALIVE = attrs.evolve(OPTIONS, ping_interval=0.05, pong_timeout=0.1)
 
 
 @attrs.define(eq=False)
 class ResettingProxy:
-    """Forwards loopback TCP to ``upstream``; :meth:`reset` cuts the current link with RSTs."""
+    """Forwards loopback TCP to ``upstream``; :meth:`reset` cuts the current link with RSTs,
+    :meth:`freeze` makes it half-open (both sockets stay open, nothing goes through)."""
 
     upstream: int
     port: int = 0
@@ -60,6 +70,7 @@ class ResettingProxy:
     _links: list[tuple[trio.SocketStream, trio.SocketStream, trio.CancelScope]] = attrs.Factory(
         list
     )
+    _frozen: set[trio.CancelScope] = attrs.Factory(set)
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
@@ -75,10 +86,15 @@ class ResettingProxy:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._pipe, downstream, upstream, True)
                 nursery.start_soon(self._pipe, upstream, downstream, False)
-        for stream in (downstream, upstream):
-            await trio.aclose_forcefully(stream)
-        if link in self._links:
-            self._links.remove(link)
+        try:
+            if scope in self._frozen:
+                await trio.sleep_forever()  # half-open until the test ends
+        finally:
+            with trio.CancelScope(shield=True):  # close both, also when cancelled
+                for stream in (downstream, upstream):
+                    await trio.aclose_forcefully(stream)
+            if link in self._links:
+                self._links.remove(link)
 
     def reset(self) -> None:
         """Close both sockets of every open link with a RST (SO_LINGER 0)."""
@@ -86,6 +102,14 @@ class ResettingProxy:
         for downstream, upstream, scope in self._links:
             for stream in (downstream, upstream):
                 stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            scope.cancel()
+            self.resets += 1
+        self._links.clear()
+
+    def freeze(self) -> None:
+        """Stop forwarding on every open link, and close none of its sockets."""
+        for _, _, scope in self._links:
+            self._frozen.add(scope)
             scope.cancel()
             self.resets += 1
         self._links.clear()
@@ -108,8 +132,9 @@ class ResettingProxy:
 @attrs.define(eq=False)
 class Counting:
     """The server's application: records every number it reads, per connection, and cuts
-    the link (``cut()``) when the total reaches one of ``DROPS_AT``."""
+    the link (``cut()``) when the total reaches one of ``drops_at``."""
 
+    drops_at: tuple[int, ...] = DROPS_AT
     cut: Callable[[transport.WebSocketConnection], None] | None = None
     received: list[list[int]] = attrs.Factory(list)
     connections: list[transport.WebSocketConnection] = attrs.Factory(list)
@@ -123,7 +148,7 @@ class Counting:
             assert isinstance(message, str)
             numbers.append(int(message))
             self.total += 1
-            if self.total in DROPS_AT and self.cut is not None:
+            if self.total in self.drops_at and self.cut is not None:
                 self.cut(connection)
 
 
@@ -133,6 +158,10 @@ def reset_link(proxy: ResettingProxy, connection: transport.WebSocketConnection)
 
 def reset_mid_frame(proxy: ResettingProxy, connection: transport.WebSocketConnection) -> None:
     proxy.split_next = True
+
+
+def freeze_link(proxy: ResettingProxy, connection: transport.WebSocketConnection) -> None:
+    proxy.freeze()
 
 
 def close_1012(connection: transport.WebSocketConnection) -> None:
@@ -172,6 +201,7 @@ async def stream_under_cuts(
     window: int = 100,
 ) -> Run:
     """Send ``SENT`` numbers through a reconnecting client while ``cut`` cuts the link."""
+    options = KEEPALIVE if cut == "half-open" else OPTIONS
     reported: list[int] = []
     stray: list[actors.DeadLetter] = []
     collected = trio.Event()
@@ -191,7 +221,7 @@ async def stream_under_cuts(
             nursery.start_soon(collect, letters)
             server: transport.WebSocketServer = await nursery.start(
                 functools.partial(
-                    transport.serve_websocket, system, application, "127.0.0.1", 0, options=OPTIONS
+                    transport.serve_websocket, system, application, "127.0.0.1", 0, options=options
                 )
             )
             proxy = ResettingProxy(server.port)
@@ -200,6 +230,8 @@ async def stream_under_cuts(
                 application.cut = functools.partial(reset_link, proxy)
             elif cut == "reset mid-frame":
                 application.cut = functools.partial(reset_mid_frame, proxy)
+            elif cut == "half-open":
+                application.cut = functools.partial(freeze_link, proxy)
             else:
                 application.cut = close_1012
             started = trio.current_time()
@@ -207,7 +239,7 @@ async def stream_under_cuts(
                 async with transport.open_reconnecting_client(
                     system,
                     f"ws://127.0.0.1:{proxy.port}/",
-                    options=OPTIONS,
+                    options=options,
                     backoff=QUICK,
                     buffer=BUFFER,
                     when_full=WhenFull.DROP_OLDEST,
@@ -284,28 +316,28 @@ class AckedCounting(Counting):
             assert isinstance(message, str)
             numbers.append(int(message))
             self.total += 1
-            if self.total in DROPS_AT and self.cut is not None:
+            if self.total in self.drops_at and self.cut is not None:
                 self.cut(connection)
 
 
-@pytest.mark.parametrize("cut", ["reset", "reset mid-frame", "close 1012"])
+@pytest.mark.parametrize("cut", ["reset", "reset mid-frame", "half-open", "close 1012"])
 async def test_acknowledged_delivery_makes_the_accounts_exact(
     system: actors.ActorSystem, cut: str
 ) -> None:
     """With acknowledgements nothing is lost in flight: received + reported == sent."""
-    application = AckedCounting()
+    application = AckedCounting(HALF_OPEN_DROPS_AT if cut == "half-open" else DROPS_AT)
     run = await stream_under_cuts(system, application, cut, acknowledged=True, window=50)
     received, reported, stats, took = run.received, run.reported, run.stats, run.took
     sessions = application.sessions.statistics()
     report(
         f"acknowledged, {cut}: {SENT} sent over {stats.connects} connections in {took:.2f}s; "
         f"{len(received)} received, {len(reported)} reported "
-        f"({stats.dropped} dropped while disconnected); {stats.resent} resent, "
+        f"({stats.dropped} dropped by the buffer); {stats.resent} resent, "
         f"{sessions.duplicates} duplicates dropped by the server"
     )
     assert stats.connects == len(DROPS_AT) + 1
     assert stats.dropped > 0
-    if cut.startswith("reset"):
+    if cut != "close 1012":
         assert run.resets == len(DROPS_AT)
     # Exact: each number received once or reported once, never both, none missing.
     assert sorted(received + reported) == list(range(SENT))
@@ -314,8 +346,8 @@ async def test_acknowledged_delivery_makes_the_accounts_exact(
     assert stats.unconfirmed == 0
     assert stats.undelivered == 0
     assert stats.confirmed == len(received)
-    if cut == "reset mid-frame":
-        # The frame cut in half never reached the server: it went again, not missing.
+    if cut in ("reset mid-frame", "half-open"):
+        # What the cut swallowed never reached the server: it went again, not missing.
         assert stats.resent >= len(DROPS_AT)
     # Protocol frames of a connection that ended are not reported as lost.
     assert run.stray == []
