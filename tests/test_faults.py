@@ -7,6 +7,7 @@ file descriptors (``/proc/self/fd``) before and after.
 from __future__ import annotations
 
 import os
+from typing import cast
 
 import attrs
 import trio
@@ -173,6 +174,98 @@ async def test_crashing_handlers_under_load_leave_the_others_alone(
                     clients.start_soon(client, i, url)
         assert results == {i: 1011 if i % 4 == 0 else "ok" for i in range(20)}
         assert server.ref.is_alive
+        nursery.cancel_scope.cancel()
+
+
+@attrs.frozen
+class Quote(actors.Request[str]):
+    text: str
+
+
+@attrs.define(eq=False)
+class Pricer(actors.Actor[Quote]):
+    """The actor every connection asks; it fails on ``crash``."""
+
+    @actors.handler
+    def quote(self, message: Quote) -> str:
+        if message.text == "crash":
+            raise RuntimeError("pricer bug under load")
+        return message.text.upper()
+
+
+async def test_a_crashing_worker_under_load_is_restarted_within_limits_then_escalates(
+    system: actors.ActorSystem,
+) -> None:
+    """20 connections ask one supervised actor. Three crash it: it is restarted each time,
+    and the other connections' asks (queued meanwhile: a restart keeps the mailbox) are
+    answered. A fourth crash exceeds the intensity: its supervisor gives up and escalates,
+    and the connections keep being served (they answer that pricing is unavailable)."""
+    limit = 3
+
+    def pricing() -> actors.Supervisor:
+        return actors.Supervisor(
+            [actors.ChildSpec("pricer", Pricer)], max_restarts=limit, within=60
+        )
+
+    # The pricing supervisor escalates into a supervisor that does not restart it.
+    top = await system.spawn(
+        actors.Supervisor(
+            [actors.ChildSpec("pricing", pricing, restart=actors.RestartType.TEMPORARY)]
+        ),
+        name="top",
+    )
+    sup = (await top.ask(actors.WhichChildren()))["pricing"]
+    pricer = cast("actors.ActorRef[Quote]", (await sup.ask(actors.WhichChildren()))["pricer"])
+
+    async def handler(connection: transport.WebSocketConnection) -> None:
+        async for message in connection:
+            assert isinstance(message, str)
+            try:
+                reply = await pricer.ask(Quote(message))
+            except RuntimeError:
+                reply = "error"
+            except actors.ActorStoppedError:
+                reply = "unavailable"
+            await connection.send(reply)
+
+    replies: dict[int, list[str]] = {}
+
+    async def client(i: int, url: str, crash_at: int | None) -> None:
+        got = replies.setdefault(i, [])
+        async with transport.open_websocket_client(system, url, options=OPTIONS) as ws:
+            for n in range(40):
+                await ws.send("crash" if n == crash_at else f"q{i}.{n}")
+                got.append(str(await ws.receive()))
+
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, system, handler=handler)
+        url = f"ws://127.0.0.1:{server.port}/"
+        with trio.fail_after(20):
+            async with trio.open_nursery() as clients:
+                for i in range(20):
+                    clients.start_soon(client, i, url, 20 if i < limit else None)
+        # Within the limit: restarted each time, nobody else noticed.
+        for i in range(20):
+            expected = [f"Q{i}.{n}" for n in range(40)]
+            if i < limit:
+                expected[20] = "error"
+            assert replies[i] == expected
+        assert sup.is_alive
+        assert pricer._cell.restarts == limit
+        # One crash more: the supervisor gives up and escalates; the server carries on.
+        with trio.fail_after(20):
+            async with trio.open_nursery() as clients:
+                clients.start_soon(client, 100, url, 0)
+                reason = await sup.wait_stopped()
+                for i in range(101, 105):
+                    clients.start_soon(client, i, url, None)
+        assert isinstance(reason, actors.Failed)
+        assert isinstance(reason.error, actors.RestartIntensityError)
+        assert replies[100] == ["error"] + ["unavailable"] * 39
+        for i in range(101, 105):
+            assert replies[i] == ["unavailable"] * 40
+        assert server.ref.is_alive
+        assert top.is_alive
         nursery.cancel_scope.cancel()
 
 
