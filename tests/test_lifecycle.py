@@ -9,6 +9,7 @@ import trio.testing
 
 import actors
 from tests.messages import Add, Boom, Counter, Sleep, Total, keep_busy
+from tests.test_faults import task_count
 
 
 @attrs.frozen
@@ -188,27 +189,15 @@ async def test_system_exit_stops_every_actor_youngest_first() -> None:
     assert log == ["a start", "b start", "b stop Normal", "a stop Normal"]
 
 
-def _task_count() -> int:
-    root = trio.lowlevel.current_root_task()
-    assert root is not None
-    count, stack = 0, [root]
-    while stack:
-        task = stack.pop()
-        count += 1
-        for nursery in task.child_nurseries:
-            stack.extend(nursery.child_tasks)
-    return count
-
-
 async def test_no_task_outlives_the_system() -> None:
-    before = _task_count()
+    before = task_count()
     log: list[str] = []
     async with actors.open_system() as system:
         parent = await system.spawn(Hooked(log, label="parent"))
         await parent.ask(Spawn("child"))
         await parent.tell(Total())
     await trio.testing.wait_all_tasks_blocked()
-    assert _task_count() == before
+    assert task_count() == before
     assert system.statistics().actors == 0
 
 
