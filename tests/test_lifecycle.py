@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import attrs
 import pytest
 import trio
@@ -279,3 +282,22 @@ async def test_a_start_failure_is_reported_once_by_spawn_not_logged(
     with pytest.raises(RuntimeError, match="cannot start"):
         await system.spawn(Hooked([], fail_start=True))
     assert not [record for record in caplog.records if record.levelname == "ERROR"]
+
+
+async def test_a_running_actor_does_not_keep_its_spawning_task_alive(
+    system: actors.ActorSystem,
+) -> None:
+    # Each open server connection is spawned by a short-lived task of its host: keeping
+    # that task (and the temporary nursery of nursery.start) alive cost every actor ~2 kB.
+    spawners: list[weakref.ref[trio.lowlevel.Task]] = []
+
+    async def spawn_one() -> None:
+        spawners.append(weakref.ref(trio.lowlevel.current_task()))
+        await system.spawn(Counter())
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(3):
+            nursery.start_soon(spawn_one)
+    gc.collect()
+    assert len(spawners) == 3
+    assert [spawner() for spawner in spawners] == [None] * 3
