@@ -490,12 +490,11 @@ class Cell(Parent):
         # Mailbox.receive is inlined here (one coroutine frame less per message and
         # per idle actor).
         mailbox = self.mailbox
-        receive_nowait = mailbox.receive_nowait
+        poll = mailbox.poll
         abort_receive = mailbox.abort_receive
         checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
         cancel_shielded_checkpoint = trio.lowlevel.cancel_shielded_checkpoint
         wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
-        would_block = trio.WouldBlock
         handlers = self.handlers
         actor = self.actor
         with trio.CancelScope() as self._loop_scope:
@@ -504,9 +503,8 @@ class Cell(Parent):
                     if self._draining and not mailbox.depth:
                         return Normal()  # noqa: ASYNC910 - a receive ran before draining began
                     await checkpoint_if_cancelled()
-                    try:
-                        item = receive_nowait()
-                    except would_block:
+                    item = poll()
+                    if item is None:
                         mailbox.receive_task = trio.lowlevel.current_task()
                         item = await wait_task_rescheduled(abort_receive)
                     else:

@@ -301,3 +301,20 @@ async def test_a_running_actor_does_not_keep_its_spawning_task_alive(
     gc.collect()
     assert len(spawners) == 3
     assert [spawner() for spawner in spawners] == [None] * 3
+
+
+def _live_would_blocks() -> int:
+    gc.collect()
+    return sum(isinstance(obj, trio.WouldBlock) for obj in gc.get_objects())
+
+
+async def test_an_idle_actor_holds_no_caught_exception(system: actors.ActorSystem) -> None:
+    # An await inside an ``except`` clause keeps the exception, its traceback and the
+    # frames it names alive for as long as the wait lasts: for an idle actor, for ever.
+    await system.spawn(Counter())
+    await trio.testing.wait_all_tasks_blocked()
+    before = _live_would_blocks()
+    idle = [await system.spawn(Counter()) for _ in range(10)]
+    await trio.testing.wait_all_tasks_blocked()
+    assert _live_would_blocks() == before
+    assert all(ref.is_alive for ref in idle)
