@@ -119,11 +119,18 @@ class BackendClosed(Exception):
 class Backend:
     """An open WebSocket connection, owned by exactly one connection actor."""
 
-    __slots__ = ("_stream", "_ws", "headers", "subprotocol")
+    __slots__ = ("_reader", "_stream", "_ws", "headers", "subprotocol")
 
-    def __init__(self, ws: tw.WebSocketConnection, stream: trio.abc.Stream, headers: Headers):
+    def __init__(
+        self,
+        ws: tw.WebSocketConnection,
+        stream: trio.abc.Stream,
+        headers: Headers,
+        reader: trio.CancelScope,
+    ):
         self._ws = ws
         self._stream = stream
+        self._reader = reader
         self.subprotocol: str | None = ws.subprotocol
         self.headers = headers
 
@@ -157,8 +164,21 @@ class Backend:
         with contextlib.suppress(tw.ConnectionClosed, wsproto.utilities.LocalProtocolError):
             await self._ws.aclose(code, reason or None)
 
+    def shield_reader(self) -> None:
+        """Shield the library's reader from cancellation from outside.
+
+        It then keeps reading (and answering pings and the peer's Close) while its
+        owner closes the connection, until :meth:`stop_reading` or :meth:`abort`.
+        """
+        self._reader.shield = True
+
+    def stop_reading(self) -> None:
+        """Cancel the library's reader, shielded or not."""
+        self._reader.cancel()
+
     async def abort(self) -> None:
-        """Close the stream at once, without a close handshake."""
+        """Close the stream at once, without a close handshake, and stop the reader."""
+        self._reader.cancel()
         await trio.aclose_forcefully(self._stream)
 
     def closed_by_peer(self) -> bool:
@@ -236,25 +256,31 @@ class ServerRequest:
             max_message_size=limits.max_message_size,
             receive_buffer_size=limits.receive_buffer_size,
         )
+        reader = trio.CancelScope()
         with trio.CancelScope() as waiting:
-            nursery.start_soon(_run_reader, ws, waiting, [])
+            nursery.start_soon(_run_reader, ws, reader, waiting, None)
             request = await ws._get_request()  # at once: the request is already buffered
         if waiting.cancelled_caught:  # pragma: no cover - the replayed request is complete
             raise HandshakeError("the library did not see the websocket request")
-        return ServerHandshake(request, self._stream, self.headers)
+        return ServerHandshake(request, self._stream, self.headers, reader)
 
 
 @final
 class ServerHandshake:
     """A request handed to the library; accept it (or reject it late)."""
 
-    __slots__ = ("_request", "_stream", "headers", "path", "subprotocols")
+    __slots__ = ("_reader", "_request", "_stream", "headers", "path", "subprotocols")
 
     def __init__(
-        self, request: tw.WebSocketRequest, stream: trio.abc.Stream, headers: Headers
+        self,
+        request: tw.WebSocketRequest,
+        stream: trio.abc.Stream,
+        headers: Headers,
+        reader: trio.CancelScope,
     ) -> None:
         self._request = request
         self._stream = stream
+        self._reader = reader
         self.path = request.path
         self.headers = headers
         self.subprotocols: tuple[str, ...] = request.proposed_subprotocols
@@ -268,7 +294,7 @@ class ServerHandshake:
                 ws = await self._request.accept(
                     subprotocol=subprotocol, extra_headers=_encode_headers(extra_headers)
                 )
-        return Backend(ws, self._stream, self.headers)
+        return Backend(ws, self._stream, self.headers, self._reader)
 
     async def reject(
         self, status: int, body: bytes, extra_headers: Sequence[tuple[str, str]], within: float
@@ -375,8 +401,9 @@ async def client_handshake(
             receive_buffer_size=limits.receive_buffer_size,
         )
         rejected: list[tw.ConnectionRejected] = []
+        reader = trio.CancelScope()
         with trio.CancelScope() as waiting:
-            nursery.start_soon(_run_reader, ws, waiting, rejected)
+            nursery.start_soon(_run_reader, ws, reader, waiting, rejected)
             await ws._open_handshake.wait()
     if rejected:
         exc = rejected[0]
@@ -385,7 +412,7 @@ async def client_handshake(
         )
     if waiting.cancelled_caught or ws.closed is not None:
         raise HandshakeError(f"the connection to {host} closed during the websocket handshake")
-    return Backend(ws, stream, _decode_headers(ws.handshake_headers))
+    return Backend(ws, stream, _decode_headers(ws.handshake_headers), reader)
 
 
 def describe_remote(stream: trio.abc.Stream) -> str:
@@ -592,16 +619,28 @@ async def _answer_bad_request(
 
 
 async def _run_reader(  # noqa: ASYNC910 - a task body
-    ws: tw.WebSocketConnection, waiting: trio.CancelScope, rejected: list[tw.ConnectionRejected]
+    ws: tw.WebSocketConnection,
+    reader: trio.CancelScope,
+    waiting: trio.CancelScope,
+    rejected: list[tw.ConnectionRejected] | None,
 ) -> None:
-    # The library's reader, plus: a rejection raised inside it is reported instead of
-    # crashing the nursery, and a handshake waiter is woken as soon as it ends.
+    # The library's reader, plus: it runs in ``reader`` (which the owner of the open
+    # connection shields, see Backend.shield_reader), a rejection raised inside it is
+    # reported instead of crashing the nursery (a server gets none), a handshake waiter
+    # is woken as soon as it ends, and so is the connection's owner once its messages
+    # are routed (see route_inbound).
     try:
-        await ws._reader_task()
+        with reader:
+            await ws._reader_task()
     except tw.ConnectionRejected as exc:
+        if rejected is None:
+            raise
         rejected.append(exc)
     finally:
         waiting.cancel()
+        sink: object = ws._send_channel
+        if isinstance(sink, _InboundSink):
+            sink.reader_ended()
 
 
 async def _tls_handshake(stream: trio.abc.Stream) -> None:
@@ -675,7 +714,7 @@ class PongListener(Protocol):
 
 def route_inbound(
     backend: Backend, deliver: Callable[[str | bytes], None], ended: Callable[[], None]
-) -> trio.MemoryReceiveChannel[str | bytes]:
+) -> None:
     """Have the library's reader hand every inbound message to ``deliver``, at once.
 
     The library's reader task passes each complete message to
@@ -684,15 +723,13 @@ def route_inbound(
     never waits on the application (and no task of ours has to move messages out of
     the library's queue). ``deliver`` runs inside the reader: it must neither block
     nor raise. Messages the library had queued before this call are delivered first,
-    in order. ``ended`` is called when the library marks the connection closed
-    (:meth:`Backend.closed_with` then holds the code), possibly more than once.
+    in order.
 
-    Returns the library's own message channel, now only a signal: it ends
-    (:exc:`trio.EndOfChannel`) when the reader task has ended by any path, including
-    the few in which the library stops reading without marking the connection closed
-    (a peer that resets while its Close is answered); it is closed
-    (:exc:`trio.ClosedResourceError`) once the library stopped reading for a close
-    of its own (a local close handshake, a message over its size limit).
+    ``ended`` is called, possibly more than once, when the library marks the
+    connection closed (:meth:`Backend.closed_with` then holds the code), and when the
+    reader task has ended by any path, including the few in which the library stops
+    reading without marking the connection closed (a peer that resets while its
+    Close is answered). Like ``deliver`` it must neither block nor raise.
     """
     ws = backend._ws
     library = ws._recv_channel
@@ -703,10 +740,10 @@ def route_inbound(
         except trio.WouldBlock:
             break
         except (trio.EndOfChannel, trio.ClosedResourceError):
+            # The reader has ended (or stopped reading for a close of its own).
             ended()
             break
         deliver(message)
-    return library
 
 
 async def send_ping_to(backend: Backend, payload: bytes, pong: PongListener) -> None:
@@ -737,4 +774,8 @@ class _InboundSink:
         self._deliver(message)
 
     async def aclose(self) -> None:  # noqa: ASYNC910 - called by the reader while it closes
+        self._ended()
+
+    def reader_ended(self) -> None:
+        """Called by :func:`_run_reader` when the library's reader task has ended."""
         self._ended()
