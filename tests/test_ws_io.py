@@ -3,6 +3,8 @@ during a write, the end of the reader, the handle's direct and non-blocking call
 
 from __future__ import annotations
 
+import gc
+
 import attrs
 import pytest
 import trio
@@ -290,4 +292,27 @@ async def test_the_handle_sends_only_from_the_trio_thread(system: actors.ActorSy
     client, _server = await connection_pair(system)
     with pytest.raises(actors.WrongThreadError):
         await trio.to_thread.run_sync(client.send_nowait, "from a thread")
+    await client.close()
+
+
+def _live_receive_channels() -> int:
+    gc.collect()
+    return sum(isinstance(obj, trio.MemoryReceiveChannel) for obj in gc.get_objects())
+
+
+async def test_an_idle_connection_runs_three_tasks_and_keeps_no_library_queue(
+    system: actors.ActorSystem,
+) -> None:
+    # Idle connections are the bulk of a server's memory: each task (and each cancel
+    # scope, and the library's own message queue) costs every one of them.
+    await trio.testing.wait_all_tasks_blocked()
+    tasks = trio.lowlevel.current_statistics().tasks_living
+    channels = _live_receive_channels()
+    client, server = await connection_pair(system)
+    await trio.testing.wait_all_tasks_blocked()
+    # Each side: the actor's loop, the io task (the writer and its timers), the reader.
+    assert trio.lowlevel.current_statistics().tasks_living - tasks == 2 * 3
+    assert _live_receive_channels() == channels
+    await client.send("still works")
+    assert await server.receive() == "still works"
     await client.close()

@@ -624,11 +624,12 @@ async def _run_reader(  # noqa: ASYNC910 - a task body
     waiting: trio.CancelScope,
     rejected: list[tw.ConnectionRejected] | None,
 ) -> None:
-    # The library's reader, plus: it runs in ``reader`` (which the owner of the open
-    # connection shields, see Backend.shield_reader), a rejection raised inside it is
-    # reported instead of crashing the nursery (a server gets none), a handshake waiter
-    # is woken as soon as it ends, and so is the connection's owner once its messages
-    # are routed (see route_inbound).
+    # The library's reader, plus: its message channel goes through an _InboundSink
+    # (see route_inbound), it runs in ``reader`` (which the owner of the open connection
+    # shields, see Backend.shield_reader), a rejection raised inside it is reported
+    # instead of crashing the nursery (a server gets none), and a handshake waiter is
+    # woken as soon as it ends.
+    ws._send_channel = _InboundSink(ws._send_channel)  # type: ignore[assignment]
     try:
         with reader:
             await ws._reader_task()
@@ -638,9 +639,6 @@ async def _run_reader(  # noqa: ASYNC910 - a task body
         rejected.append(exc)
     finally:
         waiting.cancel()
-        sink: object = ws._send_channel
-        if isinstance(sink, _InboundSink):
-            sink.reader_ended()
 
 
 async def _tls_handshake(stream: trio.abc.Stream) -> None:
@@ -718,22 +716,28 @@ def route_inbound(
     """Have the library's reader hand every inbound message to ``deliver``, at once.
 
     The library's reader task passes each complete message to
-    ``await self._send_channel.send(message)``; that channel is replaced here by a
-    sink whose ``send`` calls ``deliver`` and returns without blocking, so the reader
-    never waits on the application (and no task of ours has to move messages out of
-    the library's queue). ``deliver`` runs inside the reader: it must neither block
-    nor raise. Messages the library had queued before this call are delivered first,
-    in order.
+    ``await self._send_channel.send(message)``, and that channel is an
+    :class:`_InboundSink` (see :func:`_run_reader`). Until this call the sink passes
+    messages on to the library's own bounded channel (where :meth:`Backend.receive`
+    takes them); from here on its ``send`` calls ``deliver`` and returns without
+    blocking, so the reader never waits on the application (and no task of ours has
+    to move messages out of the library's queue). ``deliver`` runs inside the reader:
+    it must neither block nor raise. Messages the library had queued before this call
+    are delivered first, in order; then its channel is dropped (an idle connection
+    does not keep it), and :meth:`Backend.receive` no longer applies.
 
     ``ended`` is called, possibly more than once, when the library marks the
-    connection closed (:meth:`Backend.closed_with` then holds the code), and when the
-    reader task has ended by any path, including the few in which the library stops
-    reading without marking the connection closed (a peer that resets while its
-    Close is answered). Like ``deliver`` it must neither block nor raise.
+    connection closed (:meth:`Backend.closed_with` then holds the code), when it
+    stops reading for a close of its own (a local close handshake, a message over its
+    size limit), and when the reader task has ended by any path, including the few in
+    which the library stops reading without marking the connection closed (a peer
+    that resets while its Close is answered). Like ``deliver`` it must neither block
+    nor raise.
     """
     ws = backend._ws
+    sink: object = ws._send_channel
+    assert isinstance(sink, _InboundSink)
     library = ws._recv_channel
-    ws._send_channel = _InboundSink(deliver, ended)  # type: ignore[assignment]
     while True:
         try:
             message = library.receive_nowait()
@@ -744,6 +748,10 @@ def route_inbound(
             ended()
             break
         deliver(message)
+    # No await since the drain: nothing was queued meanwhile.
+    sink.route(deliver, ended)
+    # The library closes its receive side on a close of its own: the sink hears that too.
+    ws._recv_channel = sink  # type: ignore[assignment]
 
 
 async def send_ping_to(backend: Backend, payload: bytes, pong: PongListener) -> None:
@@ -762,20 +770,46 @@ async def send_ping_to(backend: Backend, payload: bytes, pong: PongListener) -> 
 
 @final
 class _InboundSink:
-    """Stands in for the library's message channel (see :func:`route_inbound`)."""
+    """Stands in for the library's message channel (see :func:`route_inbound`).
 
-    __slots__ = ("_deliver", "_ended")
+    The library's reader holds it from its start (``async with``): leaving that
+    block is the end of the reader, whatever ended it. Until routed it passes
+    everything on to the library's own channel; once routed it is both ends of
+    that channel as far as the library knows.
+    """
 
-    def __init__(self, deliver: Callable[[str | bytes], None], ended: Callable[[], None]) -> None:
+    __slots__ = ("_deliver", "_ended", "_library")
+
+    def __init__(self, library: trio.MemorySendChannel[str | bytes]) -> None:
+        self._library: trio.MemorySendChannel[str | bytes] | None = library
+        self._deliver: Callable[[str | bytes], None] | None = None
+        self._ended: Callable[[], None] | None = None
+
+    def route(self, deliver: Callable[[str | bytes], None], ended: Callable[[], None]) -> None:
         self._deliver = deliver
         self._ended = ended
+        self._library = None
+
+    async def __aenter__(self) -> _InboundSink:  # noqa: ASYNC910 - as the channel's own
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     async def send(self, message: str | bytes) -> None:  # noqa: ASYNC910 - must never block the reader
-        self._deliver(message)
+        if self._deliver is not None:
+            self._deliver(message)
+        else:
+            assert self._library is not None
+            await self._library.send(message)
 
     async def aclose(self) -> None:  # noqa: ASYNC910 - called by the reader while it closes
-        self._ended()
+        if self._ended is not None:
+            self._ended()
+        if self._library is not None:
+            await self._library.aclose()
 
-    def reader_ended(self) -> None:
-        """Called by :func:`_run_reader` when the library's reader task has ended."""
-        self._ended()
+    async def receive(self) -> str | bytes:
+        """Once routed, messages never come this way (nor to :meth:`Backend.receive`)."""
+        await trio.lowlevel.checkpoint()
+        raise trio.ClosedResourceError("the messages are routed elsewhere")
