@@ -113,6 +113,8 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
     _next_ping: float = attrs.field(init=False, default=math.inf)
     _pong: _Pong | None = attrs.field(init=False, default=None)
     _idle_timeout: float | None = attrs.field(init=False, default=None)
+    # A write failed because the library reports the connection closed.
+    _write_failed: bool = attrs.field(init=False, default=False)
     _last_inbound: float = attrs.field(init=False, default=0.0)
     _dead_letters: actors.DeadLetters = attrs.field(init=False)
     _path: str = attrs.field(init=False, default="")
@@ -418,7 +420,7 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
             self._request_close(None, "undecodable message", code=error.close_code)
         return Received(notice)
 
-    async def _write_loop(self, backend: Backend) -> None:  # noqa: ASYNC910 - waits and writes checkpoint
+    async def _write_loop(self, backend: Backend) -> None:
         """Write the outbox's frames and run the timers, until the outbox closes; then
         run the close handshake.
 
@@ -427,71 +429,76 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
         loop runs under. A write cut by that bound aborts the connection at once.
         """
         options = self._options
+        # The deadline this loop runs under (the bounded close of _serve), taken here:
+        # the timers' wake-ups below must not bound the writes.
+        limit = trio.current_effective_deadline()
+        while True:
+            # One scope per timer period, not per frame: a scope costs microseconds.
+            due = self._timers_due()
+            written: bool | None = False
+            if due == math.inf:
+                written = await self._write_frames(backend, limit)
+            else:
+                with trio.move_on_at(due):
+                    written = await self._write_frames(backend, limit)
+            if written is None:
+                return  # aborted
+            if written:
+                break
+            if not await self._run_timers(backend, limit):
+                return  # aborted
+        outcome = self._outcome
+        if (
+            self._write_failed
+            or outcome is None
+            or outcome.by_peer
+            or outcome.code == CloseCode.ABNORMAL_CLOSURE
+        ):
+            # Nothing to close: the peer closed, or the connection was aborted.
+            return  # noqa: ASYNC910 - the frames' loop waited unless the outbox was closed at once
+        # A stop from outside that came meanwhile is seen here, so that the close below
+        # runs under its bound (in _serve) rather than cut at once.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        timeout = options.write_timeout + options.close_timeout
+        with _write_bound(timeout, limit) as scope:
+            await backend.close(outcome.code, outcome.reason)
+        if scope.cancelled_caught:
+            await self._abort(backend, "the close handshake timed out")
+
+    async def _write_frames(self, backend: Backend, limit: float) -> bool | None:  # noqa: ASYNC910 - waits and writes checkpoint
+        """Write frames until the outbox has closed and is empty (True), or the
+        connection was aborted (None); the caller's timer scope may interrupt a wait."""
+        write_timeout = self._options.write_timeout
         counters = self._counters
         outbox = self._outbox
-        current_time = trio.current_time
         checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
-        broken = False
         while True:
             await checkpoint_if_cancelled()
-            due = self._timers_due()
-            if current_time() >= due:
-                if not await self._run_timers(backend):
-                    return  # aborted
-                continue
             frame = outbox.take()
             if frame is None:
                 if outbox.closed:
-                    break
+                    return True
                 # Waiting is the only place this task is cancelled from outside.
-                if due == math.inf:
-                    await outbox.wait()
-                else:
-                    with trio.move_on_at(due):
-                        await outbox.wait()
+                await outbox.wait()
                 continue
-            if broken:
+            if self._write_failed:
                 self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
                 continue
             data = frame.text if isinstance(frame, SendText) else frame.data
-            with self._write_bound(options.write_timeout) as scope:
+            with _write_bound(write_timeout, limit) as scope:
                 try:
                     await backend.send(data)
                 except BackendClosed:
                     # Dead-letter until the reader has seen the end (and its code).
-                    broken = True
+                    self._write_failed = True
                     self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
                 else:
                     counters.messages_sent += 1
             if scope.cancelled_caught:
                 # Cut mid-frame: close the stream before any other task runs.
                 self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
-                await self._abort(
-                    backend, f"a write did not finish within {options.write_timeout}s"
-                )
-                return
-        outcome = self._outcome
-        if (
-            broken
-            or outcome is None
-            or outcome.by_peer
-            or outcome.code == CloseCode.ABNORMAL_CLOSURE
-        ):
-            # Nothing to close: the peer closed, or the connection was aborted.
-            return
-        # A stop from outside that came meanwhile is seen here, so that the close below
-        # runs under its bound (in _serve) rather than cut at once.
-        await checkpoint_if_cancelled()
-        with self._write_bound(options.write_timeout + options.close_timeout) as scope:
-            await backend.close(outcome.code, outcome.reason)
-        if scope.cancelled_caught:
-            await self._abort(backend, "the close handshake timed out")
-
-    @staticmethod
-    def _write_bound(timeout: float) -> trio.CancelScope:
-        """A shielded scope that ends ``timeout`` from now, or at the current deadline."""
-        deadline = min(trio.current_time() + timeout, trio.current_effective_deadline())
-        return trio.CancelScope(shield=True, deadline=deadline)
+                await self._abort(backend, f"a write did not finish within {write_timeout}s")
+                return None
 
     # -- the timers (run by the writer between writes) --------------------------------
 
@@ -508,7 +515,7 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
             due = min(due, self._last_inbound + self._idle_timeout)
         return due
 
-    async def _run_timers(self, backend: Backend) -> bool:
+    async def _run_timers(self, backend: Backend, limit: float) -> bool:
         """Keepalive and idle timeout; False if the connection was aborted."""
         options = self._options
         now = trio.current_time()
@@ -525,7 +532,7 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
             counters = self._counters
             counters.pings_sent += 1
             self._pong = _Pong(counters, now)
-            with self._write_bound(options.write_timeout) as scope:
+            with _write_bound(options.write_timeout, limit) as scope:
                 try:
                     await send_ping_to(backend, counters.pings_sent.to_bytes(8, "big"), self._pong)
                 except BackendClosed:
@@ -540,6 +547,11 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
             self._request_close(Situation.IDLE_TIMEOUT, "idle timeout")
             self._idle_timeout = None
         return True  # noqa: ASYNC910 - a step of the writer's loop, which checkpoints
+
+
+def _write_bound(timeout: float, limit: float) -> trio.CancelScope:
+    """A shielded scope that ends ``timeout`` from now, or at ``limit`` if sooner."""
+    return trio.CancelScope(shield=True, deadline=min(trio.current_time() + timeout, limit))
 
 
 @final
