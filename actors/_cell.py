@@ -140,6 +140,7 @@ class Cell(Parent):
         "_started",
         "_stop_requested",
         "_stopped_event",
+        "_task_status",
         "actor",
         "attachments",
         "children",
@@ -213,6 +214,9 @@ class Cell(Parent):
         self.restarts = 0
         self.last_failure: BaseException | None = None
         self._started = False
+        # Held until the first start only: a spawn's task status keeps the spawning
+        # task's temporary nursery (and that task) alive.
+        self._task_status: trio.TaskStatus[ActorRef[Any]] | None = None
         self._stop_requested = False
 
     def __repr__(self) -> str:
@@ -345,12 +349,14 @@ class Cell(Parent):
         self, *, task_status: trio.TaskStatus[ActorRef[Any]]
     ) -> None:
         current_cell.set(self)
+        self._task_status = task_status
+        del task_status
         self.started_at = trio.current_time()
         reason: StopReason = Normal()
         start_error: Exception | None = None
         try:
             while True:
-                reason, start_error, restart_in = await self._incarnation(task_status)
+                reason, start_error, restart_in = await self._incarnation()
                 if restart_in is None or not await self._wait_to_restart(restart_in):
                     break
                 error = self._reincarnate(reason)
@@ -366,9 +372,7 @@ class Cell(Parent):
         if start_error is not None and not self._started:
             raise start_error
 
-    async def _incarnation(
-        self, task_status: trio.TaskStatus[ActorRef[Any]]
-    ) -> tuple[StopReason, Exception | None, float | None]:
+    async def _incarnation(self) -> tuple[StopReason, Exception | None, float | None]:
         """Run one incarnation of the actor: start hook, message loop, stop hook.
 
         Returns its stop reason, the start hook's error if any, and the
@@ -410,7 +414,10 @@ class Cell(Parent):
                     self.state = State.RUNNING
                     if not self._started:
                         self._started = True
+                        task_status, self._task_status = self._task_status, None
+                        assert task_status is not None
                         task_status.started(self.ref)
+                        del task_status
                     reason = await self._loop()
                 if self._started and self.supervision is not None:
                     restart_in = self.supervision.decide(self, reason, self._stop_requested)
@@ -483,12 +490,11 @@ class Cell(Parent):
         # Mailbox.receive is inlined here (one coroutine frame less per message and
         # per idle actor).
         mailbox = self.mailbox
-        receive_nowait = mailbox.receive_nowait
+        poll = mailbox.poll
         abort_receive = mailbox.abort_receive
         checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
         cancel_shielded_checkpoint = trio.lowlevel.cancel_shielded_checkpoint
         wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
-        would_block = trio.WouldBlock
         handlers = self.handlers
         actor = self.actor
         with trio.CancelScope() as self._loop_scope:
@@ -497,9 +503,8 @@ class Cell(Parent):
                     if self._draining and not mailbox.depth:
                         return Normal()  # noqa: ASYNC910 - a receive ran before draining began
                     await checkpoint_if_cancelled()
-                    try:
-                        item = receive_nowait()
-                    except would_block:
+                    item = poll()
+                    if item is None:
                         mailbox.receive_task = trio.lowlevel.current_task()
                         item = await wait_task_rescheduled(abort_receive)
                     else:

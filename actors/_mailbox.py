@@ -122,7 +122,13 @@ class Mailbox(Generic[T]):
         else:
             self._control.append(item)
 
-    def receive_nowait(self) -> T | object:
+    def poll(self) -> T | object | None:
+        """The next item, or ``None`` if there is none (items are never ``None``).
+
+        The actor's loop uses this rather than :meth:`receive_nowait`: it then
+        waits outside any ``except`` clause, where a caught :exc:`trio.WouldBlock`
+        (with its traceback and frames) would stay alive while the actor idles.
+        """
         if self._control:
             return self._control.pop(0)
         data = self._data
@@ -133,13 +139,18 @@ class Mailbox(Generic[T]):
                 data.append(self._send_tasks.pop(task))
                 trio.lowlevel.reschedule(task)
             return item
-        raise trio.WouldBlock
+        return None
+
+    def receive_nowait(self) -> T | object:
+        item = self.poll()
+        if item is None:
+            raise trio.WouldBlock
+        return item
 
     async def receive(self) -> T | object:
         await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            item = self.receive_nowait()
-        except trio.WouldBlock:
+        item = self.poll()
+        if item is None:
             return await self.wait_for_item()
         await trio.lowlevel.cancel_shielded_checkpoint()
         return item

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import attrs
 import pytest
 import trio
@@ -268,3 +271,39 @@ async def test_a_start_failure_is_reported_once_by_spawn_not_logged(
     with pytest.raises(RuntimeError, match="cannot start"):
         await system.spawn(Hooked([], fail_start=True))
     assert not [record for record in caplog.records if record.levelname == "ERROR"]
+
+
+async def test_a_running_actor_does_not_keep_its_spawning_task_alive(
+    system: actors.ActorSystem,
+) -> None:
+    # Each open server connection is spawned by a short-lived task of its host: keeping
+    # that task (and the temporary nursery of nursery.start) alive cost every actor ~2 kB.
+    spawners: list[weakref.ref[trio.lowlevel.Task]] = []
+
+    async def spawn_one() -> None:
+        spawners.append(weakref.ref(trio.lowlevel.current_task()))
+        await system.spawn(Counter())
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(3):
+            nursery.start_soon(spawn_one)
+    gc.collect()
+    assert len(spawners) == 3
+    assert [spawner() for spawner in spawners] == [None] * 3
+
+
+def _live_would_blocks() -> int:
+    gc.collect()
+    return sum(isinstance(obj, trio.WouldBlock) for obj in gc.get_objects())
+
+
+async def test_an_idle_actor_holds_no_caught_exception(system: actors.ActorSystem) -> None:
+    # An await inside an ``except`` clause keeps the exception, its traceback and the
+    # frames it names alive for as long as the wait lasts: for an idle actor, for ever.
+    await system.spawn(Counter())
+    await trio.testing.wait_all_tasks_blocked()
+    before = _live_would_blocks()
+    idle = [await system.spawn(Counter()) for _ in range(10)]
+    await trio.testing.wait_all_tasks_blocked()
+    assert _live_would_blocks() == before
+    assert all(ref.is_alive for ref in idle)

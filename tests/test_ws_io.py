@@ -1,7 +1,9 @@
-"""The connection's reader, writer and watch task: direct delivery, the write watchdog,
-the end of the reader, the handle's direct and non-blocking calls."""
+"""The connection's reader and writer: direct delivery, the bound on each write, stops
+during a write, the end of the reader, the handle's direct and non-blocking calls."""
 
 from __future__ import annotations
+
+import gc
 
 import attrs
 import pytest
@@ -24,10 +26,13 @@ class StallingStream(trio.abc.Stream):
 
     Closing it does not wake the hung write (only cancellation does), and every
     write is logged, so a test sees whether anything followed the half frame.
+    With ``delay``, each write takes that long (half of it before the first half
+    of the data goes out, half before the rest).
     """
 
     inner: trio.abc.Stream
     stall: bool = False
+    delay: float = 0.0
     sent: list[bytes] = attrs.Factory(list)
     closed: bool = False
 
@@ -39,7 +44,15 @@ class StallingStream(trio.abc.Stream):
             self.sent.append(half)
             await self.inner.send_all(half)
             await trio.sleep_forever()
-        self.sent.append(bytes(data))
+        data = bytes(data)
+        self.sent.append(data)
+        if self.delay:
+            middle = len(data) // 2
+            await trio.sleep(self.delay / 2)
+            await self.inner.send_all(data[:middle])
+            await trio.sleep(self.delay / 2)
+            await self.inner.send_all(data[middle:])
+            return
         await self.inner.send_all(data)
 
     async def wait_send_all_might_not_block(self) -> None:
@@ -62,7 +75,7 @@ async def test_a_write_that_hangs_is_aborted_write_timeout_after_it_started(
     client, server = await connection_pair(
         system, client_options=options, streams=(stalling, server_side)
     )
-    # Off the watchdog's rhythm: it looks every write_timeout while no write runs.
+    # Some time after the last write: the bound runs from the start of each write.
     await trio.sleep(5.5)
     stalling.stall = True
     with system.dead_letters.subscribe() as letters:
@@ -83,6 +96,55 @@ async def test_a_write_that_hangs_is_aborted_write_timeout_after_it_started(
     assert client.statistics().messages_sent == 0
     peer = await wait_closed(server)
     assert peer.code == transport.CloseCode.ABNORMAL_CLOSURE
+
+
+async def test_a_stop_lets_the_write_under_way_and_the_queued_frames_finish_before_the_1001(
+    system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
+) -> None:
+    client_side, server_side = trio.testing.memory_stream_pair()
+    slow = StallingStream(client_side)
+    options = ConnectionOptions(ping_interval=None, write_timeout=4)
+    client, server = await connection_pair(
+        system, client_options=options, streams=(slow, server_side)
+    )
+    slow.delay = 1.0
+    for i in range(3):
+        client.send_nowait(f"m{i}")
+    await trio.sleep(0.75)  # the writer is half-way through m0
+    start = trio.current_time()
+    with trio.fail_after(10):
+        await client.ref.stop()
+    # Three frames and the Close, one second each: no frame was cut, none was dropped.
+    assert trio.current_time() - start == pytest.approx(3.25, abs=0.01)
+    assert client.statistics().messages_sent == 3
+    assert [await server.receive() for _ in range(3)] == ["m0", "m1", "m2"]
+    closed = await wait_closed(server)
+    assert (closed.code, closed.by_peer) == (transport.CloseCode.GOING_AWAY, True)
+
+
+async def test_a_stop_during_a_write_that_hangs_ends_when_the_write_times_out(
+    system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
+) -> None:
+    client_side, server_side = trio.testing.memory_stream_pair()
+    stalling = StallingStream(client_side)
+    options = ConnectionOptions(ping_interval=None, write_timeout=4)
+    client, _server = await connection_pair(
+        system, client_options=options, streams=(stalling, server_side)
+    )
+    stalling.stall = True
+    start = trio.current_time()
+    client.send_nowait("hangs")
+    client.send_nowait("queued")
+    await trio.sleep(1)
+    with trio.fail_after(10):
+        await client.ref.stop()
+    assert trio.current_time() - start == pytest.approx(4, abs=0.01)
+    closed = client.closed
+    assert closed is not None
+    assert "write did not finish within 4" in closed.reason
+    # Cut at its deadline, the half frame was the last thing written.
+    assert stalling.closed
+    assert 0 < len(stalling.sent[-1]) < len("hangs") + 2
 
 
 async def test_writes_that_finish_are_never_aborted(
@@ -223,11 +285,34 @@ async def test_send_waits_for_room_and_send_nowait_refuses_when_the_outbox_is_fu
     with trio.move_on_after(1) as waited:
         await client.send("no room either")
     assert waited.cancelled_caught
-    await wait_closed(client)  # the watchdog ends it
+    await wait_closed(client)  # the write's bound ends it
 
 
 async def test_the_handle_sends_only_from_the_trio_thread(system: actors.ActorSystem) -> None:
     client, _server = await connection_pair(system)
     with pytest.raises(actors.WrongThreadError):
         await trio.to_thread.run_sync(client.send_nowait, "from a thread")
+    await client.close()
+
+
+def _live_receive_channels() -> int:
+    gc.collect()
+    return sum(isinstance(obj, trio.MemoryReceiveChannel) for obj in gc.get_objects())
+
+
+async def test_an_idle_connection_runs_three_tasks_and_keeps_no_library_queue(
+    system: actors.ActorSystem,
+) -> None:
+    # Idle connections are the bulk of a server's memory: each task (and each cancel
+    # scope, and the library's own message queue) costs every one of them.
+    await trio.testing.wait_all_tasks_blocked()
+    tasks = trio.lowlevel.current_statistics().tasks_living
+    channels = _live_receive_channels()
+    client, server = await connection_pair(system)
+    await trio.testing.wait_all_tasks_blocked()
+    # Each side: the actor's loop, the io task (the writer and its timers), the reader.
+    assert trio.lowlevel.current_statistics().tasks_living - tasks == 2 * 3
+    assert _live_receive_channels() == channels
+    await client.send("still works")
+    assert await server.receive() == "still works"
     await client.close()

@@ -119,11 +119,18 @@ class BackendClosed(Exception):
 class Backend:
     """An open WebSocket connection, owned by exactly one connection actor."""
 
-    __slots__ = ("_stream", "_ws", "headers", "subprotocol")
+    __slots__ = ("_reader", "_stream", "_ws", "headers", "subprotocol")
 
-    def __init__(self, ws: tw.WebSocketConnection, stream: trio.abc.Stream, headers: Headers):
+    def __init__(
+        self,
+        ws: tw.WebSocketConnection,
+        stream: trio.abc.Stream,
+        headers: Headers,
+        reader: trio.CancelScope,
+    ):
         self._ws = ws
         self._stream = stream
+        self._reader = reader
         self.subprotocol: str | None = ws.subprotocol
         self.headers = headers
 
@@ -157,8 +164,21 @@ class Backend:
         with contextlib.suppress(tw.ConnectionClosed, wsproto.utilities.LocalProtocolError):
             await self._ws.aclose(code, reason or None)
 
+    def shield_reader(self) -> None:
+        """Shield the library's reader from cancellation from outside.
+
+        It then keeps reading (and answering pings and the peer's Close) while its
+        owner closes the connection, until :meth:`stop_reading` or :meth:`abort`.
+        """
+        self._reader.shield = True
+
+    def stop_reading(self) -> None:
+        """Cancel the library's reader, shielded or not."""
+        self._reader.cancel()
+
     async def abort(self) -> None:
-        """Close the stream at once, without a close handshake."""
+        """Close the stream at once, without a close handshake, and stop the reader."""
+        self._reader.cancel()
         await trio.aclose_forcefully(self._stream)
 
     def closed_by_peer(self) -> bool:
@@ -236,25 +256,31 @@ class ServerRequest:
             max_message_size=limits.max_message_size,
             receive_buffer_size=limits.receive_buffer_size,
         )
+        reader = trio.CancelScope()
         with trio.CancelScope() as waiting:
-            nursery.start_soon(_run_reader, ws, waiting, [])
+            nursery.start_soon(_run_reader, ws, reader, waiting, None)
             request = await ws._get_request()  # at once: the request is already buffered
         if waiting.cancelled_caught:  # pragma: no cover - the replayed request is complete
             raise HandshakeError("the library did not see the websocket request")
-        return ServerHandshake(request, self._stream, self.headers)
+        return ServerHandshake(request, self._stream, self.headers, reader)
 
 
 @final
 class ServerHandshake:
     """A request handed to the library; accept it (or reject it late)."""
 
-    __slots__ = ("_request", "_stream", "headers", "path", "subprotocols")
+    __slots__ = ("_reader", "_request", "_stream", "headers", "path", "subprotocols")
 
     def __init__(
-        self, request: tw.WebSocketRequest, stream: trio.abc.Stream, headers: Headers
+        self,
+        request: tw.WebSocketRequest,
+        stream: trio.abc.Stream,
+        headers: Headers,
+        reader: trio.CancelScope,
     ) -> None:
         self._request = request
         self._stream = stream
+        self._reader = reader
         self.path = request.path
         self.headers = headers
         self.subprotocols: tuple[str, ...] = request.proposed_subprotocols
@@ -268,7 +294,7 @@ class ServerHandshake:
                 ws = await self._request.accept(
                     subprotocol=subprotocol, extra_headers=_encode_headers(extra_headers)
                 )
-        return Backend(ws, self._stream, self.headers)
+        return Backend(ws, self._stream, self.headers, self._reader)
 
     async def reject(
         self, status: int, body: bytes, extra_headers: Sequence[tuple[str, str]], within: float
@@ -375,8 +401,9 @@ async def client_handshake(
             receive_buffer_size=limits.receive_buffer_size,
         )
         rejected: list[tw.ConnectionRejected] = []
+        reader = trio.CancelScope()
         with trio.CancelScope() as waiting:
-            nursery.start_soon(_run_reader, ws, waiting, rejected)
+            nursery.start_soon(_run_reader, ws, reader, waiting, rejected)
             await ws._open_handshake.wait()
     if rejected:
         exc = rejected[0]
@@ -385,7 +412,7 @@ async def client_handshake(
         )
     if waiting.cancelled_caught or ws.closed is not None:
         raise HandshakeError(f"the connection to {host} closed during the websocket handshake")
-    return Backend(ws, stream, _decode_headers(ws.handshake_headers))
+    return Backend(ws, stream, _decode_headers(ws.handshake_headers), reader)
 
 
 def describe_remote(stream: trio.abc.Stream) -> str:
@@ -592,13 +619,23 @@ async def _answer_bad_request(
 
 
 async def _run_reader(  # noqa: ASYNC910 - a task body
-    ws: tw.WebSocketConnection, waiting: trio.CancelScope, rejected: list[tw.ConnectionRejected]
+    ws: tw.WebSocketConnection,
+    reader: trio.CancelScope,
+    waiting: trio.CancelScope,
+    rejected: list[tw.ConnectionRejected] | None,
 ) -> None:
-    # The library's reader, plus: a rejection raised inside it is reported instead of
-    # crashing the nursery, and a handshake waiter is woken as soon as it ends.
+    # The library's reader, plus: its message channel goes through an _InboundSink
+    # (see route_inbound), it runs in ``reader`` (which the owner of the open connection
+    # shields, see Backend.shield_reader), a rejection raised inside it is reported
+    # instead of crashing the nursery (a server gets none), and a handshake waiter is
+    # woken as soon as it ends.
+    ws._send_channel = _InboundSink(ws._send_channel)  # type: ignore[assignment]
     try:
-        await ws._reader_task()
+        with reader:
+            await ws._reader_task()
     except tw.ConnectionRejected as exc:
+        if rejected is None:
+            raise
         rejected.append(exc)
     finally:
         waiting.cancel()
@@ -675,38 +712,46 @@ class PongListener(Protocol):
 
 def route_inbound(
     backend: Backend, deliver: Callable[[str | bytes], None], ended: Callable[[], None]
-) -> trio.MemoryReceiveChannel[str | bytes]:
+) -> None:
     """Have the library's reader hand every inbound message to ``deliver``, at once.
 
     The library's reader task passes each complete message to
-    ``await self._send_channel.send(message)``; that channel is replaced here by a
-    sink whose ``send`` calls ``deliver`` and returns without blocking, so the reader
-    never waits on the application (and no task of ours has to move messages out of
-    the library's queue). ``deliver`` runs inside the reader: it must neither block
-    nor raise. Messages the library had queued before this call are delivered first,
-    in order. ``ended`` is called when the library marks the connection closed
-    (:meth:`Backend.closed_with` then holds the code), possibly more than once.
+    ``await self._send_channel.send(message)``, and that channel is an
+    :class:`_InboundSink` (see :func:`_run_reader`). Until this call the sink passes
+    messages on to the library's own bounded channel (where :meth:`Backend.receive`
+    takes them); from here on its ``send`` calls ``deliver`` and returns without
+    blocking, so the reader never waits on the application (and no task of ours has
+    to move messages out of the library's queue). ``deliver`` runs inside the reader:
+    it must neither block nor raise. Messages the library had queued before this call
+    are delivered first, in order; then its channel is dropped (an idle connection
+    does not keep it), and :meth:`Backend.receive` no longer applies.
 
-    Returns the library's own message channel, now only a signal: it ends
-    (:exc:`trio.EndOfChannel`) when the reader task has ended by any path, including
-    the few in which the library stops reading without marking the connection closed
-    (a peer that resets while its Close is answered); it is closed
-    (:exc:`trio.ClosedResourceError`) once the library stopped reading for a close
-    of its own (a local close handshake, a message over its size limit).
+    ``ended`` is called, possibly more than once, when the library marks the
+    connection closed (:meth:`Backend.closed_with` then holds the code), when it
+    stops reading for a close of its own (a local close handshake, a message over its
+    size limit), and when the reader task has ended by any path, including the few in
+    which the library stops reading without marking the connection closed (a peer
+    that resets while its Close is answered). Like ``deliver`` it must neither block
+    nor raise.
     """
     ws = backend._ws
+    sink: object = ws._send_channel
+    assert isinstance(sink, _InboundSink)
     library = ws._recv_channel
-    ws._send_channel = _InboundSink(deliver, ended)  # type: ignore[assignment]
     while True:
         try:
             message = library.receive_nowait()
         except trio.WouldBlock:
             break
         except (trio.EndOfChannel, trio.ClosedResourceError):
+            # The reader has ended (or stopped reading for a close of its own).
             ended()
             break
         deliver(message)
-    return library
+    # No await since the drain: nothing was queued meanwhile.
+    sink.route(deliver, ended)
+    # The library closes its receive side on a close of its own: the sink hears that too.
+    ws._recv_channel = sink  # type: ignore[assignment]
 
 
 async def send_ping_to(backend: Backend, payload: bytes, pong: PongListener) -> None:
@@ -725,16 +770,46 @@ async def send_ping_to(backend: Backend, payload: bytes, pong: PongListener) -> 
 
 @final
 class _InboundSink:
-    """Stands in for the library's message channel (see :func:`route_inbound`)."""
+    """Stands in for the library's message channel (see :func:`route_inbound`).
 
-    __slots__ = ("_deliver", "_ended")
+    The library's reader holds it from its start (``async with``): leaving that
+    block is the end of the reader, whatever ended it. Until routed it passes
+    everything on to the library's own channel; once routed it is both ends of
+    that channel as far as the library knows.
+    """
 
-    def __init__(self, deliver: Callable[[str | bytes], None], ended: Callable[[], None]) -> None:
+    __slots__ = ("_deliver", "_ended", "_library")
+
+    def __init__(self, library: trio.MemorySendChannel[str | bytes]) -> None:
+        self._library: trio.MemorySendChannel[str | bytes] | None = library
+        self._deliver: Callable[[str | bytes], None] | None = None
+        self._ended: Callable[[], None] | None = None
+
+    def route(self, deliver: Callable[[str | bytes], None], ended: Callable[[], None]) -> None:
         self._deliver = deliver
         self._ended = ended
+        self._library = None
+
+    async def __aenter__(self) -> _InboundSink:  # noqa: ASYNC910 - as the channel's own
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     async def send(self, message: str | bytes) -> None:  # noqa: ASYNC910 - must never block the reader
-        self._deliver(message)
+        if self._deliver is not None:
+            self._deliver(message)
+        else:
+            assert self._library is not None
+            await self._library.send(message)
 
     async def aclose(self) -> None:  # noqa: ASYNC910 - called by the reader while it closes
-        self._ended()
+        if self._ended is not None:
+            self._ended()
+        if self._library is not None:
+            await self._library.aclose()
+
+    async def receive(self) -> str | bytes:
+        """Once routed, messages never come this way (nor to :meth:`Backend.receive`)."""
+        await trio.lowlevel.checkpoint()
+        raise trio.ClosedResourceError("the messages are routed elsewhere")

@@ -2,21 +2,22 @@
 
 Its tasks besides the actor's own message loop:
 
-- the library's *reader* (inside the io scope) is the only task that reads. It
-  hands each message, decoded, to the bounded inbound queue from inside its own
-  loop (``route_inbound``): it never waits on the application, and the overflow
-  policy decides when the queue is full;
-- the *io task* (the io scope: shielded, only the actor itself cancels it) owns
-  the library's nursery, and once the connection is open it is the *writer*, the
-  only task that writes messages. It takes frames from the outbox, which the
-  actor and the connection's handle fill (bounded: senders wait for room);
-- the *watch* task (outside the io scope) runs the timers: the write watchdog (a
-  write that does not finish within ``write_timeout`` aborts the connection: the
-  stream is closed first, then the write is cancelled, so a half-written frame is
-  never followed by anything), keepalive pings and their pong timeout, the idle
-  timeout, and the end of the reader. When the actor is stopped or cancelled from
-  outside, its cancellation turns into a close with 1001, bounded by
-  ``write_timeout + close_timeout``;
+- the library's *reader* is the only task that reads. It hands each message,
+  decoded, to the bounded inbound queue from inside its own loop
+  (``route_inbound``): it never waits on the application, and the overflow policy
+  decides when the queue is full. Once the connection is open it is shielded from
+  cancellation from outside (it answers pings and sees the peer's Close while the
+  connection closes); the io task stops it. It reports its own end;
+- the *io task* owns the library's nursery, and once the connection is open it is
+  the *writer*, the only task that writes messages. It takes frames from the
+  outbox, which the actor and the connection's handle fill (bounded: senders wait
+  for room). It also runs the timers between writes: keepalive pings and their
+  pong timeout, and the idle timeout. Each write is shielded and bounded by
+  ``write_timeout``: a write that does not finish in time is cut, and the stream
+  is closed before any other task runs, so a half-written frame is never followed
+  by anything. When the actor is stopped or cancelled from outside, the io task
+  sees the cancellation between writes and turns it into a close with 1001,
+  bounded by ``write_timeout + close_timeout``;
 - the server's handler task, or the *forwarder* to a subscriber actor.
 
 The actor stops with :class:`ConnectionClosed`, which its subscriber also receives
@@ -100,20 +101,21 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
     _counters: Counters = attrs.field(init=False)
     _info: ConnectionInfo | None = attrs.field(init=False, default=None)
     _start_error: BaseException | None = attrs.field(init=False, default=None)
-    _ready: trio.Event = attrs.field(init=False, factory=trio.Event)
-    _io_scope: trio.CancelScope = attrs.field(init=False)
-    # What the watch task needs once the connection is open: the backend and the
-    # channel that ends with the library's reader. Only the actor's own tasks use it.
-    _open: tuple[Backend, trio.MemoryReceiveChannel[str | bytes]] | None = attrs.field(
-        init=False, default=None
-    )
-    # The writer's scope, and when its current write started (None between writes):
-    # the watchdog's whole view of the writer.
-    _write_scope: trio.CancelScope | None = attrs.field(init=False, default=None)
-    _write_started: float | None = attrs.field(init=False, default=None)
+    # Set once the handshake ended either way; dropped once on_start has seen it.
+    _ready: trio.Event | None = attrs.field(init=False, factory=trio.Event)
+    # The open connection. Only the actor's own tasks use it.
+    _backend: Backend | None = attrs.field(init=False, default=None)
     _outcome: ConnectionClosed | None = attrs.field(init=False, default=None)
     _closing: bool = attrs.field(init=False, default=False)
-    _application_done: trio.Event = attrs.field(init=False, factory=trio.Event)
+    # The handler's end; the event is made only when the io task has to wait for it.
+    _application_ended: bool = attrs.field(init=False, default=False)
+    _application_done: trio.Event | None = attrs.field(init=False, default=None)
+    # The timers the writer runs between writes (math.inf: off).
+    _next_ping: float = attrs.field(init=False, default=math.inf)
+    _pong: _Pong | None = attrs.field(init=False, default=None)
+    _idle_timeout: float | None = attrs.field(init=False, default=None)
+    # A write failed because the library reports the connection closed.
+    _write_failed: bool = attrs.field(init=False, default=False)
     _last_inbound: float = attrs.field(init=False, default=0.0)
     _dead_letters: actors.DeadLetters = attrs.field(init=False)
     _path: str = attrs.field(init=False, default="")
@@ -152,16 +154,15 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
         self._thread_id = self.ctx.system.thread_id
         self._path = self.ctx.path
         self._ref = self.ctx.ref
-        self._io_scope = trio.CancelScope(shield=True)
+        ready = self._ready
+        assert ready is not None
         self.ctx.start_soon(self._run_io, name="websocket-io")
-        self.ctx.start_soon(self._watch, name="websocket-watch")
-        await self._ready.wait()
+        await ready.wait()
+        self._ready = None
         if self._start_error is not None:
             raise self._start_error
         if self._application is not None:
             self.ctx.start_soon(self._run_application, self.handle(), name="websocket-app")
-        else:
-            self._application_done.set()
 
     async def _run_application(self, handle: WebSocketConnection) -> None:  # noqa: ASYNC910 - a task body
         assert self._application is not None
@@ -177,7 +178,9 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
             with contextlib.suppress(actors.ActorStoppedError):
                 await self._ref.tell(ended)
         finally:
-            self._application_done.set()
+            self._application_ended = True
+            if self._application_done is not None:
+                self._application_done.set()
             if self._inbound.closed:
                 self._dead_letter_inbound()
 
@@ -244,8 +247,10 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
         if self._outcome is None:
             self._outcome = outcome
 
-    def _reader_ended(self, backend: Backend) -> None:
+    def _reader_ended(self) -> None:
         """The library marked the connection closed, or its reader ended: no more input."""
+        backend = self._backend
+        assert backend is not None
         if self._outcome is None:
             closed = backend.closed_with()
             code, reason = closed if closed is not None else (CloseCode.ABNORMAL_CLOSURE, "")
@@ -289,18 +294,21 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
 
     async def _run_io(self) -> None:
         error: BaseException | None = None
-        with self._io_scope:
+        try:
             error = await self._io()
-        self._opener = None
-        self._open = None
-        outcome = self._final_outcome(error)
-        self._counters.closed = outcome
-        self._inbound.close()
-        if self._application is not None and self._application_done.is_set():
-            self._dead_letter_inbound()
-        self._outbox.close()
-        self._dead_letter_outbound()
+        finally:
+            # Also on the way out of a cancellation from outside (after its bounded close).
+            self._opener = None
+            self._backend = None
+            outcome = self._final_outcome(error)
+            self._counters.closed = outcome
+            self._inbound.close()
+            if self._application is not None and self._application_ended:
+                self._dead_letter_inbound()
+            self._outbox.close()
+            self._dead_letter_outbound()
         if self._start_error is not None:
+            assert self._ready is not None
             self._ready.set()
             return
         if self._subscriber is not None:
@@ -323,7 +331,10 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
                 else:
                     del opener
                     self._opener = None
-                    await self._serve(nursery, backend)
+                    try:
+                        await self._serve(nursery, backend)
+                    finally:
+                        backend.stop_reading()
         except* Exception as group:  # noqa: BLE001
             # One connection's failure (trio-websocket #184 among them) ends that
             # connection only.
@@ -344,12 +355,17 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
 
     async def _serve(self, nursery: trio.Nursery, backend: Backend) -> None:
         options = self._options
-        self._last_inbound = trio.current_time()
-        # From here on the library's reader delivers straight into the inbound queue.
-        reader_watch = route_inbound(
-            backend, self._deliverer(), lambda: self._reader_ended(backend)
-        )
-        self._open = (backend, reader_watch)
+        now = trio.current_time()
+        self._last_inbound = now
+        if options.ping_interval is not None:
+            self._next_ping = now + options.ping_interval
+        self._idle_timeout = options.idle_timeout
+        self._backend = backend
+        # From here on the library's reader delivers straight into the inbound queue,
+        # and only this task stops it (_io).
+        route_inbound(backend, self._deliver, self._reader_ended)
+        backend.shield_reader()
+        assert self._ready is not None
         self._ready.set()
         forwarded: trio.Event | None = None
         if self._subscriber is not None:
@@ -358,40 +374,44 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
                 forward, self._inbound, self._subscriber, self._undelivered, forwarded
             )
         # This task is the writer (the only one); it returns once the outbox has closed
-        # and the close handshake is done.
-        await self._write_loop(backend)
+        # and the close handshake is done, or the connection was aborted.
+        try:
+            await self._write_loop(backend)
+        except trio.Cancelled:
+            if nursery.cancel_scope.cancel_called:
+                raise  # the reader or the forwarder failed: nothing to close gracefully
+            # Stopped or cancelled from outside, between writes: close with 1001 (the
+            # reader, shielded, still reads the peer's answer), bounded in time.
+            self._request_close(Situation.SHUTDOWN, "going away")
+            grace = options.write_timeout + options.close_timeout
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + grace):
+                await self._write_loop(backend)
+            raise
         self._inbound.close()
-        with trio.move_on_after(options.close_timeout):
+        with trio.move_on_after(options.close_timeout):  # noqa: ASYNC912 - no wait if nothing runs
             if forwarded is not None:
                 await forwarded.wait()
-            await self._application_done.wait()
+            if self._application is not None and not self._application_ended:
+                self._application_done = trio.Event()
+                await self._application_done.wait()
         nursery.cancel_scope.cancel()
 
-    def _deliverer(self) -> Callable[[str | bytes], None]:
+    def _deliver(self, message: str | bytes) -> None:
         """What the library's reader calls with each inbound message (never blocks or raises)."""
+        self._counters.messages_received += 1
+        if self._idle_timeout is not None:
+            self._last_inbound = trio.current_time()
+        try:  # decoding is plain code: the reader never awaits on it
+            received = Received(self._options.codec.decode(message))
+        except Exception as exc:  # noqa: BLE001 - bad input never stops the reader
+            received = self._undecodable(exc, message)
         inbound = self._inbound
-        put = inbound.put
-        counters = self._counters
-        situation = inbound.policy.close_situation
-        decode = self._options.codec.decode
-        track_idle = self._options.idle_timeout is not None
-        current_time = trio.current_time
-
-        def deliver(message: str | bytes) -> None:
-            counters.messages_received += 1
-            if track_idle:
-                self._last_inbound = current_time()
-            try:  # decoding is plain code: the reader never awaits on it
-                received = Received(decode(message))
-            except Exception as exc:  # noqa: BLE001 - bad input never stops the reader
-                received = self._undecodable(exc, message)
-            dropped = put(received)
-            if dropped is not None:
-                self._dead_letter(dropped, actors.DeadLetterReason.DROPPED)
-                if situation is not None:
-                    self._request_close(situation, "inbound queue overflow")
-
-        return deliver
+        dropped = inbound.put(received)
+        if dropped is not None:
+            self._dead_letter(dropped, actors.DeadLetterReason.DROPPED)
+            situation = inbound.policy.close_situation
+            if situation is not None:
+                self._request_close(situation, "inbound queue overflow")
 
     def _undecodable(self, exc: Exception, message: str | bytes) -> Received:
         """Report a message the codec refused; close if the policy says so."""
@@ -404,150 +424,137 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
         return Received(notice)
 
     async def _write_loop(self, backend: Backend) -> None:
-        # No cancel scope per frame: the watch task bounds each write (see _run_timers).
-        # A write is cancelled mid-frame only after the stream was closed (the watchdog)
-        # or on the io scope's way out, which closes the stream in _io.
+        """Write the outbox's frames and run the timers, until the outbox closes; then
+        run the close handshake.
+
+        Cancellable only while it waits: each write (of a frame, a ping or the Close)
+        runs in a shielded scope bounded by its own timeout and by the deadline this
+        loop runs under. A write cut by that bound aborts the connection at once.
+        """
         options = self._options
-        counters = self._counters
-        outbox = self._outbox
-        current_time = trio.current_time
-        broken = False
-        frame: Frame | None = None
-        with trio.CancelScope() as self._write_scope:  # noqa: ASYNC912 - writes and waits checkpoint
-            try:
-                while True:
-                    try:
-                        frame = outbox.take()
-                    except trio.WouldBlock:
-                        if outbox.closed:
-                            break
-                        await outbox.wait()
-                        continue
-                    if broken:
-                        self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
-                        frame = None
-                        continue
-                    data = frame.text if isinstance(frame, SendText) else frame.data
-                    self._write_started = current_time()
-                    try:
-                        await backend.send(data)
-                    except BackendClosed:
-                        # Dead-letter until the reader has seen the end (and its code).
-                        broken = True
-                        self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
-                    else:
-                        counters.messages_sent += 1
-                    finally:
-                        self._write_started = None
-                    frame = None
-            finally:
-                self._write_scope = None
-                if frame is not None:  # cancelled while writing it
-                    self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
+        # The deadline this loop runs under (the bounded close of _serve), taken here:
+        # the timers' wake-ups below must not bound the writes.
+        limit = trio.current_effective_deadline()
+        while True:
+            # One scope per timer period, not per frame: a scope costs microseconds.
+            due = self._timers_due()
+            written: bool | None = False
+            if due == math.inf:
+                written = await self._write_frames(backend, limit)
+            else:
+                with trio.move_on_at(due):
+                    written = await self._write_frames(backend, limit)
+            if written is None:
+                return  # aborted
+            if written:
+                break
+            if not await self._run_timers(backend, limit):
+                return  # aborted
         outcome = self._outcome
         if (
-            broken
+            self._write_failed
             or outcome is None
             or outcome.by_peer
             or outcome.code == CloseCode.ABNORMAL_CLOSURE
         ):
             # Nothing to close: the peer closed, or the connection was aborted.
-            return  # noqa: ASYNC910 - the loop waited unless the outbox was closed at once
-        with trio.move_on_after(options.write_timeout + options.close_timeout) as scope:
+            return  # noqa: ASYNC910 - the frames' loop waited unless the outbox was closed at once
+        # A stop from outside that came meanwhile is seen here, so that the close below
+        # runs under its bound (in _serve) rather than cut at once.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        timeout = options.write_timeout + options.close_timeout
+        with _write_bound(timeout, limit) as scope:
             await backend.close(outcome.code, outcome.reason)
         if scope.cancelled_caught:
             await self._abort(backend, "the close handshake timed out")
 
-    # -- the watch task -------------------------------------------------------------
-
-    async def _watch(self) -> None:
-        try:
-            await self._ready.wait()
-            if self._open is not None:
-                backend, reader_watch = self._open
-                with reader_watch:
-                    await self._run_timers(backend, reader_watch)
-            await trio.sleep_forever()
-        finally:
-            # Outside the io scope's shield: when the actor is stopped or cancelled from
-            # outside, turn that into a bounded close with 1001 instead of cutting the
-            # stream mid-frame.
-            self._request_close(Situation.SHUTDOWN, "going away")
-            grace = self._options.write_timeout + self._options.close_timeout
-            self._io_scope.deadline = min(self._io_scope.deadline, trio.current_time() + grace)
-
-    async def _run_timers(
-        self, backend: Backend, reader_watch: trio.MemoryReceiveChannel[str | bytes]
-    ) -> None:
-        """The write watchdog, keepalive, idle timeout and the reader's end, in one task.
-
-        Returns when the connection was aborted (the task then only waits to be
-        cancelled). While no write is in progress the watchdog looks again every
-        ``write_timeout``; a write that started meanwhile is then due exactly
-        ``write_timeout`` after its start.
-        """
-        options = self._options
+    async def _write_frames(self, backend: Backend, limit: float) -> bool | None:  # noqa: ASYNC910 - waits and writes checkpoint
+        """Write frames until the outbox has closed and is empty (True), or the
+        connection was aborted (None); the caller's timer scope may interrupt a wait."""
+        write_timeout = self._options.write_timeout
         counters = self._counters
-        write_timeout = options.write_timeout
-        interval = options.ping_interval
-        idle_timeout = options.idle_timeout
-        current_time = trio.current_time
-        next_ping = math.inf if interval is None else current_time() + interval
-        pong: _Pong | None = None
-        reading = True
+        outbox = self._outbox
+        checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
         while True:
-            now = current_time()
-            started = self._write_started
-            if started is not None and now >= started + write_timeout:
-                await self._abort(backend, f"a write did not finish within {write_timeout}s")
-                if self._write_scope is not None:
-                    self._write_scope.cancel()
-                return
-            wake = now + write_timeout if started is None else started + write_timeout
-            if pong is not None:
-                if pong.answered:
-                    pong = None
-                elif now >= pong.sent_at + options.pong_timeout:
-                    await self._abort(backend, f"keepalive: no pong within {options.pong_timeout}s")
-                    return
-                else:
-                    wake = min(wake, pong.sent_at + options.pong_timeout)
-            if interval is not None and pong is None and not self._closing:
-                if now >= next_ping:
-                    counters.pings_sent += 1
-                    pong = _Pong(counters, now)
-                    with trio.CancelScope(shield=True, deadline=now + write_timeout) as scope:  # noqa: ASYNC912 - the write checkpoints unless it fails at once
-                        try:
-                            await send_ping_to(
-                                backend, counters.pings_sent.to_bytes(8, "big"), pong
-                            )
-                        except BackendClosed:
-                            interval = None
-                    if scope.cancelled_caught:
-                        await self._abort(backend, "a keepalive ping could not be written")
-                        return
-                    next_ping = now + (interval or math.inf)
-                    await trio.lowlevel.checkpoint()
-                    continue
-                wake = min(wake, next_ping)
-            if idle_timeout is not None:
-                idle_at = self._last_inbound + idle_timeout
-                if now >= idle_at:
-                    self._request_close(Situation.IDLE_TIMEOUT, "idle timeout")
-                    idle_timeout = None
-                    await trio.lowlevel.checkpoint()
-                    continue
-                wake = min(wake, idle_at)
-            if not reading:
-                await trio.sleep_until(wake)
+            await checkpoint_if_cancelled()
+            frame = outbox.take()
+            if frame is None:
+                if outbox.closed:
+                    return True
+                # Waiting is the only place this task is cancelled from outside.
+                await outbox.wait()
                 continue
-            with trio.move_on_at(wake):  # noqa: ASYNC912 - receive checkpoints
+            if self._write_failed:
+                self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
+                continue
+            data = frame.text if isinstance(frame, SendText) else frame.data
+            with _write_bound(write_timeout, limit) as scope:
                 try:
-                    await reader_watch.receive()
-                except (trio.EndOfChannel, trio.ClosedResourceError):
-                    reading = False
-                    self._reader_ended(backend)
-                    await trio.lowlevel.checkpoint()
+                    await backend.send(data)
+                except BackendClosed:
+                    # Dead-letter until the reader has seen the end (and its code).
+                    self._write_failed = True
+                    self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
+                else:
+                    counters.messages_sent += 1
+            if scope.cancelled_caught:
+                # Cut mid-frame: close the stream before any other task runs.
+                self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
+                await self._abort(backend, f"a write did not finish within {write_timeout}s")
+                return None
+
+    # -- the timers (run by the writer between writes) --------------------------------
+
+    def _timers_due(self) -> float:
+        """When the writer must next run the timers (math.inf: never)."""
+        pong = self._pong
+        if pong is not None:
+            due = pong.sent_at + self._options.pong_timeout
+        elif self._closing:
+            due = math.inf
+        else:
+            due = self._next_ping
+        if self._idle_timeout is not None:
+            due = min(due, self._last_inbound + self._idle_timeout)
+        return due
+
+    async def _run_timers(self, backend: Backend, limit: float) -> bool:
+        """Keepalive and idle timeout; False if the connection was aborted."""
+        options = self._options
+        now = trio.current_time()
+        pong = self._pong
+        if pong is not None:
+            if pong.answered:
+                self._pong = pong = None
+            elif now >= pong.sent_at + options.pong_timeout:
+                await self._abort(backend, f"keepalive: no pong within {options.pong_timeout}s")
+                return False
+        if pong is None and not self._closing and now >= self._next_ping:
+            interval = options.ping_interval
+            assert interval is not None
+            counters = self._counters
+            counters.pings_sent += 1
+            self._pong = _Pong(counters, now)
+            with _write_bound(options.write_timeout, limit) as scope:
+                try:
+                    await send_ping_to(backend, counters.pings_sent.to_bytes(8, "big"), self._pong)
+                except BackendClosed:
+                    self._pong = None
+                    interval = math.inf  # no more pings: the reader sees the end
+            if scope.cancelled_caught:
+                await self._abort(backend, "a keepalive ping could not be written")
+                return False
+            self._next_ping = now + interval
+        idle_timeout = self._idle_timeout
+        if idle_timeout is not None and now >= self._last_inbound + idle_timeout:
+            self._request_close(Situation.IDLE_TIMEOUT, "idle timeout")
+            self._idle_timeout = None
+        return True  # noqa: ASYNC910 - a step of the writer's loop, which checkpoints
+
+
+def _write_bound(timeout: float, limit: float) -> trio.CancelScope:
+    """A shielded scope that ends ``timeout`` from now, or at ``limit`` if sooner."""
+    return trio.CancelScope(shield=True, deadline=min(trio.current_time() + timeout, limit))
 
 
 @final

@@ -71,10 +71,14 @@ class Outbox(Generic[T]):
                 break
         await trio.lowlevel.cancel_shielded_checkpoint()
 
-    def take(self) -> T:
-        """The oldest frame (the writer's call); :exc:`trio.WouldBlock` if there is none."""
+    def take(self) -> T | None:
+        """The oldest frame (the writer's call), or ``None`` if there is none.
+
+        Not an exception: the writer then waits, and a wait inside an ``except``
+        clause would keep the exception (and the frames it names) alive meanwhile.
+        """
         if not self._items:
-            raise trio.WouldBlock
+            return None
         item = self._items.popleft()
         if self._room:
             self._room.unpark()
