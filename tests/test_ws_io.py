@@ -66,8 +66,22 @@ class StallingStream(trio.abc.Stream):
         await self.inner.aclose()
 
 
+@pytest.mark.parametrize(
+    ("last_write_before", "cut_after"),
+    [
+        # The first write: the deadline is set to write_timeout and a quarter.
+        (None, 5.0),
+        # A write 0.9 s before set it to 5 s after that write; this write still has 4.1.
+        (0.9, 4.1),
+        # One 3 s before: 2 s would be left, less than write_timeout, so it is moved.
+        (3.0, 5.0),
+    ],
+)
 async def test_a_write_that_hangs_is_aborted_write_timeout_after_it_started(
-    system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
+    system: actors.ActorSystem,
+    autojump_clock: trio.testing.MockClock,
+    last_write_before: float | None,
+    cut_after: float,
 ) -> None:
     client_side, server_side = trio.testing.memory_stream_pair()
     stalling = StallingStream(client_side)
@@ -75,15 +89,18 @@ async def test_a_write_that_hangs_is_aborted_write_timeout_after_it_started(
     client, server = await connection_pair(
         system, client_options=options, streams=(stalling, server_side)
     )
-    # Some time after the last write: the bound runs from the start of each write.
     await trio.sleep(5.5)
+    if last_write_before is not None:
+        await client.send("earlier")
+        await trio.sleep(last_write_before)
     stalling.stall = True
     with system.dead_letters.subscribe() as letters:
         start = trio.current_time()
         await client.send("x" * 100)
         closed = await wait_closed(client)
         letter = letters.receive_nowait()
-    assert trio.current_time() - start == pytest.approx(4, abs=0.01)
+    # Never before write_timeout (4 s), never after a quarter of it more.
+    assert trio.current_time() - start == pytest.approx(cut_after, abs=0.01)
     assert closed.code == transport.CloseCode.ABNORMAL_CLOSURE
     assert "write did not finish within 4" in closed.reason
     assert letter.message == transport.SendText("x" * 100)
@@ -93,7 +110,7 @@ async def test_a_write_that_hangs_is_aborted_write_timeout_after_it_started(
     assert 0 < len(half_frame) < 100
     await trio.sleep(10)
     assert stalling.sent[-1] is half_frame
-    assert client.statistics().messages_sent == 0
+    assert client.statistics().messages_sent == (last_write_before is not None)
     peer = await wait_closed(server)
     assert peer.code == transport.CloseCode.ABNORMAL_CLOSURE
 
@@ -138,7 +155,8 @@ async def test_a_stop_during_a_write_that_hangs_ends_when_the_write_times_out(
     await trio.sleep(1)
     with trio.fail_after(10):
         await client.ref.stop()
-    assert trio.current_time() - start == pytest.approx(4, abs=0.01)
+    # The first write's bound: write_timeout and a quarter.
+    assert trio.current_time() - start == pytest.approx(5, abs=0.01)
     closed = client.closed
     assert closed is not None
     assert "write did not finish within 4" in closed.reason

@@ -64,6 +64,9 @@ if TYPE_CHECKING:
     from ._handle import WebSocketConnection
 
 logger = logging.getLogger("transport")
+# How much later than write_timeout a write may be cut: the writer moves its deadline
+# once per this share of write_timeout instead of at every frame.
+WRITE_TIMEOUT_SLACK = 0.25
 
 #: Runs the handshake with the library's reader in the given nursery (the actor's own);
 #: closes its stream itself if it fails.
@@ -116,6 +119,7 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
     _idle_timeout: float | None = attrs.field(init=False, default=None)
     # A write failed because the library reports the connection closed.
     _write_failed: bool = attrs.field(init=False, default=False)
+    _in_flight: Frame | None = attrs.field(init=False, default=None)
     _last_inbound: float = attrs.field(init=False, default=0.0)
     _dead_letters: actors.DeadLetters = attrs.field(init=False)
     _path: str = attrs.field(init=False, default="")
@@ -472,33 +476,51 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
         """Write frames until the outbox has closed and is empty (True), or the
         connection was aborted (None); the caller's timer scope may interrupt a wait."""
         write_timeout = self._options.write_timeout
+        slack = write_timeout * WRITE_TIMEOUT_SLACK
         counters = self._counters
         outbox = self._outbox
         checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
+        current_time = trio.current_time
         while True:
-            await checkpoint_if_cancelled()
-            frame = outbox.take()
-            if frame is None:
-                if outbox.closed:
-                    return True
-                # Waiting is the only place this task is cancelled from outside.
-                await outbox.wait()
-                continue
-            if self._write_failed:
-                self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
-                continue
-            data = frame.text if isinstance(frame, SendText) else frame.data
-            with _write_bound(write_timeout, limit) as scope:
-                try:
-                    await backend.send(data)
-                except BackendClosed:
-                    # Dead-letter until the reader has seen the end (and its code).
-                    self._write_failed = True
-                    self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
-                else:
-                    counters.messages_sent += 1
-            if scope.cancelled_caught:
+            # Waiting is the only place this task is cancelled from outside.
+            await outbox.wait()
+            # A scope costs microseconds to make and some 600 bytes to keep, so one
+            # serves the frames of a busy spell: shielded only while a frame is
+            # written, its deadline bounds each write to between write_timeout and
+            # (1 + WRITE_TIMEOUT_SLACK) times that, and is moved only when it falls
+            # outside. Once it passes while the writer waits, the spell is over.
+            with trio.CancelScope() as scope:
+                while True:
+                    await checkpoint_if_cancelled()
+                    frame = outbox.take()
+                    if frame is None:
+                        if outbox.closed:
+                            return True
+                        await outbox.wait()
+                        continue
+                    if self._write_failed:
+                        self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
+                        continue
+                    data = frame.text if isinstance(frame, SendText) else frame.data
+                    bound = min(current_time() + write_timeout, limit)
+                    if not bound <= scope.deadline <= bound + slack:
+                        scope.deadline = min(bound + slack, limit)
+                    self._in_flight = frame
+                    scope.shield = True
+                    try:
+                        await backend.send(data)
+                    except BackendClosed:
+                        # Dead-letter until the reader has seen the end (and its code).
+                        self._write_failed = True
+                        self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
+                    else:
+                        counters.messages_sent += 1
+                    scope.shield = False
+                    self._in_flight = None
+            frame = self._in_flight
+            if frame is not None:
                 # Cut mid-frame: close the stream before any other task runs.
+                self._in_flight = None
                 self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
                 await self._abort(backend, f"a write did not finish within {write_timeout}s")
                 return None

@@ -119,10 +119,9 @@ class ConnectionOptions:
     - ``outbound_queue_size``: frames waiting for the writer; beyond it, a
       sender's ``tell`` waits (backpressure).
     - ``handshake_timeout``: TCP connect, TLS and HTTP upgrade together.
-    - ``write_timeout``: one frame write; a write that cannot finish in time
-      aborts the connection (a frame is never left half-written). It is
-      watched by the connection's timer task, which looks at least once every
-      ``write_timeout`` while the connection is open.
+    - ``write_timeout``: one frame write; a write that has not finished
+      within it is cut, at most a quarter of ``write_timeout`` later, and
+      aborts the connection (nothing follows the half-written frame).
     - ``close_timeout``: the close handshake; after it the stream is closed
       regardless. A close that first has to wait for a frame being written
       can take up to ``write_timeout + close_timeout`` in all.
