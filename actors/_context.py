@@ -69,8 +69,13 @@ class ActorContext(Generic[M_contra]):
 
     @property
     def children(self) -> list[ActorRef[Never]]:
-        """Refs of the live children, oldest first."""
+        """Refs of the live children, oldest first (a new list: O(children))."""
         return [child.ref for child in self._cell.children.values()]
+
+    @property
+    def child_count(self) -> int:
+        """How many children are alive, without making the list of :attr:`children`."""
+        return len(self._cell.children)
 
     async def spawn(
         self,

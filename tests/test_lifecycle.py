@@ -173,12 +173,17 @@ async def test_drain_processes_queued_messages_before_stopping(
 
 async def test_children_stop_before_their_parent(system: actors.ActorSystem) -> None:
     log: list[str] = []
-    parent = await system.spawn(Hooked(log, label="parent"), name="parent")
+    parent_actor = Hooked(log, label="parent")
+    parent = await system.spawn(parent_actor, name="parent")
     first = await parent.ask(Spawn("first"))
     second = await parent.ask(Spawn("second"))
     assert first.path == "/parent/first"
     assert second.path == "/parent/second"
+    ctx = parent_actor.ctx
+    assert ctx.children == [first, second]
+    assert ctx.child_count == 2
     await parent.stop()
+    assert (ctx.children, ctx.child_count) == ([], 0)
     assert log[-3:] == ["second stop Normal", "first stop Normal", "parent stop Normal"]
     assert not first.is_alive
     assert not second.is_alive

@@ -143,7 +143,7 @@ class ConnectionHost(actors.Actor[HostMessage]):
                     nursery.start_soon(self._on_stream, stream)
 
     async def _on_stream(self, stream: trio.abc.Stream) -> None:
-        if len(self.ctx.children) + self._handshaking >= self._max_connections:
+        if self.ctx.child_count + self._handshaking >= self._max_connections:
             await self._refuse(stream)
             return
         timeout = self._options.handshake_timeout
@@ -199,7 +199,7 @@ class ConnectionHost(actors.Actor[HostMessage]):
         ref = await self.ctx.spawn(actor, name=name)
         self._accepted += 1
         self._connections[name] = ref
-        if len(self._connections) > 2 * len(self.ctx.children) + 16:
+        if len(self._connections) > 2 * self.ctx.child_count + 16:
             alive = {ref.name for ref in self.ctx.children}
             self._connections = {k: v for k, v in self._connections.items() if k in alive}
 
@@ -227,7 +227,7 @@ class ConnectionHost(actors.Actor[HostMessage]):
             accepted=self._accepted,
             refused=self._refused,
             handshake_failures=self._failures,
-            active=len(self.ctx.children),
+            active=self.ctx.child_count,
             handshaking=self._handshaking,
         )
 
