@@ -20,7 +20,16 @@ describe the machine they ran on.
   hook, one ask round trip). The ``actors`` logger gets a ``NullHandler`` so
   the restart warnings are created but not printed.
 - ``idle_actor_bytes``: traced Python memory per idle spawned actor.
-- ``spawn_per_s``: actors spawned (``on_start`` done, ref handed out) per second.
+- ``spawn_ratio``: actors spawned (``on_start`` done, ref handed out) per second,
+  over the thin spawn the target was set against: minimal actors (a task that
+  owns a 16-slot memory channel), made beforehand, all started with
+  ``start_soon``, then ``wait_all_tasks_blocked`` and every channel closed,
+  all inside the timing.
+- ``spawn_ready_ratio``: the same over minimal actors started one at a time
+  with ``nursery.start``, each handing out its send side once running: the
+  same promise as ``spawn`` (returns once the actor is ready). Both are
+  stopped outside the timing.
+- ``spawn_per_s``: our spawns per second.
 
 Run: ``python benchmarks/bench_actors.py`` (env ``BENCH_REPS``, ``BENCH_TARGET_S``).
 """
@@ -155,6 +164,50 @@ async def spawn(system: actors.ActorSystem, n: int) -> float:
     return elapsed
 
 
+@attrs.define(eq=False)
+class Minimal:
+    """The thinnest actor: a task that owns a 16-slot memory channel."""
+
+    send: trio.MemorySendChannel[object]
+    receive: trio.MemoryReceiveChannel[object]
+
+    @classmethod
+    def make(cls) -> Minimal:
+        return cls(*trio.open_memory_channel[object](16))
+
+    async def run(
+        self,
+        *,
+        task_status: trio.TaskStatus[trio.MemorySendChannel[object]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        task_status.started(self.send)
+        async with self.receive:
+            async for _ in self.receive:
+                pass
+
+
+async def thin_spawn(system: actors.ActorSystem, n: int) -> float:
+    minimal = [Minimal.make() for _ in range(n)]
+    start = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for actor in minimal:
+            nursery.start_soon(actor.run)
+        await trio.testing.wait_all_tasks_blocked()
+        for actor in minimal:
+            actor.send.close()
+    return time.perf_counter() - start
+
+
+async def ready_spawn(system: actors.ActorSystem, n: int) -> float:
+    async with trio.open_nursery() as nursery:
+        start = time.perf_counter()
+        sends = [await nursery.start(Minimal.make().run) for _ in range(n)]
+        elapsed = time.perf_counter() - start
+        for send in sends:
+            send.close()
+    return elapsed
+
+
 async def raw_fanout(system: actors.ActorSystem, n: int) -> float:
     """Deliver about ``n`` messages in all, each message going to FANOUT raw channels."""
     messages = max(1, round(n / FANOUT))
@@ -248,6 +301,8 @@ VARIANTS: dict[str, Variant] = {
     "actor_tell": actor_tell,
     "raw_ask": raw_ask,
     "actor_ask": actor_ask,
+    "thin_spawn": thin_spawn,
+    "ready_spawn": ready_spawn,
     "spawn": spawn,
     "raw_fanout": raw_fanout,
     "topic_fanout": topic_fanout,
@@ -290,6 +345,8 @@ async def measure() -> dict[str, object]:
         "tell_ratio": round(median["actor_tell"] / median["raw_tell"], 3),
         "ask_ratio": round(median["actor_ask"] / median["raw_ask"], 3),
         "fanout_ratio": round(median["topic_fanout"] / median["raw_fanout"], 3),
+        "spawn_ratio": round(median["spawn"] / median["thin_spawn"], 3),
+        "spawn_ready_ratio": round(median["spawn"] / median["ready_spawn"], 3),
         "restart_latency_us": round(1e6 / median["restart"], 1),
         "idle_actor_bytes": round(idle),
         "spawn_per_s": round(median["spawn"]),
