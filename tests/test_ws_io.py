@@ -66,6 +66,18 @@ class StallingStream(trio.abc.Stream):
         await self.inner.aclose()
 
 
+async def stalling_pair(
+    system: actors.ActorSystem, options: ConnectionOptions
+) -> tuple[StallingStream, transport.WebSocketConnection, transport.WebSocketConnection]:
+    """A client (with ``options``) whose writes go through a :class:`StallingStream`."""
+    client_side, server_side = trio.testing.memory_stream_pair()
+    stalling = StallingStream(client_side)
+    client, server = await connection_pair(
+        system, client_options=options, streams=(stalling, server_side)
+    )
+    return stalling, client, server
+
+
 @pytest.mark.parametrize(
     ("last_write_before", "cut_after"),
     [
@@ -83,11 +95,8 @@ async def test_a_write_that_hangs_is_aborted_write_timeout_after_it_started(
     last_write_before: float | None,
     cut_after: float,
 ) -> None:
-    client_side, server_side = trio.testing.memory_stream_pair()
-    stalling = StallingStream(client_side)
-    options = ConnectionOptions(ping_interval=None, write_timeout=4)
-    client, server = await connection_pair(
-        system, client_options=options, streams=(stalling, server_side)
+    stalling, client, server = await stalling_pair(
+        system, ConnectionOptions(ping_interval=None, write_timeout=4)
     )
     await trio.sleep(5.5)
     if last_write_before is not None:
@@ -118,11 +127,8 @@ async def test_a_write_that_hangs_is_aborted_write_timeout_after_it_started(
 async def test_a_stop_lets_the_write_under_way_and_the_queued_frames_finish_before_the_1001(
     system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
 ) -> None:
-    client_side, server_side = trio.testing.memory_stream_pair()
-    slow = StallingStream(client_side)
-    options = ConnectionOptions(ping_interval=None, write_timeout=4)
-    client, server = await connection_pair(
-        system, client_options=options, streams=(slow, server_side)
+    slow, client, server = await stalling_pair(
+        system, ConnectionOptions(ping_interval=None, write_timeout=4)
     )
     slow.delay = 1.0
     for i in range(3):
@@ -142,11 +148,8 @@ async def test_a_stop_lets_the_write_under_way_and_the_queued_frames_finish_befo
 async def test_a_stop_during_a_write_that_hangs_ends_when_the_write_times_out(
     system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
 ) -> None:
-    client_side, server_side = trio.testing.memory_stream_pair()
-    stalling = StallingStream(client_side)
-    options = ConnectionOptions(ping_interval=None, write_timeout=4)
-    client, _server = await connection_pair(
-        system, client_options=options, streams=(stalling, server_side)
+    stalling, client, _server = await stalling_pair(
+        system, ConnectionOptions(ping_interval=None, write_timeout=4)
     )
     stalling.stall = True
     start = trio.current_time()
@@ -286,11 +289,8 @@ async def test_default_queue_takes_a_burst_for_a_handler_that_awaits_per_message
 async def test_send_waits_for_room_and_send_nowait_refuses_when_the_outbox_is_full(
     system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
 ) -> None:
-    client_side, server_side = trio.testing.memory_stream_pair()
-    stalling = StallingStream(client_side)
-    options = ConnectionOptions(ping_interval=None, outbound_queue_size=2, write_timeout=60)
-    client, _server = await connection_pair(
-        system, client_options=options, streams=(stalling, server_side)
+    stalling, client, _server = await stalling_pair(
+        system, ConnectionOptions(ping_interval=None, outbound_queue_size=2, write_timeout=60)
     )
     stalling.stall = True
     await client.send("in the writer")

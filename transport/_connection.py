@@ -13,7 +13,8 @@ Its tasks besides the actor's own message loop:
   outbox, which the actor and the connection's handle fill (bounded: senders wait
   for room). It also runs the timers between writes: keepalive pings and their
   pong timeout, and the idle timeout. Each write is shielded and bounded by
-  ``write_timeout``: a write that does not finish in time is cut, and the stream
+  ``write_timeout`` (a frame's by up to a quarter more, see ``_write_frames``):
+  a write that does not finish in time is cut, and the stream
   is closed before any other task runs, so a half-written frame is never followed
   by anything. When the actor is stopped or cancelled from outside, the io task
   sees the cancellation between writes and turns it into a close with 1001,
@@ -432,8 +433,9 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
         run the close handshake.
 
         Cancellable only while it waits: each write (of a frame, a ping or the Close)
-        runs in a shielded scope bounded by its own timeout and by the deadline this
-        loop runs under. A write cut by that bound aborts the connection at once.
+        runs in a shielded scope bounded by its own timeout (a frame's by up to a
+        quarter more) and by the deadline this loop runs under. A write cut by that
+        bound aborts the connection at once.
         """
         options = self._options
         # The deadline this loop runs under (the bounded close of _serve), taken here:
