@@ -6,7 +6,7 @@ from typing import Self
 
 import trio
 
-from ._codec import Codec, RawCodec
+from .._codec import Codec, RawCodec
 
 
 class ReceiveIterable:

@@ -9,16 +9,23 @@ import trio
 
 import actors
 
-from ._close_codes import CloseCode, ConnectionClosed
-from ._exceptions import TransportError
-from ._messages import Close, ConnectionInfo, Received, SendBytes, SendMessage, SendText
-from ._reconnect_policy import ClientState, Outbox
+from .._close_codes import CloseCode, ConnectionClosed
+from .._connection._messages import (
+    Close,
+    ConnectionInfo,
+    Received,
+    SendBytes,
+    SendMessage,
+    SendText,
+)
+from .._exceptions import TransportError
+from ._policy import ClientState, Outbox
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable
 
-    from ._acked_wire import Window
-    from ._handle import WebSocketConnection
+    from .._connection._handle import WebSocketConnection
+    from ._acked._wire import Window
 
 #: What a reconnecting client buffers and hands to its connection.
 Frame = SendText | SendBytes | SendMessage

@@ -13,11 +13,18 @@ import trio
 
 import actors
 
-from ._backend import Backend, BackendLimits, client_handshake, describe_remote
-from ._connection import Opener, Spawner, spawn_connection
-from ._exceptions import HandshakeError, HandshakeTimeoutError
-from ._handle import WebSocketConnection
-from ._messages import DEFAULT_OPTIONS, ConnectionInfo, ConnectionOptions, SubscriberMessage
+from .._adapter._library import Backend, client_handshake
+from .._adapter._limits import BackendLimits
+from .._adapter._request import describe_remote
+from .._connection._actor import Opener, Spawner, spawn_connection
+from .._connection._handle import WebSocketConnection
+from .._connection._messages import (
+    DEFAULT_OPTIONS,
+    ConnectionInfo,
+    ConnectionOptions,
+    SubscriberMessage,
+)
+from .._exceptions import HandshakeError, HandshakeTimeoutError
 
 
 @attrs.frozen

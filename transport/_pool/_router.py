@@ -33,13 +33,14 @@ import trio
 
 import actors
 
-from ._codec import Codec
-from ._connection import Spawner
-from ._inbox_reader import InboxReader
-from ._messages import SendBytes, SendMessage, SendText
-from ._reconnect import ReconnectingClient
-from ._reconnect_policy import BufferFullError, ClientState, Routing, choose_member
-from ._reconnect_types import Frame, ReconnectingMessage, ReconnectStatistics, Send, frame_of
+from .._codec import Codec
+from .._connection._actor import Spawner
+from .._connection._messages import SendBytes, SendMessage, SendText
+from .._reconnect._client import ReconnectingClient
+from .._reconnect._inbox_reader import InboxReader
+from .._reconnect._policy import BufferFullError, ClientState
+from .._reconnect._types import Frame, ReconnectingMessage, ReconnectStatistics, Send, frame_of
+from ._routing import Routing, choose_member
 
 #: Restarts of a member that gave up: 0.5 s doubling to 30 s.
 DEFAULT_RESTART_BACKOFF = actors.Backoff(minimum=0.5, maximum=30.0)

@@ -26,13 +26,13 @@ from coredis.tokens import PureToken
 
 import actors
 
-from ._backplane import DEFAULT_MIN_IDLE, DurableStream, StreamMessage, check_consumer
-from ._backplane_failures import is_connection_failure
-from ._backplane_wire import decode_payload, encode_payload
-from ._codec import DecodeError
+from .._codec import DecodeError
+from ._failures import is_connection_failure
+from ._interface import DEFAULT_MIN_IDLE, DurableStream, StreamMessage, check_consumer
+from ._wire import decode_payload, encode_payload
 
 if TYPE_CHECKING:
-    from ._backplane_redis import RedisBackplane
+    from ._redis import RedisBackplane
 
 logger = logging.getLogger("transport.backplane")
 

@@ -8,11 +8,12 @@ import attrs
 
 import actors
 
-from ._backend import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE
-from ._close_codes import ConnectionClosed, check_sendable
-from ._codec import Codec, DecodeError, DecodePolicy, RawCodec
+from .._adapter._limits import DEFAULT_MAX_MESSAGE_SIZE
+from .._adapter._request import DEFAULT_HANDSHAKE_TIMEOUT
+from .._close_codes import ConnectionClosed, check_sendable
+from .._codec import Codec, DecodeError, DecodePolicy, RawCodec
+from .._redact import redact_headers, redact_target
 from ._inbound import InboundOverflow, InboundQueue
-from ._redact import redact_headers, redact_target
 
 
 @final

@@ -25,10 +25,12 @@ import trio
 
 import actors
 
-from ._backend import ServerRequest, read_request, reject_stream
-from ._close_codes import CloseCode
-from ._connection import Application, ConnectionActor, Spawner
-from ._exceptions import HandshakeError
+from .._adapter._limits import DEFAULT_INBOUND_LIMITS, InboundLimits
+from .._adapter._request import ServerRequest, read_request, reject_stream
+from .._close_codes import CloseCode
+from .._connection._actor import Application, ConnectionActor, Spawner
+from .._connection._messages import DEFAULT_OPTIONS, Close, ConnectionMessage, ConnectionOptions
+from .._exceptions import HandshakeError
 from ._handshake import (
     DEFAULT_POLICY,
     Accept,
@@ -37,8 +39,6 @@ from ._handshake import (
     accepted_opener,
     answer_request,
 )
-from ._limits import DEFAULT_INBOUND_LIMITS, InboundLimits
-from ._messages import DEFAULT_OPTIONS, Close, ConnectionMessage, ConnectionOptions
 
 logger = logging.getLogger("transport")
 

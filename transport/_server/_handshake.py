@@ -14,12 +14,13 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 import attrs
 import trio
 
-from ._backend import Backend, BackendLimits, ServerRequest, describe_remote, read_request
-from ._connection import Opener
-from ._exceptions import HandshakeRejected
-from ._limits import DEFAULT_INBOUND_LIMITS, InboundLimits
-from ._messages import ConnectionInfo, ConnectionOptions
-from ._redact import redact_headers, redact_target
+from .._adapter._library import Backend, open_request
+from .._adapter._limits import DEFAULT_INBOUND_LIMITS, BackendLimits, InboundLimits
+from .._adapter._request import ServerRequest, describe_remote, read_request
+from .._connection._actor import Opener
+from .._connection._messages import ConnectionInfo, ConnectionOptions
+from .._exceptions import HandshakeRejected
+from .._redact import redact_headers, redact_target
 
 logger = logging.getLogger("transport")
 
@@ -154,7 +155,7 @@ def accepted_opener(
 
     async def open_connection(nursery: trio.Nursery) -> tuple[Backend, ConnectionInfo]:
         try:
-            handshake = await request.open(nursery, limits=limits)
+            handshake = await open_request(request, nursery, limits=limits)
             backend = await handshake.accept(
                 accept.subprotocol, accept.headers, options.handshake_timeout
             )

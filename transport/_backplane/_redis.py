@@ -35,7 +35,9 @@ from coredis.retry import NoRetryPolicy
 
 import actors
 
-from ._backplane import (
+from .._codec import Codec, DecodeError, RawCodec
+from ._failures import describe, is_connection_failure, is_start_failure, redact
+from ._interface import (
     DEFAULT_STREAM_MAXLEN,
     Backplane,
     BackplaneGap,
@@ -46,12 +48,10 @@ from ._backplane import (
     check_name,
     local_topic_name,
 )
-from ._backplane_failures import describe, is_connection_failure, is_start_failure, redact
-from ._backplane_publisher import TopicPublisher
-from ._backplane_remote import NameKeeper, RedisRemoteRef, RequestServer
-from ._backplane_streams import RedisStream
-from ._backplane_wire import DEFAULT_MAX_MESSAGE_SIZE, decode_payload, encode_payload
-from ._codec import Codec, DecodeError, RawCodec
+from ._publisher import TopicPublisher
+from ._remote import NameKeeper, RedisRemoteRef, RequestServer
+from ._streams import RedisStream
+from ._wire import DEFAULT_MAX_MESSAGE_SIZE, decode_payload, encode_payload
 
 if TYPE_CHECKING:
     from typing import Never

@@ -17,7 +17,7 @@ import trio
 
 import actors
 
-from ._close_codes import Situation
+from .._close_codes import Situation
 
 T = TypeVar("T")
 

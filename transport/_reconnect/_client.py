@@ -12,7 +12,7 @@ stream, exactly as with :func:`connect_websocket`)::
        ▼                                                      ▼
     give up: the client stops with GaveUp; buffered messages go to dead letters
 
-Which failures are retried is decided by the pure functions of ``_reconnect_policy``.
+Which failures are retried is decided by the pure functions of ``_policy``.
 
 Outbound messages are handled one at a time by the client's handlers: while a
 connection is live they are told to it (waiting while its mailbox is full: that is the
@@ -40,12 +40,11 @@ import trio
 
 import actors
 
-from ._acked_wire import SESSION_ID_BYTES, AckProtocolError, Window, hello, parse_ack, parse_server
-from ._client import connect_websocket, parse_url
-from ._close_codes import CloseCode, ConnectionClosed
-from ._codec import DecodeError, EncodeError, RawCodec
-from ._handle import WebSocketConnection
-from ._messages import (
+from .._client._connect import connect_websocket, parse_url
+from .._close_codes import CloseCode, ConnectionClosed
+from .._codec import DecodeError, EncodeError, RawCodec
+from .._connection._handle import WebSocketConnection
+from .._connection._messages import (
     DEFAULT_OPTIONS,
     Close,
     ConnectionOptions,
@@ -55,7 +54,8 @@ from ._messages import (
     SendText,
     Undecodable,
 )
-from ._reconnect_policy import (
+from ._acked._wire import SESSION_ID_BYTES, AckProtocolError, Window, hello, parse_ack, parse_server
+from ._policy import (
     BufferFullError,
     ClientState,
     Outbox,
@@ -63,7 +63,7 @@ from ._reconnect_policy import (
     close_refusal_reason,
     refusal_reason,
 )
-from ._reconnect_types import (
+from ._types import (
     DEFAULT_BACKOFF,
     ClientEvent,
     Connected,
@@ -81,7 +81,7 @@ from ._reconnect_types import (
 )
 
 if TYPE_CHECKING:
-    from ._reconnect_handle import ReconnectingConnection
+    from ._handle import ReconnectingConnection
 
 #: Runs once on every new connection, before buffered messages are flushed to it.
 ConnectedHook = Callable[[WebSocketConnection], Awaitable[object]]
@@ -170,7 +170,7 @@ class ReconnectingClient(actors.Actor[ReconnectingMessage]):
 
     def handle(self) -> ReconnectingConnection:
         """The public handle of this client (after a successful spawn)."""
-        from ._reconnect_handle import ReconnectingConnection
+        from ._handle import ReconnectingConnection
 
         return ReconnectingConnection(
             self.ctx.ref, self._status, self._inbox_receive, self.options.codec

@@ -10,7 +10,8 @@ import trio
 
 import actors
 
-from ._codec import Codec, RawCodec
+from .._codec import Codec, RawCodec
+from .._redact import redact_target
 from ._messages import (
     Close,
     ConnectionInfo,
@@ -22,11 +23,10 @@ from ._messages import (
     SendBytes,
     SendText,
 )
-from ._redact import redact_target
 
 if TYPE_CHECKING:
-    from ._acked_wire import Retained
-    from ._close_codes import ConnectionClosed
+    from .._close_codes import ConnectionClosed
+    from .._reconnect._acked._wire import Retained
     from ._inbound import InboundQueue
     from ._outbox import Outbox
 

@@ -18,7 +18,7 @@ from typing import final
 
 import attrs
 
-from ._codec import Codec, DecodeError, EncodeError, as_decode_error
+from .._codec import Codec, DecodeError, EncodeError, as_decode_error
 
 #: Default bound on one encoded backplane message, in bytes (1 MiB).
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20

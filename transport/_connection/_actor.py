@@ -38,10 +38,10 @@ import trio
 
 import actors
 
-from ._acked_wire import Retained
-from ._backend import Backend, BackendClosed, route_inbound, send_ping_to
-from ._close_codes import CloseCode, ConnectionClosed, Situation, close_code_for
-from ._codec import DecodePolicy, EncodeError, as_decode_error
+from .._adapter._library import Backend, BackendClosed, route_inbound, send_ping_to
+from .._close_codes import CloseCode, ConnectionClosed, Situation, close_code_for
+from .._codec import DecodePolicy, EncodeError, as_decode_error
+from .._reconnect._acked._wire import Retained
 from ._inbound import InboundQueue, deliver_last, forward
 from ._messages import (
     Close,

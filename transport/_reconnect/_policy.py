@@ -4,21 +4,17 @@
 - :func:`close_refusal_reason`: is a connection that ended worth reconnecting?
 - :class:`Outbox`: the bounded buffer of outbound messages waiting for a connection, and
   :class:`WhenFull`, what gives way when it is full.
-- :func:`choose_member`: which connection of a pool takes the next message.
-
-Each returns a value; the actors in ``_reconnect.py`` and ``_pool.py`` act on it.
+Each returns a value; the reconnecting client (``_client.py``) acts on it.
 """
 
 from __future__ import annotations
 
 import collections
 import enum
-import zlib
-from collections.abc import Hashable, Sequence
 from typing import Generic, TypeVar, final
 
-from ._close_codes import ConnectionClosed
-from ._exceptions import HandshakeError, HandshakeRejected, TLSError, TransportError
+from .._close_codes import ConnectionClosed
+from .._exceptions import HandshakeError, HandshakeRejected, TLSError, TransportError
 
 T = TypeVar("T")
 
@@ -149,54 +145,3 @@ class Outbox(Generic[T]):
         items = list(self._items)
         self._items.clear()
         return items
-
-
-class Routing(enum.Enum):
-    """How a connection pool picks the connection for each message."""
-
-    #: In turn, skipping connections that are down while any is up.
-    ROUND_ROBIN = "round robin"
-    #: By the message's key: one key always goes to the same connection, so the
-    #: messages of one key keep their order (a connection that is down buffers them).
-    KEY_HASH = "key hash"
-    #: The connection with the fewest messages waiting to be written (among those up,
-    #: while any is up); ties go in turn.
-    LEAST_LOADED = "least loaded"
-
-
-def stable_hash(key: Hashable) -> int:
-    """A hash of ``key`` that does not change between runs for ``str``, ``bytes`` and ``int``."""
-    if isinstance(key, str):
-        return zlib.crc32(key.encode("utf-8"))
-    if isinstance(key, bytes):
-        return zlib.crc32(key)
-    if isinstance(key, int):
-        return key
-    return hash(key)
-
-
-def choose_member(
-    routing: Routing,
-    *,
-    up: Sequence[bool],
-    loads: Sequence[int],
-    turn: int,
-    key: Hashable | None = None,
-) -> int:
-    """The index of the pool member that takes the next message.
-
-    ``up`` says which members are connected, ``loads`` how many messages each has
-    waiting, ``turn`` is the round-robin position (the caller advances it). A
-    member that is down is skipped while another is up, except under ``KEY_HASH``,
-    where the key decides alone.
-    """
-    size = len(up)
-    if routing is Routing.KEY_HASH:
-        if key is None:
-            raise ValueError("key-hash routing needs a key with every message; pass key=...")
-        return stable_hash(key) % size
-    order = [(turn + offset) % size for offset in range(size)]
-    candidates = [i for i in order if up[i]] or order
-    if routing is Routing.ROUND_ROBIN:
-        return candidates[0]
-    return min(candidates, key=lambda i: loads[i])

@@ -25,7 +25,7 @@ from typing import Generic, TypeVar, final
 
 import trio
 
-from ._exceptions import TransportError
+from ..._exceptions import TransportError
 
 T = TypeVar("T")
 

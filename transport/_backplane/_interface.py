@@ -44,7 +44,7 @@ import trio
 
 import actors
 
-from ._exceptions import TransportError
+from .._exceptions import TransportError
 
 if TYPE_CHECKING:
     from typing import Never

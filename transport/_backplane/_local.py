@@ -18,7 +18,7 @@ import trio
 
 import actors
 
-from ._backplane import (
+from ._interface import (
     DEFAULT_MIN_IDLE,
     DEFAULT_STREAM_MAXLEN,
     Backplane,

@@ -13,14 +13,14 @@ import trio
 
 import actors
 
-from ._client import closed_on_exit
-from ._codec import Codec
-from ._connection import Spawner
+from .._client._connect import closed_on_exit
+from .._codec import Codec
+from .._connection._actor import Spawner
+from .._connection._messages import DEFAULT_OPTIONS, Close, ConnectionOptions
+from ._client import ConnectedHook, ReconnectingClient
 from ._inbox_reader import InboxReader
-from ._messages import DEFAULT_OPTIONS, Close, ConnectionOptions
-from ._reconnect import ConnectedHook, ReconnectingClient
-from ._reconnect_policy import ClientState, WhenFull
-from ._reconnect_types import (
+from ._policy import ClientState, WhenFull
+from ._types import (
     DEFAULT_BACKOFF,
     ClientEvent,
     ReconnectingMessage,

@@ -26,8 +26,9 @@ from coredis.response.types import PubSubMessage
 
 import actors
 
-from ._backplane import RemoteActorUnavailableError, RemoteError, RemoteRef, check_name
-from ._backplane_wire import (
+from .._codec import DecodeError, EncodeError
+from ._interface import RemoteActorUnavailableError, RemoteError, RemoteRef, check_name
+from ._wire import (
     ReplyHeader,
     RequestHeader,
     decode_envelope,
@@ -36,13 +37,12 @@ from ._backplane_wire import (
     encode_reply,
     encode_request,
 )
-from ._codec import DecodeError, EncodeError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from typing import Never
 
-    from ._backplane_redis import RedisBackplane
+    from ._redis import RedisBackplane
 
 logger = logging.getLogger("transport.backplane")
 

@@ -1,6 +1,6 @@
 """The server side of acknowledged delivery: :class:`AckedSessions` and :class:`AckedConnection`.
 
-The wire format and the client's window are in ``_acked_wire``; the client side is a
+The wire format and the client's window are in ``_wire``; the client side is a
 mode of :class:`ReconnectingClient` (``acknowledged=True``).
 """
 
@@ -15,12 +15,12 @@ import trio
 
 import actors
 
-from ._acked_wire import AckProtocolError, ack, parse_data, parse_hello, push
-from ._close_codes import CloseCode
-from ._codec import Codec, RawCodec
-from ._handle import WebSocketConnection
-from ._inbox_reader import ReceiveIterable
-from ._messages import Close, ConnectionInfo
+from ..._close_codes import CloseCode
+from ..._codec import Codec, RawCodec
+from ..._connection._handle import WebSocketConnection
+from ..._connection._messages import Close, ConnectionInfo
+from .._inbox_reader import ReceiveIterable
+from ._wire import AckProtocolError, ack, parse_data, parse_hello, push
 
 #: A server acknowledges at least this often while messages keep arriving.
 ACK_EVERY = 32

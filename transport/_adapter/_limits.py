@@ -9,8 +9,9 @@ have arrived. :class:`InboundGuard` adds what a hostile peer exploits otherwise:
   grows the library's list of parts without bound (empty ones add nothing to the size);
 - an optional token bucket limits messages (and pings, and pongs) per second.
 
-The guard only counts and answers with a :class:`Violation`; the adapter
-(``_backend.py``) turns one into a Close frame with its code.
+The guard only counts and answers with a :class:`Violation`; the frame guard
+(``_guard.py``) turns one into a Close frame with its code. :class:`BackendLimits` are all
+the limits one connection hands to the library.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import final
 
 import attrs
 
-from ._close_codes import CloseCode
+from .._close_codes import CloseCode
 
 #: Default budget of frames in one message.
 DEFAULT_MAX_FRAGMENTS = 1024
@@ -57,6 +58,23 @@ class InboundLimits:
 
 #: No rate limit; at most :data:`DEFAULT_MAX_FRAGMENTS` frames per message.
 DEFAULT_INBOUND_LIMITS = InboundLimits()
+
+#: Default limit on one inbound message, in bytes (characters for text).
+DEFAULT_MAX_MESSAGE_SIZE = 2**20
+
+
+@final
+@attrs.frozen
+class BackendLimits:
+    """Per-connection limits handed to the library."""
+
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    #: ``None`` lets trio choose (large); the library's 4 KiB default halves throughput.
+    receive_buffer_size: int | None = None
+    inbound: InboundLimits = DEFAULT_INBOUND_LIMITS
+
+
+DEFAULT_LIMITS = BackendLimits()
 
 
 @final
