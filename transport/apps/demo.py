@@ -235,6 +235,7 @@ async def summary(servers: list[Server], feed: FeedServer) -> None:
 
 
 async def main(arguments: argparse.Namespace) -> None:
+    """``trio-actors demo``: start everything, print the room until the end, then a summary."""
     transcript = Transcript()
     for name in ("actors", "transport"):
         log = logging.getLogger(name)

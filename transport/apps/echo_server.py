@@ -30,6 +30,7 @@ from transport.apps.chat_server import wait_for_signal
 
 
 async def echo(connection: transport.WebSocketConnection) -> None:
+    """The handler of every connection: send back each message as it came (text or bytes)."""
     async for message in connection:  # str for text messages, bytes for binary ones
         await connection.send(message)
 
