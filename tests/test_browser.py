@@ -64,7 +64,7 @@ def page_url() -> Iterator[str]:
             pytest.fail(f"CI=true, so the browser test must run, but {missing}")
         pytest.skip(missing)
     process = subprocess.Popen(
-        [sys.executable, "-W", "error", "-m", "examples.demo", "--seed", "1"],
+        [sys.executable, "-W", "error", "-m", "transport.apps", "demo", "--seed", "1"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

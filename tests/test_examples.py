@@ -28,7 +28,7 @@ def run_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_demo_bounded_run_shows_the_room_the_bots_the_feed_and_the_threads() -> None:
-    result = run_module("examples.demo", "--seconds", "4", "--seed", "1")
+    result = run_module("transport.apps", "demo", "--seconds", "4", "--seed", "1")
     out = result.stdout
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
@@ -67,7 +67,7 @@ def test_demo_bounded_run_shows_the_room_the_bots_the_feed_and_the_threads() -> 
 
 def test_demo_seed_makes_the_dice_repeatable() -> None:
     def rolls(seed: str) -> list[str]:
-        result = run_module("examples.demo", "--seconds", "2", "--seed", seed)
+        result = run_module("transport.apps", "demo", "--seconds", "2", "--seed", seed)
         assert result.returncode == 0, result.stderr
         return re.findall(r"rolled (\d+ \(d\d+\))", result.stdout)
 
@@ -81,7 +81,7 @@ def test_demo_seed_makes_the_dice_repeatable() -> None:
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX-only")
 async def test_demo_ends_cleanly_at_ctrl_c() -> None:
     process = await trio.lowlevel.open_process(
-        [sys.executable, "-W", "error", "-m", "examples.demo", "--seed", "1"],
+        [sys.executable, "-W", "error", "-m", "transport.apps", "demo", "--seed", "1"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

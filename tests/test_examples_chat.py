@@ -27,14 +27,14 @@ import wsproto.events
 
 import actors
 import transport
-from examples import chat_protocol as protocol
-from examples.chat_bots import CommandBot, Greeter
-from examples.chat_server import ROOM_BUFFER, ChatServer, serve_chat
-from examples.feed_bot import FeedBot
-from examples.static_page import StaticFile, answer, chat_page_files
-from examples.thread_bridge import Relay, Threads
-from examples.ticker_feed import FeedConfig, FeedServer, Market, serve_feed
 from tests.ws_support import raw_client
+from transport.apps import chat_protocol as protocol
+from transport.apps.chat_bots import CommandBot, Greeter
+from transport.apps.chat_server import ROOM_BUFFER, ChatServer, serve_chat
+from transport.apps.feed_bot import FeedBot
+from transport.apps.static_page import StaticFile, answer, chat_page_files
+from transport.apps.thread_bridge import Relay, Threads
+from transport.apps.ticker_feed import FeedConfig, FeedServer, Market, serve_feed
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 20  # generous: each wait takes far less; the bound turns a hang into a failure
@@ -85,6 +85,23 @@ async def running(module: str, *args: str) -> AsyncIterator[tuple[str, list[str]
             process.kill()
             with trio.CancelScope(shield=True):
                 await process.wait()
+
+
+async def check_chat_page(url: str, lines: list[str]) -> None:
+    """The chat server printed its page's address, with ``url`` in it, and serves the page."""
+    page = next(line for line in lines if line.startswith("open http://"))
+    match = re.fullmatch(r"open http://127\.0\.0\.1:(\d+)/\?ws=(\S+) in a browser", page)
+    assert match is not None, page
+    assert match.group(2) == url
+    with trio.fail_after(TIMEOUT):
+        stream = await trio.open_tcp_stream("127.0.0.1", int(match.group(1)))
+        async with stream:
+            await stream.send_all(b"GET /?ws=x HTTP/1.1\r\nHost: x\r\n\r\n")
+            body = b""
+            while chunk := await stream.receive_some():
+                body += chunk
+    assert body.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"new WebSocket(url)" in body
 
 
 class ChatClient:
@@ -177,7 +194,7 @@ def ca() -> trustme.CA:
 
 
 async def test_echo_server_prints_its_address_and_echoes(system: actors.ActorSystem) -> None:
-    async with running("examples.echo_server", "--port", "0") as (url, _):
+    async with running("transport.apps", "echo", "--port", "0") as (url, _):
         assert re.fullmatch(r"ws://127\.0\.0\.1:\d+/", url)
         async with transport.open_websocket_client(system, url) as ws:
             await ws.send("hello")
@@ -196,7 +213,7 @@ async def test_echo_server_over_tls(
         pem.write_to_path(str(tmp_path / "cert.pem"), append=True)
     cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
     args = ["--port", "0", "--certfile", str(tmp_path / "cert.pem")]
-    async with running("examples.echo_server", *args, "--keyfile", str(tmp_path / "key.pem")) as (
+    async with running("transport.apps", "echo", *args, "--keyfile", str(tmp_path / "key.pem")) as (
         url,
         _,
     ):
@@ -215,23 +232,11 @@ async def test_echo_server_over_tls(
 async def test_chat_server_prints_its_addresses_and_serves_the_page(
     system: actors.ActorSystem,
 ) -> None:
-    async with running("examples.chat_server", "--port", "0", "--http-port", "0") as (
+    async with running("transport.apps", "chat", "--port", "0", "--http-port", "0") as (
         url,
         lines,
     ):
-        page = next(line for line in lines if line.startswith("open http://"))
-        match = re.fullmatch(r"open http://127\.0\.0\.1:(\d+)/\?ws=(\S+) in a browser", page)
-        assert match is not None, page
-        assert match.group(2) == url
-        with trio.fail_after(TIMEOUT):
-            stream = await trio.open_tcp_stream("127.0.0.1", int(match.group(1)))
-            async with stream:
-                await stream.send_all(b"GET /?ws=x HTTP/1.1\r\nHost: x\r\n\r\n")
-                body = b""
-                while chunk := await stream.receive_some():
-                    body += chunk
-        assert body.startswith(b"HTTP/1.1 200 OK\r\n")
-        assert b"new WebSocket(url)" in body
+        await check_chat_page(url, lines)
         async with chat_client(system, url) as alice:
             assert await alice.join("lobby", "alice") == protocol.Members("lobby", ("alice",))
             await alice.send(protocol.SayInRoom("lobby", "anyone?"))
@@ -478,7 +483,7 @@ async def test_ticker_feed_cli_serves_ticks_over_verified_tls(
     cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "feed.pem"))
     feed = str(tmp_path / "feed.pem")
     args = ["--port", "0", "--certfile", feed, "--keyfile", feed, "--interval", "0.05"]
-    async with running("examples.ticker_feed", *args) as (url, _):
+    async with running("transport.apps.ticker_feed", *args) as (url, _):
         assert url.startswith("wss://127.0.0.1:")
         client = ssl.create_default_context()
         ca.configure_trust(client)

@@ -1,6 +1,6 @@
 """The chat example scaled out: two chat server processes sharing their rooms through Redis.
 
-Each server runs as users run it (``python -m examples.chat_server --redis URL`` in a
+Each server runs as users run it (``trio-actors chat --redis URL`` in a
 subprocess, its address read from its ``listening on`` line), against a real redis-server
 on a free loopback port (the ``redis_server`` fixture: skipped locally without
 redis-server, failing under ``CI=true``). Every wait is bounded by ``trio.fail_after``.
@@ -20,13 +20,13 @@ import pytest
 import trio
 
 import actors
-from examples import chat_protocol as protocol
 from tests.redis_support import (
     RedisServer,
     collect_coredis_garbage as collect_coredis_garbage,
     redis_server as redis_server,
 )
 from tests.test_examples_chat import ROOT, ChatClient, chat_client, joined, said
+from transport.apps import chat_protocol as protocol
 
 # coredis 6.9 leaves the anyio streams of broken connections for the garbage collector
 # (see tests/redis_support.py).
@@ -51,11 +51,11 @@ class ChatServerProcess:
 
 @asynccontextmanager
 async def chat_server(redis: RedisServer) -> AsyncIterator[ChatServerProcess]:
-    """``python -m examples.chat_server --redis URL`` until its ``listening on`` line and the
+    """``trio-actors chat --redis URL`` until its ``listening on`` line and the
     one after it; leaving the block sends SIGINT and waits for a clean exit."""
     options = ["--port", "0", "--no-page", "--redis", redis.url]
     process = await trio.lowlevel.open_process(
-        [sys.executable, "-W", "error", "-m", "examples.chat_server", *options],
+        [sys.executable, "-W", "error", "-m", "transport.apps", "chat", *options],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -176,7 +176,7 @@ async def test_members_are_told_when_redis_comes_back_and_the_chat_goes_on(
 async def test_demo_with_redis_runs_two_servers_and_a_conversation_across_them(
     redis_server: RedisServer,
 ) -> None:
-    command = [sys.executable, "-W", "error", "-m", "examples.demo"]
+    command = [sys.executable, "-W", "error", "-m", "transport.apps", "demo"]
     with trio.fail_after(60):
         result = await trio.run_process(
             [*command, "--seconds", "4", "--seed", "1", "--redis", redis_server.url],

@@ -2,7 +2,7 @@
 
 ::
 
-    python -m examples.chat_bots --url ws://127.0.0.1:8765/ --room lobby
+    python -m transport.apps.chat_bots --url ws://127.0.0.1:8765/ --room lobby
 
 Each bot is an actor with one child, a ``transport.ReconnectingClient``, which owns the
 connection (itself a child actor), joins the room again after every reconnect (its
@@ -28,7 +28,7 @@ import trio
 
 import actors
 import transport
-from examples.chat_protocol import (
+from transport.apps.chat_protocol import (
     AskWho,
     Joined,
     JoinRoom,
@@ -41,9 +41,9 @@ from examples.chat_protocol import (
     decode_server,
     encode_client,
 )
-from examples.chat_server import wait_for_signal
+from transport.apps.chat_server import wait_for_signal
 
-logger = logging.getLogger("examples.chat_bots")
+logger = logging.getLogger("transport.apps.chat_bots")
 
 
 @attrs.frozen
@@ -194,7 +194,7 @@ async def main(arguments: argparse.Namespace) -> None:
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m examples.chat_bots", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m transport.apps.chat_bots", description=__doc__)
     parser.add_argument("--url", default="ws://127.0.0.1:8765/", help="the chat server")
     parser.add_argument("--room", default="lobby")
     parser.add_argument("--seed", type=int, default=None, help="seed the dice")

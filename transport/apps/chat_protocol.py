@@ -15,7 +15,7 @@ From the server to a client::
     {"type": "members", "room": "lobby", "names": ["alice", "greeter"]}
     {"type": "error", "text": "..."}
 
-The browser page (``examples/static/chat.html``) and the bots speak exactly this.
+The browser page (``transport/apps/static/chat.html``) and the bots speak exactly this.
 """
 
 from __future__ import annotations

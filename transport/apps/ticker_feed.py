@@ -2,7 +2,7 @@
 
 ::
 
-    python -m examples.ticker_feed --port 8766 --certfile feed.pem --keyfile feed.key
+    python -m transport.apps.ticker_feed --port 8766 --certfile feed.pem --keyfile feed.key
 
 prints ``listening on wss://127.0.0.1:8766/`` (``ws://`` without a certificate). The protocol,
 one JSON object per text message:
@@ -33,7 +33,7 @@ import trio
 
 import actors
 import transport
-from examples.chat_server import wait_for_signal
+from transport.apps.chat_server import wait_for_signal
 
 SYMBOLS = ("ACME", "BOLT", "CRUX")
 SUBSCRIBE_TIMEOUT = 10.0
@@ -192,7 +192,7 @@ async def main(arguments: argparse.Namespace) -> None:
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m examples.ticker_feed", description="A simulated ticker feed."
+        prog="python -m transport.apps.ticker_feed", description="A simulated ticker feed."
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8766, help="0: any free port")

@@ -3,24 +3,24 @@ feed that drops its subscribers now and then, and two plain OS threads, all in o
 
 ::
 
-    python -m examples.demo               # runs until Ctrl-C
-    python -m examples.demo --seconds 5   # a bounded run
-    python -m examples.demo --seed 7      # the same dice rolls and prices every time
-    python -m examples.demo --redis redis://127.0.0.1:6379/0   # two chat servers, one room
+    trio-actors demo               # runs until Ctrl-C
+    trio-actors demo --seconds 5   # a bounded run
+    trio-actors demo --seed 7      # the same dice rolls and prices every time
+    trio-actors demo --redis redis://127.0.0.1:6379/0   # two chat servers, one room
 
 It prints the address of the web page (open it, pick a name, say ``/help``) and then who
 said what in the room ``lobby``, as the room's actor publishes it. Who is in there:
 
-- ``greeter`` and ``commands`` (``examples/chat_bots.py``): clients with reconnect.
-- ``ticker`` (``examples/feed_bot.py``): reads a ``wss://`` feed (``examples/ticker_feed.py``,
+- ``greeter`` and ``commands`` (``transport/apps/chat_bots.py``): clients with reconnect.
+- ``ticker`` (``transport/apps/feed_bot.py``): reads a ``wss://`` feed (``transport/apps/ticker_feed.py``,
   with a certificate from a throwaway local CA) while sending heartbeats, and posts a digest.
   The feed drops every subscriber every few seconds; the bot reconnects and says so.
-- ``sensors`` (``examples/thread_bridge.py``): a sensor loop thread and a legacy SDK's
+- ``sensors`` (``transport/apps/thread_bridge.py``): a sensor loop thread and a legacy SDK's
   callback thread, reporting through ``ref.tell_from_thread``.
 - ``alice``: a scripted user typing a few lines and commands.
 
 With ``--redis URL`` the demo runs two chat servers, each with its own actor system and its
-own connection to Redis, as two processes on two hosts would (``examples/chat_server.py``
+own connection to Redis, as two processes on two hosts would (``transport/apps/chat_server.py``
 explains how a room spans servers). The people are split between them: ``greeter``,
 ``ticker`` and ``alice`` connect to server 1, ``commands`` and ``sensors`` to server 2, so
 alice's ``/roll`` is answered from the other server. Every line of the transcript says which
@@ -39,18 +39,17 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Sequence
 from typing import Never
 
 import attrs
 import trio
-import trustme
 
 import actors
 import transport
-from examples.chat_bots import ChatBot, CommandBot, Greeter
-from examples.chat_protocol import Joined, Left, Posted, RoomEvent
-from examples.chat_server import (
+from transport.apps.arguments import port, require_extra
+from transport.apps.chat_bots import ChatBot, CommandBot, Greeter
+from transport.apps.chat_protocol import Joined, Left, Posted, RoomEvent
+from transport.apps.chat_server import (
     ROOM_CODEC,
     ChatServer,
     OnEvent,
@@ -59,9 +58,9 @@ from examples.chat_server import (
     serve_chat,
     wait_for_signal,
 )
-from examples.feed_bot import FeedBot
-from examples.thread_bridge import Relay, Threads
-from examples.ticker_feed import FeedConfig, FeedServer, Market, serve_feed
+from transport.apps.feed_bot import FeedBot
+from transport.apps.thread_bridge import Relay, Threads
+from transport.apps.ticker_feed import FeedConfig, FeedServer, Market, serve_feed
 
 HOST = "127.0.0.1"
 ROOM = "lobby"
@@ -146,6 +145,8 @@ class ScriptedUser(ChatBot):
 
 def throwaway_tls() -> tuple[ssl.SSLContext, ssl.SSLContext]:
     """A local CA and a certificate for 127.0.0.1: the feed's context and its clients'."""
+    import trustme  # the demo extra; the CLI checks it is there before starting
+
     ca = trustme.CA()
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert(HOST, "localhost").configure_cert(server)
@@ -234,6 +235,7 @@ async def summary(servers: list[Server], feed: FeedServer) -> None:
 
 
 async def main(arguments: argparse.Namespace) -> None:
+    """``trio-actors demo``: start everything, print the room until the end, then a summary."""
     transcript = Transcript()
     for name in ("actors", "transport"):
         log = logging.getLogger(name)
@@ -338,17 +340,14 @@ async def main(arguments: argparse.Namespace) -> None:
         nursery.cancel_scope.cancel()
 
 
-def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m examples.demo",
-        description="A chat server, its web page, bots, a TLS feed and two threads, on loopback.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``trio-actors demo``."""
     parser.add_argument(
         "--seconds", type=float, default=None, help="stop after this long (default: at Ctrl-C)"
     )
     parser.add_argument("--seed", type=int, default=None, help="seed the dice and the prices")
-    parser.add_argument("--port", type=int, default=0, help="chat WebSocket port (0: any free)")
-    parser.add_argument("--http-port", type=int, default=0, help="web page port (0: any free)")
+    parser.add_argument("--port", type=port, default=0, help="chat WebSocket port (0: any free)")
+    parser.add_argument("--http-port", type=port, default=0, help="web page port (0: any free)")
     parser.add_argument(
         "--redis",
         default=None,
@@ -356,8 +355,10 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="run two chat servers sharing the room through this Redis "
         "(e.g. redis://127.0.0.1:6379/0); default: one server, rooms in this process",
     )
-    return parser.parse_args(argv)
 
 
-if __name__ == "__main__":
-    trio.run(main, parse_arguments())
+def check_arguments(arguments: argparse.Namespace) -> None:
+    """The demo's own packages (the ``demo`` extra, and ``redis`` for ``--redis``)."""
+    require_extra("trustme", "demo", "the demo's local TLS feed")
+    if arguments.redis is not None:
+        require_extra("coredis", "redis", "--redis")

@@ -3,7 +3,7 @@ per connection (HTTP/1.0 style), every read and write under a deadline.
 
 It exists so the example needs nothing but trio; in production put the page behind any web
 server or CDN. The page then connects to the chat's WebSocket port, and the chat server's
-handshake policy admits it by its ``Origin`` (see ``examples/chat_server.py``).
+handshake policy admits it by its ``Origin`` (see ``transport/apps/chat_server.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 REQUEST_LIMIT = 8192
 REQUEST_TIMEOUT = 10.0
 
-logger = logging.getLogger("examples.static_page")
+logger = logging.getLogger("transport.apps.static_page")
 
 
 @attrs.frozen

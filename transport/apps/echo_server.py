@@ -2,8 +2,9 @@
 
 ::
 
-    python -m examples.echo_server --port 8765
-    python -m examples.echo_server --port 8443 --certfile cert.pem --keyfile key.pem
+    trio-actors echo --port 8765
+    trio-actors echo --port 8443 --certfile cert.pem --keyfile key.pem
+    trio-actors echo --port 9001 --max-message-size 16MiB
 
 It prints ``listening on ws://127.0.0.1:8765/`` (``wss://`` with a certificate) once it
 accepts connections; ``--port 0`` picks a free port, and the line shows which.
@@ -19,26 +20,25 @@ from __future__ import annotations
 
 import argparse
 import functools
-import ssl
-from collections.abc import Sequence
 
 import trio
 
 import actors
 import transport
-from examples.chat_server import wait_for_signal
+from transport.apps.arguments import message_size, port, server_tls
+from transport.apps.chat_server import wait_for_signal
 
 
 async def echo(connection: transport.WebSocketConnection) -> None:
+    """The handler of every connection: send back each message as it came (text or bytes)."""
     async for message in connection:  # str for text messages, bytes for binary ones
         await connection.send(message)
 
 
 async def main(arguments: argparse.Namespace) -> None:
-    context = None
-    if arguments.certfile:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(arguments.certfile, arguments.keyfile)
+    """Serve until Ctrl-C or SIGTERM, then close every connection with 1001."""
+    context = server_tls(arguments.certfile, arguments.keyfile)
+    options = transport.ConnectionOptions(max_message_size=arguments.max_message_size)
     async with actors.open_system("echo") as system:
         async with trio.open_nursery() as nursery:
             server: transport.WebSocketServer = await nursery.start(
@@ -49,6 +49,7 @@ async def main(arguments: argparse.Namespace) -> None:
                     arguments.host,
                     arguments.port,
                     ssl_context=context,
+                    options=options,
                 )
             )
             scheme = "ws" if context is None else "wss"
@@ -57,19 +58,22 @@ async def main(arguments: argparse.Namespace) -> None:
             nursery.cancel_scope.cancel()  # closes every connection with 1001, then stops
 
 
-def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m examples.echo_server", description="A WebSocket echo server."
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765, help="0: any free port")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``trio-actors echo``."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=port, default=8765, help="0: any free port")
     parser.add_argument("--certfile", help="PEM certificate chain: serve wss:// (else ws://)")
     parser.add_argument("--keyfile", help="PEM private key of --certfile")
-    arguments = parser.parse_args(argv)
-    if bool(arguments.certfile) != bool(arguments.keyfile):
-        parser.error("--certfile and --keyfile go together")
-    return arguments
+    parser.add_argument(
+        "--max-message-size",
+        type=message_size,
+        default=transport.ConnectionOptions().max_message_size,
+        metavar="BYTES",
+        help="largest message accepted, in bytes or with KiB/MiB (default: 1MiB); "
+        "a larger one closes the connection with 1009",
+    )
 
 
-if __name__ == "__main__":
-    trio.run(main, parse_arguments())
+def check_arguments(arguments: argparse.Namespace) -> None:
+    """Load the certificate once before anything starts: a bad file is a one-line error."""
+    server_tls(arguments.certfile, arguments.keyfile)

@@ -2,7 +2,7 @@
 
 ::
 
-    python -m examples.chat_server --port 8765 --http-port 8080
+    trio-actors chat --port 8765 --http-port 8080
 
 prints ``listening on ws://127.0.0.1:8765/`` and the address of the web page. The actors::
 
@@ -31,8 +31,8 @@ with ``RollCall`` when it opens). The link is at most once: after a reconnection
 the members are told that messages may have been missed. Without ``--redis``, each room's topic
 is an ``actors.topic`` in this process, and nothing leaves it::
 
-    python -m examples.chat_server --port 8765 --redis redis://127.0.0.1:6379/0
-    python -m examples.chat_server --port 8766 --http-port 8081 --redis redis://127.0.0.1:6379/0
+    trio-actors chat --port 8765 --redis redis://127.0.0.1:6379/0
+    trio-actors chat --port 8766 --http-port 8081 --redis redis://127.0.0.1:6379/0
 """
 
 from __future__ import annotations
@@ -43,14 +43,15 @@ import functools
 import logging
 import math
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 
 import attrs
 import trio
 
 import actors
 import transport
-from examples.chat_protocol import (
+from transport.apps.arguments import port, require_extra
+from transport.apps.chat_protocol import (
     AskWho,
     Joined,
     JoinRoom,
@@ -66,9 +67,9 @@ from examples.chat_protocol import (
     decode_client,
     encode_server,
 )
-from examples.static_page import chat_page_files, serve_static
+from transport.apps.static_page import chat_page_files, serve_static
 
-logger = logging.getLogger("examples.chat_server")
+logger = logging.getLogger("transport.apps.chat_server")
 
 #: Events queued per member before the room's topic drops that member.
 ROOM_BUFFER = 64
@@ -601,6 +602,7 @@ def describe_backplane(backplane: transport.Backplane) -> str:
 
 
 async def main(arguments: argparse.Namespace) -> None:
+    """``trio-actors chat``: serve until Ctrl-C or SIGTERM, then close every connection (1001)."""
     async with (
         actors.open_system("chat") as system,
         open_rooms_backplane(system, arguments.redis) as backplane,
@@ -626,13 +628,11 @@ async def main(arguments: argparse.Namespace) -> None:
         nursery.cancel_scope.cancel()
 
 
-def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m examples.chat_server", description="A WebSocket chat with rooms."
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765, help="WebSocket port (0: any free one)")
-    parser.add_argument("--http-port", type=int, default=8080, help="port of the web page")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``trio-actors chat``."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=port, default=8765, help="WebSocket port (0: any free one)")
+    parser.add_argument("--http-port", type=port, default=8080, help="port of the web page")
     parser.add_argument("--no-page", action="store_true", help="don't serve the web page")
     parser.add_argument(
         "--allow-origin",
@@ -648,8 +648,9 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="share the rooms with every chat server using this Redis "
         "(e.g. redis://127.0.0.1:6379/0); default: rooms in this process only",
     )
-    return parser.parse_args(argv)
 
 
-if __name__ == "__main__":
-    trio.run(main, parse_arguments())
+def check_arguments(arguments: argparse.Namespace) -> None:
+    """``--redis`` needs the ``redis`` extra."""
+    if arguments.redis is not None:
+        require_extra("coredis", "redis", "--redis")

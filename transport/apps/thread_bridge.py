@@ -2,7 +2,7 @@
 
 ::
 
-    python -m examples.thread_bridge --url ws://127.0.0.1:8765/ --room lobby
+    python -m transport.apps.thread_bridge --url ws://127.0.0.1:8765/ --room lobby
 
 Two threads that know nothing of trio:
 
@@ -10,7 +10,7 @@ Two threads that know nothing of trio:
 - a *legacy SDK* that runs its own thread and invokes a callback on it for each door event,
 
 both hand their data to the ``relay`` actor with ``ref.tell_from_thread(...)``. The relay posts
-each one through its child :class:`~examples.chat_bots.ChatBot`, whose reconnecting client owns
+each one through its child :class:`~transport.apps.chat_bots.ChatBot`, whose reconnecting client owns
 the one connection to the chat.
 
 Why not let the threads write to the connection themselves? That is the bug this project
@@ -44,10 +44,10 @@ import attrs
 import trio
 
 import actors
-from examples.chat_bots import ChatBot, Say
-from examples.chat_server import wait_for_signal
+from transport.apps.chat_bots import ChatBot, Say
+from transport.apps.chat_server import wait_for_signal
 
-logger = logging.getLogger("examples.thread_bridge")
+logger = logging.getLogger("transport.apps.thread_bridge")
 
 
 @attrs.frozen
@@ -191,7 +191,9 @@ async def main(arguments: argparse.Namespace) -> None:
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m examples.thread_bridge", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m transport.apps.thread_bridge", description=__doc__
+    )
     parser.add_argument("--url", default="ws://127.0.0.1:8765/", help="the chat server")
     parser.add_argument("--room", default="lobby")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between readings")

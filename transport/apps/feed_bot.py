@@ -2,13 +2,13 @@
 
 ::
 
-    python -m examples.feed_bot --feed wss://127.0.0.1:8766/ --cafile ca.pem \\
+    python -m transport.apps.feed_bot --feed wss://127.0.0.1:8766/ --cafile ca.pem \\
         --chat ws://127.0.0.1:8765/ --room lobby
 
 The bot is one actor with two children: ``feed``, a ``transport.ReconnectingClient`` over
 TLS (verified against ``--cafile``) that subscribes again after every connect, while the bot
 sends a heartbeat every second as the ticks stream in; and ``chat``, a
-:class:`~examples.chat_bots.ChatBot` that is the bot's voice in the room (as ``ticker``).
+:class:`~transport.apps.chat_bots.ChatBot` that is the bot's voice in the room (as ``ticker``).
 When the feed drops the connection, the client reconnects and resubscribes; the bot notes
 the gap in its next digest.
 
@@ -30,13 +30,13 @@ import trio
 
 import actors
 import transport
-from examples.chat_bots import ChatBot, Say
-from examples.chat_server import wait_for_signal
-from examples.ticker_feed import SYMBOLS
+from transport.apps.chat_bots import ChatBot, Say
+from transport.apps.chat_server import wait_for_signal
+from transport.apps.ticker_feed import SYMBOLS
 
 HEARTBEAT = json.dumps({"op": "heartbeat"})
 
-logger = logging.getLogger("examples.feed_bot")
+logger = logging.getLogger("transport.apps.feed_bot")
 
 
 @attrs.frozen
@@ -181,7 +181,7 @@ async def main(arguments: argparse.Namespace) -> None:
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m examples.feed_bot", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m transport.apps.feed_bot", description=__doc__)
     parser.add_argument("--feed", default="wss://127.0.0.1:8766/", help="the ticker feed")
     parser.add_argument("--cafile", help="trust this CA for the feed (default: the system's)")
     parser.add_argument("--chat", default="ws://127.0.0.1:8765/", help="the chat server")
