@@ -74,7 +74,7 @@ from ._redact import redact_target
 
 #: Seconds the opening handshake (TLS and HTTP upgrade) may take by default.
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
-#: Default limit on one inbound message, in bytes (characters for text).
+#: Default limit on one inbound message, in bytes (UTF-8 bytes for text, not characters).
 DEFAULT_MAX_MESSAGE_SIZE = 2**20
 
 # The library's own message queue. The connection actor's reader drains it without ever
