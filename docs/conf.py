@@ -81,6 +81,8 @@ nitpick_ignore_regex = [(r"py:.*", r"(?!(actors|transport)(\.|$)).*")]
 
 html_theme = "furo"
 html_title = f"trio-actors {release}"
+html_static_path = ["_static"]
+html_css_files = ["side-by-side.css"]  # the two columns of code of migrating.rst
 
 # -- hooks ------------------------------------------------------------------------------------------
 

@@ -59,7 +59,7 @@ class InboundLimits:
 #: No rate limit; at most :data:`DEFAULT_MAX_FRAGMENTS` frames per message.
 DEFAULT_INBOUND_LIMITS = InboundLimits()
 
-#: Default limit on one inbound message, in bytes (characters for text).
+#: Default limit on one inbound message, in bytes (UTF-8 bytes for text, not characters).
 DEFAULT_MAX_MESSAGE_SIZE = 2**20
 
 

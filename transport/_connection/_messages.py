@@ -110,8 +110,8 @@ SubscriberMessage = Received | ConnectionClosed
 class ConnectionOptions:
     """Limits, queues and timers of one connection (seconds for every duration).
 
-    - ``max_message_size``: the largest inbound message (bytes; characters for
-      text); a larger one closes the connection with 1009.
+    - ``max_message_size``: the largest inbound message in bytes (UTF-8 bytes
+      for text, not characters); a larger one closes the connection with 1009.
     - ``inbound_queue_size`` and ``overflow``: the bounded queue between the
       network reader and the application, and what gives way when it is full.
       The reader never waits for the application, and one network read can

@@ -12,8 +12,9 @@ accepts connections; ``--port 0`` picks a free port, and the line shows which.
 ``serve_websocket`` runs the accept loop. Each accepted connection becomes an actor, a child
 of the server's host actor, which owns the socket, reads it in one task and writes it in
 another. ``echo`` below runs inside that actor: it reads the connection's bounded inbound
-queue and queues replies through the actor's mailbox. When it returns the connection closes
-with 1000; if it raised, with 1011, and the server would go on serving everyone else.
+queue and puts replies into its bounded outbound queue, which the writer drains. When it
+returns the connection closes with 1000; if it raised, with 1011, and the server would go on
+serving everyone else.
 """
 
 from __future__ import annotations
