@@ -27,6 +27,7 @@ import actors
 
 from .._adapter._limits import DEFAULT_INBOUND_LIMITS, InboundLimits
 from .._adapter._request import ServerRequest, read_request, reject_stream
+from .._census import SourceKind, report_ended, report_started
 from .._close_codes import CloseCode
 from .._connection._actor import Application, ConnectionActor, Spawner
 from .._connection._messages import DEFAULT_OPTIONS, Close, ConnectionMessage, ConnectionOptions
@@ -113,11 +114,13 @@ class ConnectionHost(actors.Actor[HostMessage]):
 
     async def on_start(self) -> None:
         """Start the accept loop."""
+        report_started(self.ctx.system, self, SourceKind.SERVER, self.ctx.path, self._statistics)
         self.ctx.start_soon(self._accept_loop, name="accept-loop")
         await trio.lowlevel.checkpoint()
 
     async def on_stop(self, reason: actors.StopReason) -> None:  # noqa: ASYNC910
         """Close the listeners (connections were closed as children)."""
+        report_ended(self.ctx.system, self, self._statistics())
         for listener in self._listeners:
             await trio.aclose_forcefully(listener)
 
@@ -223,6 +226,9 @@ class ConnectionHost(actors.Actor[HostMessage]):
 
     @actors.handler
     def statistics(self, message: GetServerStatistics) -> ServerStatistics:
+        return self._statistics()
+
+    def _statistics(self) -> ServerStatistics:
         return ServerStatistics(
             accepted=self._accepted,
             refused=self._refused,
