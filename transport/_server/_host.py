@@ -26,7 +26,7 @@ import trio
 import actors
 
 from .._adapter._limits import DEFAULT_INBOUND_LIMITS, InboundLimits
-from .._adapter._request import ServerRequest, read_request, reject_stream
+from .._adapter._request import PlainRequest, ServerRequest, read_request, reject_stream
 from .._census import SourceKind, report_ended, report_started
 from .._close_codes import CloseCode
 from .._connection._actor import Application, ConnectionActor, Spawner
@@ -38,6 +38,7 @@ from ._handshake import (
     HandshakePolicy,
     Reject,
     accepted_opener,
+    answer_plain,
     answer_request,
 )
 
@@ -153,7 +154,12 @@ class ConnectionHost(actors.Actor[HostMessage]):
         self._handshaking += 1
         try:
             try:
-                request = await read_request(stream, within=timeout)
+                request = await read_request(
+                    stream, within=timeout, plain=self._policy.http is not None
+                )
+                if isinstance(request, PlainRequest):
+                    await answer_plain(request, self._policy, within=timeout)
+                    return
                 decision = await answer_request(request, stream, self._policy, within=timeout)
             except HandshakeError as exc:
                 await trio.aclose_forcefully(stream)
