@@ -124,4 +124,5 @@ def test_public_surface_is_documented() -> None:
 
 def test_all_lists_exactly_the_public_names() -> None:
     public = {name for name in dir(transport) if not name.startswith("_")} - {"annotations"}
-    assert set(transport.__all__) == public
+    # transport.observe is a public subpackage with its own __all__ (once imported, an attribute).
+    assert set(transport.__all__) == public - {"observe"}
