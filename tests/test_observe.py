@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import functools
 import json
+import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import cast
 
 import attrs
@@ -19,6 +23,7 @@ import transport.observe
 from tests.http_support import http_request
 from transport.observe import _metrics
 
+ROOT = Path(__file__).resolve().parent.parent
 OPTIONS = transport.ConnectionOptions(ping_interval=None)
 
 
@@ -306,3 +311,26 @@ def test_observe_is_its_own_namespace() -> None:
     assert set(transport.observe.__all__).isdisjoint(transport.__all__)
     for name in transport.observe.__all__:
         assert getattr(transport.observe, name).__doc__ or name == "DEFAULT_INTERVAL"
+
+
+def test_the_example_runs_and_prints_its_own_metrics() -> None:
+    arguments = ["--port", "0", "--seconds", "2", "--crash-every", "0.5"]
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "examples.observed_system", *arguments],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    out = result.stdout
+    match = re.search(r"^dashboard: open (http://127\.0\.0\.1:\d+/) in a browser$", out, re.M)
+    assert match is not None, out
+    assert f"\nmetrics: {match.group(1)}metrics\n" in out
+    figures = dict(line.rsplit(" ", 1) for line in out.splitlines()[2:])
+    assert float(figures["trio_actors_restarts_total"]) >= 1
+    assert float(figures['trio_actors_dead_letters_total{reason="failed"}']) >= 1
+    assert float(figures['trio_actors_connections_open{side="client"}']) == 1
+    assert float(figures['trio_actors_websocket_messages_received_total{side="server"}']) >= 1
