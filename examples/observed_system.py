@@ -63,7 +63,7 @@ async def echo(connection: transport.WebSocketConnection) -> None:
 
 async def chatter(system: actors.ActorSystem, url: str, worker: actors.ActorRef[Work]) -> None:
     """A client that sends a message every 0.1 s and hands the worker a job for each echo."""
-    async with transport.open_websocket_client(system, url) as connection:
+    async with transport.open_websocket_client(system, url, name="chatter") as connection:
         for number in itertools.count():
             await connection.send(f"message {number}")
             await connection.receive()

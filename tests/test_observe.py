@@ -334,3 +334,13 @@ def test_the_example_runs_and_prints_its_own_metrics() -> None:
     assert float(figures['trio_actors_dead_letters_total{reason="failed"}']) >= 1
     assert float(figures['trio_actors_connections_open{side="client"}']) == 1
     assert float(figures['trio_actors_websocket_messages_received_total{side="server"}']) >= 1
+
+
+async def test_the_observability_page_lists_every_metric(system: actors.ActorSystem) -> None:
+    async with transport.observe.open_observer(system, "127.0.0.1", 0) as observer:
+        reply = await http_request(observer.port, "/metrics")
+    served = set(re.findall(r"^# TYPE (\S+) ", reply.body.decode(), re.MULTILINE))
+    page = (ROOT / "docs" / "observability.rst").read_text()
+    documented = set(re.findall(r"^``(trio_actors_\w+)``", page, re.MULTILINE))
+    assert len(served) == 33
+    assert served == documented

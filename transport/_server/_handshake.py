@@ -76,7 +76,7 @@ HandshakeHook = Callable[[HandshakeRequest], Awaitable[Accept | Reject | None]]
 
 @attrs.frozen
 class HttpResponse:
-    """The answer to a plain HTTP request (see :attr:`HandshakePolicy.http`).
+    """The answer to a plain HTTP request (see ``http`` of :class:`HandshakePolicy`).
 
     ``Content-Length`` and ``Connection: close`` are added; give the
     ``Content-Type`` in ``headers``.

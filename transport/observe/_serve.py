@@ -2,7 +2,7 @@
 
 It is a WebSocket server of this framework (:func:`transport.serve_websocket`)
 whose handshake policy answers plain HTTP ``GET`` requests too
-(:attr:`transport.HandshakePolicy.http`): ``/`` gets the dashboard page,
+(``http`` of :class:`transport.HandshakePolicy`): ``/`` gets the dashboard page,
 ``/metrics`` the Prometheus text, and an upgrade to ``/live`` becomes a
 connection actor that feeds the page. Every figure is read in the system's trio
 thread, in the task that answers the request.
