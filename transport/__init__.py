@@ -35,15 +35,8 @@ from ._backplane._local import (
     LocalBackplane as LocalBackplane,
     open_local_backplane as open_local_backplane,
 )
-from ._backplane._redis import (
-    DEFAULT_REDIS_URL as DEFAULT_REDIS_URL,
-    RedisBackplane as RedisBackplane,
-    open_redis_backplane as open_redis_backplane,
-)
-from ._backplane._wire import (
-    DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE,
-    OversizedMessageError as OversizedMessageError,
-)
+from ._backplane._redis_open import open_redis_backplane as open_redis_backplane
+from ._backplane._wire import OversizedMessageError as OversizedMessageError
 from ._client._connect import (
     connect_websocket as connect_websocket,
     insecure_ssl_context as insecure_ssl_context,
@@ -159,9 +152,7 @@ from ._server._host import (
 )
 
 __all__ = [
-    "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_MIN_IDLE",
-    "DEFAULT_REDIS_URL",
     "DEFAULT_STREAM_MAXLEN",
     "PAYLOAD_EXCERPT",
     "Accept",
@@ -229,7 +220,6 @@ __all__ = [
     "ReconnectingClient",
     "ReconnectingConnection",
     "ReconnectingMessage",
-    "RedisBackplane",
     "Reject",
     "RemoteActorUnavailableError",
     "RemoteError",

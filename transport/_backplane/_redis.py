@@ -8,7 +8,8 @@ channel has a handler, so every channel has one: it decodes the message and puts
 straight into the topic's bounded local queues (or hands it to the request server).
 A topic message costs no extra task switch or checkpoint here: coredis's reader loop
 checkpoints once per message, and the handler waits only when a ``BLOCK`` topic is full.
-Topic messages published here leave in batches (:mod:`._backplane_publisher`).
+Topic messages published here leave in batches (``_publisher``). Users reach this
+module only through ``open_redis_backplane`` (``_redis_open``), which imports it on first use.
 
 The subscriber task reconnects with :class:`actors.Backoff` when the connection is
 lost, restores every subscription, then tells each topic's subscribers a
@@ -52,21 +53,13 @@ from ._interface import (
 from ._publisher import TopicPublisher
 from ._remote import NameKeeper, RedisRemoteRef, RequestServer
 from ._streams import RedisStream
-from ._wire import DEFAULT_MAX_MESSAGE_SIZE, decode_payload, encode_payload
+from ._wire import decode_payload, encode_payload
 
 if TYPE_CHECKING:
     from typing import Never
 
 logger = logging.getLogger("transport.backplane")
 
-#: Default Redis URL.
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
-#: Default prefix of every Redis key and channel the backplane uses.
-DEFAULT_NAMESPACE = "trio-actors"
-#: Default seconds to connect to Redis (at start and on each reconnection attempt).
-DEFAULT_CONNECT_TIMEOUT = 5.0
-#: Default reconnection schedule of the subscriber connection.
-DEFAULT_RECONNECT_BACKOFF = actors.Backoff(minimum=0.05, maximum=5.0, reset_after=60.0)
 #: Seconds between two sweeps of what coredis queues for ``get_message`` (see ``_discard_unread``).
 UNREAD_SWEEP_INTERVAL = 1.0
 
@@ -411,30 +404,19 @@ class RedisBackplane(Backplane):
 
 
 @contextlib.asynccontextmanager
-async def open_redis_backplane(  # noqa: ASYNC911 - leaving closes and cancels, without waiting
+async def open_backplane(  # noqa: ASYNC911 - leaving closes and cancels, without waiting
     system: actors.ActorSystem,
-    url: str = DEFAULT_REDIS_URL,
+    url: str,
     *,
-    codec: Codec | None = None,
-    namespace: str = DEFAULT_NAMESPACE,
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-    reconnect: actors.Backoff = DEFAULT_RECONNECT_BACKOFF,
-    name_ttl: float = 3.0,
-    heartbeat: float = 1.0,
+    codec: Codec | None,
+    namespace: str,
+    max_message_size: int,
+    connect_timeout: float,
+    reconnect: actors.Backoff,
+    name_ttl: float,
+    heartbeat: float,
 ) -> AsyncIterator[RedisBackplane]:
-    """A :class:`Backplane` through Redis or Valkey at ``url``, for ``system``.
-
-    Every process that opens one with the same ``url`` and ``namespace`` shares its
-    topics, streams and names. ``codec`` encodes messages (default
-    :class:`RawCodec`: ``str`` and ``bytes``; use :class:`JsonCodec` for attrs
-    classes); an encoded message may be at most ``max_message_size`` bytes, and one
-    received above it, or undecodable, goes to dead letters. Raises
-    :exc:`BackplaneUnavailableError`, naming the url, if Redis cannot be reached
-    within ``connect_timeout`` seconds. Later losses of the connection are repaired
-    on the ``reconnect`` schedule. A name registered here is held by a key that
-    lives ``name_ttl`` seconds and is renewed every ``heartbeat`` seconds.
-    """
+    """What ``open_redis_backplane`` does once coredis is imported (same arguments)."""
     backplane = RedisBackplane(
         system,
         url,

@@ -21,7 +21,7 @@ import attrs
 from .._codec import Codec, DecodeError, EncodeError, as_decode_error
 
 #: Default bound on one encoded backplane message, in bytes (1 MiB).
-DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
+DEFAULT_MAX_PAYLOAD_SIZE = 1 << 20
 
 _TEXT = b"t"[0]
 _BYTES = b"b"[0]
