@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import itertools
 import logging
 from collections.abc import Sequence
@@ -99,7 +100,11 @@ async def main(arguments: argparse.Namespace) -> None:
             print(f"dashboard: open {seen.url} in a browser")
             print(f"metrics: {seen.url}metrics", flush=True)
             async with trio.open_nursery() as nursery:
-                server = await nursery.start(serve_echo, system)
+                server: transport.WebSocketServer = await nursery.start(
+                    functools.partial(
+                        transport.serve_websocket, system, echo, "127.0.0.1", 0, name="echo"
+                    )
+                )
                 supervisor = await system.spawn(
                     actors.Supervisor(max_restarts=1000, within=1.0), name="workers"
                 )
@@ -122,16 +127,6 @@ SHOWN = (
     'trio_actors_connections_open{side="client"}',
     'trio_actors_dead_letters_total{reason="failed"}',
 )
-
-
-async def serve_echo(
-    system: actors.ActorSystem,
-    *,
-    task_status: trio.TaskStatus[transport.WebSocketServer] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    await transport.serve_websocket(
-        system, echo, "127.0.0.1", 0, name="echo", task_status=task_status
-    )
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:

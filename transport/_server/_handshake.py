@@ -180,7 +180,7 @@ async def answer_plain(request: PlainRequest, policy: HandshakePolicy, *, within
         await trio.lowlevel.checkpoint()
         response = HttpResponse(405, b"method not allowed\n", (("allow", "GET, HEAD"),))
     else:
-        with trio.move_on_after(within) as scope:
+        with trio.move_on_after(within) as scope:  # noqa: ASYNC912 - the handler is user code
             try:
                 response = await handler(
                     HandshakeRequest(

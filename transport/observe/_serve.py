@@ -64,7 +64,7 @@ class Observer:
         return f"http://{host}:{self.port}/"
 
 
-async def serve_observer(
+async def serve_observer(  # noqa: ASYNC128 - serve_websocket calls started() through _Started
     system: actors.ActorSystem,
     host: str,
     port: int,
