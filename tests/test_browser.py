@@ -55,14 +55,19 @@ def missing_requirement() -> str | None:
     return None
 
 
-@pytest.fixture
-def page_url() -> Iterator[str]:
-    """Start the demo and yield the page's URL from its output (or skip, see above)."""
+def require_browser() -> None:
+    """Skip the test without Chromium or Playwright; fail it instead under ``CI=true``."""
     missing = missing_requirement()
     if missing is not None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true, so the browser test must run, but {missing}")
         pytest.skip(missing)
+
+
+@pytest.fixture
+def page_url() -> Iterator[str]:
+    """Start the demo and yield the page's URL from its output (or skip, see above)."""
+    require_browser()
     process = subprocess.Popen(
         [sys.executable, "-W", "error", "-m", "transport.apps", "demo", "--seed", "1"],
         cwd=ROOT,

@@ -124,7 +124,8 @@ def test_public_surface_is_documented() -> None:
 
 def test_all_lists_exactly_the_public_names() -> None:
     public = {name for name in dir(transport) if not name.startswith("_")} - {"annotations"}
-    # transport.apps (the programs of the trio-actors command) is a subpackage, not a name.
+    # transport.apps and transport.observe are subpackages, not names.
     public -= {name for name in public if inspect.ismodule(getattr(transport, name))}
     assert "apps" not in transport.__all__
+    assert "observe" not in transport.__all__
     assert set(transport.__all__) == public

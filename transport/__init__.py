@@ -141,6 +141,8 @@ from ._server._handshake import (
     HandshakeHook as HandshakeHook,
     HandshakePolicy as HandshakePolicy,
     HandshakeRequest as HandshakeRequest,
+    HttpHandler as HttpHandler,
+    HttpResponse as HttpResponse,
     Reject as Reject,
 )
 from ._server._host import (
@@ -196,6 +198,8 @@ __all__ = [
     "HandshakeRejected",
     "HandshakeRequest",
     "HandshakeTimeoutError",
+    "HttpHandler",
+    "HttpResponse",
     "InboundLimits",
     "InboundOverflow",
     "InvalidFieldsError",

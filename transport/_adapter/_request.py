@@ -7,6 +7,9 @@ upgrade is answered here (400, or 426 for an unsupported version), and so is a
 ``Sec-WebSocket-Key`` that is not 16 bytes of base64. A valid one is a
 :class:`ServerRequest`, which holds the stream and the bytes read until it is rejected
 (:meth:`ServerRequest.reject`) or handed to the library (``_library.open_request``).
+A server that answers plain HTTP too (``HandshakePolicy.http``) asks for it: a ``GET``
+without an ``Upgrade`` header is then a :class:`PlainRequest`, parsed with h11 (wsproto's
+own HTTP parser), answered once (:meth:`PlainRequest.respond`) and closed.
 
 Also here, because the library adapter shares them: the handshake deadline, the TLS
 handshake, header encoding and the lingering close of a server's TCP stream.
@@ -17,10 +20,12 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import http
 import ssl
 from collections.abc import Iterator, Sequence
-from typing import final
+from typing import Literal, final, overload
 
+import h11
 import trio
 import wsproto
 import wsproto.events
@@ -87,14 +92,69 @@ class ServerRequest:
         await close_lingering(self.stream)
 
 
+@final
+class PlainRequest:
+    """A plain HTTP request (no websocket upgrade), for a server that answers those too.
+
+    Holds the stream until :meth:`respond` answers it and closes it.
+    """
+
+    __slots__ = ("_connection", "headers", "method", "path", "stream")
+
+    def __init__(self, stream: trio.abc.Stream, connection: h11.Connection, request: h11.Request):
+        self.stream = stream
+        self._connection = connection
+        self.method = request.method.decode("ascii")
+        self.path = request.target.decode("latin-1")
+        self.headers: Headers = decode_headers(list(request.headers))
+
+    def __repr__(self) -> str:
+        return f"<PlainRequest {self.method} {redact_target(self.path)!r}>"
+
+    async def respond(
+        self, status: int, body: bytes, headers: Sequence[tuple[str, str]], within: float
+    ) -> None:
+        """Answer with ``status``, ``headers`` and ``body`` (none to a HEAD), then close."""
+        try:
+            phrase = http.HTTPStatus(status).phrase
+        except ValueError:
+            phrase = ""
+        fields = [
+            *encode_headers(headers),
+            (b"content-length", str(len(body)).encode("ascii")),
+            (b"connection", b"close"),
+        ]
+        connection = self._connection
+        data = connection.send(
+            h11.Response(status_code=status, headers=fields, reason=phrase.encode("ascii"))
+        )
+        if self.method != "HEAD" and body:
+            data = (data or b"") + (connection.send(h11.Data(data=body)) or b"")
+        data = (data or b"") + (connection.send(h11.EndOfMessage()) or b"")
+        with trio.move_on_after(within):  # noqa: ASYNC912 - send_all checkpoints unless it fails at once
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await self.stream.send_all(data)
+        await close_lingering(self.stream)
+
+
+@overload
 async def read_request(
-    stream: trio.abc.Stream, *, within: float = DEFAULT_HANDSHAKE_TIMEOUT
-) -> ServerRequest:
+    stream: trio.abc.Stream, *, within: float = ..., plain: Literal[False] = False
+) -> ServerRequest: ...
+@overload
+async def read_request(
+    stream: trio.abc.Stream, *, within: float = ..., plain: bool
+) -> ServerRequest | PlainRequest: ...
+async def read_request(
+    stream: trio.abc.Stream, *, within: float = DEFAULT_HANDSHAKE_TIMEOUT, plain: bool = False
+) -> ServerRequest | PlainRequest:
     """Run the TLS handshake (if any) and read a client's opening request from ``stream``.
 
     A request that is not a valid websocket upgrade is answered at once
-    (400, or 426 for an unsupported version) and raises :exc:`HandshakeError`;
-    no request in time raises :exc:`HandshakeTimeoutError`. The caller closes
+    (400, or 426 for an unsupported version) and raises :exc:`HandshakeError`,
+    except, with ``plain``, a request without an ``Upgrade`` header: that one
+    is returned as a :class:`PlainRequest` for the caller to answer. No
+    request in time raises :exc:`HandshakeTimeoutError`. The caller closes
     the stream on failure.
     """
     with handshake_deadline(within, "waiting for a websocket request"):
@@ -119,6 +179,9 @@ async def read_request(
             except wsproto.utilities.RemoteProtocolError as exc:
                 request, problem = None, exc
             if problem is not None:
+                parsed = _plain_request(bytes(received)) if plain else None
+                if parsed is not None:
+                    return PlainRequest(stream, *parsed)
                 await _answer_bad_request(stream, probe, problem)
                 raise HandshakeError(f"invalid websocket request: {problem}")
             if request is not None:
@@ -167,6 +230,21 @@ async def close_lingering(stream: trio.abc.Stream) -> None:
                         drained += len(data)
     finally:
         await trio.aclose_forcefully(stream)
+
+
+def _plain_request(received: bytes) -> tuple[h11.Connection, h11.Request] | None:
+    """The request in ``received`` if it is a whole HTTP request without ``Upgrade``."""
+    connection = h11.Connection(h11.SERVER)
+    try:
+        connection.receive_data(received)
+        event = connection.next_event()
+    except h11.RemoteProtocolError:
+        return None
+    if not isinstance(event, h11.Request):
+        return None
+    if any(name == b"upgrade" for name, _ in event.headers):
+        return None  # a websocket request gone wrong: answered as one
+    return connection, event
 
 
 def _request_problem(request: wsproto.events.Request) -> str | None:

@@ -18,6 +18,7 @@ import trio
 
 import actors
 
+from .._census import SourceKind, report_ended, report_started
 from ._interface import (
     DEFAULT_MIN_IDLE,
     DEFAULT_STREAM_MAXLEN,
@@ -302,8 +303,10 @@ async def open_local_backplane(  # noqa: ASYNC911 - nothing to wait for when lea
             chat: transport.DistributedTopic[Chat] = await backplane.topic("chat")
     """
     backplane = LocalBackplane(system)
+    report_started(system, backplane, SourceKind.BACKPLANE, backplane.node, backplane.statistics)
     try:
         await trio.lowlevel.checkpoint()
         yield backplane
     finally:
         backplane._closed = True
+        report_ended(system, backplane, backplane.statistics())

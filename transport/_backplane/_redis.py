@@ -36,6 +36,7 @@ from coredis.retry import NoRetryPolicy
 
 import actors
 
+from .._census import SourceKind, report_ended, report_started
 from .._codec import Codec, DecodeError, RawCodec
 from ._failures import describe, is_connection_failure, is_start_failure, redact
 from ._interface import (
@@ -440,12 +441,16 @@ async def open_backplane(  # noqa: ASYNC911 - leaving closes and cancels, withou
                 await nursery.start(backplane.requests.serve)
                 await nursery.start(backplane.publisher.serve)
                 opened = True
+                report_started(
+                    system, backplane, SourceKind.BACKPLANE, backplane.node, backplane.statistics
+                )
                 try:
                     yield backplane
                 finally:
                     with trio.CancelScope(shield=True), trio.move_on_after(connect_timeout):
                         await backplane.names.release_all()
                     backplane._state = BackplaneState.CLOSED
+                    report_ended(system, backplane, backplane.statistics())
                     nursery.cancel_scope.cancel()
     except Exception as exc:
         if opened or not is_start_failure(exc, trio.TooSlowError):

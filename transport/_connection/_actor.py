@@ -39,6 +39,7 @@ import trio
 import actors
 
 from .._adapter._library import Backend, BackendClosed, route_inbound, send_ping_to
+from .._census import SourceKind, report_ended, report_started
 from .._close_codes import CloseCode, ConnectionClosed, Situation, close_code_for
 from .._codec import DecodePolicy, EncodeError, as_decode_error
 from .._reconnect._acked._wire import Retained
@@ -58,6 +59,7 @@ from ._messages import (
     SendText,
     SubscriberMessage,
     Undecodable,
+    payload_size,
 )
 from ._outbox import Outbox
 
@@ -220,6 +222,9 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
 
     @actors.handler
     def get_statistics(self, message: GetStatistics) -> ConnectionStatistics:
+        return self._statistics()
+
+    def _statistics(self) -> ConnectionStatistics:
         return self._counters.snapshot(self._inbound, len(self._outbox))
 
     async def _enqueue(self, frame: Frame) -> None:  # noqa: ASYNC910 - put checkpoints unless the outbox is closed
@@ -307,6 +312,7 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
             self._backend = None
             outcome = self._final_outcome(error)
             self._counters.closed = outcome
+            report_ended(self.ctx.system, self, self._statistics())
             self._inbound.close()
             if self._application is not None and self._application_ended:
                 self._dead_letter_inbound()
@@ -336,6 +342,15 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
                 else:
                     del opener
                     self._opener = None
+                    report_started(
+                        self.ctx.system,
+                        self,
+                        SourceKind.CLIENT_CONNECTION
+                        if self._info.is_client
+                        else SourceKind.SERVER_CONNECTION,
+                        self._path,
+                        self._statistics,
+                    )
                     try:
                         await self._serve(nursery, backend)
                     finally:
@@ -403,7 +418,10 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
 
     def _deliver(self, message: str | bytes) -> None:
         """What the library's reader calls with each inbound message (never blocks or raises)."""
-        self._counters.messages_received += 1
+        counters = self._counters
+        counters.messages_received += 1
+        # Inlined payload_size: this runs once per message.
+        counters.bytes_received += len(message) if message.isascii() else payload_size(message)
         if self._idle_timeout is not None:
             self._last_inbound = trio.current_time()
         try:  # decoding is plain code: the reader never awaits on it
@@ -517,6 +535,7 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
                         self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
                     else:
                         counters.messages_sent += 1
+                        counters.bytes_sent += len(data) if data.isascii() else payload_size(data)
                     scope.shield = False
                     self._in_flight = None
             frame = self._in_flight

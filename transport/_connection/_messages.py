@@ -193,7 +193,8 @@ class ConnectionStatistics:
 
     ``inbound_dropped`` counts messages the overflow policy dropped (each is
     also a dead letter); ``undecodable`` counts inbound messages the codec
-    refused (each also a dead letter); ``latency`` is the round trip of the last keepalive
+    refused (each also a dead letter); ``bytes_received`` and ``bytes_sent`` count
+    message payloads (text as its UTF-8 bytes); ``latency`` is the round trip of the last keepalive
     ping, ``None`` until one was answered; ``closed`` is set once the
     connection has ended.
     """
@@ -209,6 +210,15 @@ class ConnectionStatistics:
     latency: float | None
     closed: ConnectionClosed | None
     undecodable: int = 0
+    bytes_received: int = 0
+    bytes_sent: int = 0
+
+
+def payload_size(message: str | bytes) -> int:
+    """The size of a message's payload in bytes (text counted as its UTF-8 bytes)."""
+    if isinstance(message, str) and not message.isascii():
+        return len(message.encode("utf-8", "surrogatepass"))
+    return len(message)
 
 
 @attrs.define(eq=False)
@@ -220,6 +230,8 @@ class Counters:
     messages_sent: int = 0
     pings_sent: int = 0
     undecodable: int = 0
+    bytes_received: int = 0
+    bytes_sent: int = 0
     latency: float | None = None
     closed: ConnectionClosed | None = None
 
@@ -238,4 +250,6 @@ class Counters:
             latency=self.latency,
             closed=self.closed,
             undecodable=self.undecodable,
+            bytes_received=self.bytes_received,
+            bytes_sent=self.bytes_sent,
         )

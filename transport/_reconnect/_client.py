@@ -40,6 +40,7 @@ import trio
 
 import actors
 
+from .._census import SourceKind, report_ended, report_started
 from .._client._connect import connect_websocket, parse_url
 from .._close_codes import CloseCode, ConnectionClosed
 from .._codec import DecodeError, EncodeError, RawCodec
@@ -195,6 +196,9 @@ class ReconnectingClient(actors.Actor[ReconnectingMessage]):
                 self.options.inbound_queue_size
             )
         self.ctx.start_soon(self._run, name="reconnect-loop")
+        report_started(
+            self.ctx.system, self, SourceKind.RECONNECTING_CLIENT, self._path, self.statistics
+        )
         await trio.lowlevel.checkpoint()
 
     async def on_stop(self, reason: actors.StopReason) -> None:  # noqa: ASYNC910 - a hook
@@ -217,6 +221,7 @@ class ReconnectingClient(actors.Actor[ReconnectingMessage]):
                 status.undelivered += 1
                 self._dead_letter(frame, actors.DeadLetterReason.UNDELIVERABLE, unconfirmed)
         status.next_attempt_at = None
+        report_ended(self.ctx.system, self, status.snapshot())
         if self._announced:
             closed = self._last_closed or ConnectionClosed(CloseCode.GOING_AWAY)
             await self._notify(Disconnected(self._path, closed, reconnecting=False))

@@ -16,7 +16,7 @@ import trio
 
 from .._adapter._library import Backend, open_request
 from .._adapter._limits import DEFAULT_INBOUND_LIMITS, BackendLimits, InboundLimits
-from .._adapter._request import ServerRequest, describe_remote, read_request
+from .._adapter._request import PlainRequest, ServerRequest, describe_remote, read_request
 from .._connection._actor import Opener
 from .._connection._messages import ConnectionInfo, ConnectionOptions
 from .._exceptions import HandshakeRejected
@@ -74,6 +74,24 @@ class Reject:
 HandshakeHook = Callable[[HandshakeRequest], Awaitable[Accept | Reject | None]]
 
 
+@attrs.frozen
+class HttpResponse:
+    """The answer to a plain HTTP request (see ``http`` of :class:`HandshakePolicy`).
+
+    ``Content-Length`` and ``Connection: close`` are added; give the
+    ``Content-Type`` in ``headers``.
+    """
+
+    status: int = 200
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+#: Answers a plain HTTP ``GET`` or ``HEAD`` (one without ``Upgrade``) on a WebSocket
+#: server's port: the request comes as a :class:`HandshakeRequest` (no subprotocols).
+HttpHandler = Callable[[HandshakeRequest], Awaitable[HttpResponse]]
+
+
 @attrs.frozen(kw_only=True)
 class HandshakePolicy:
     """What a server accepts.
@@ -84,11 +102,21 @@ class HandshakePolicy:
     header not in it is refused with 403 (requests without ``Origin`` come
     from non-browser clients and pass). ``on_handshake``: authentication or
     routing hook, see :data:`HandshakeHook`.
+
+    ``http``: answers plain HTTP requests on the same port (a health check, a
+    page, metrics), see :data:`HttpHandler`. Without it (the default) a
+    request that is not a websocket upgrade is answered 400. With it, a
+    ``GET`` or ``HEAD`` without an ``Upgrade`` header goes to the handler
+    (other methods get 405); each such request costs no connection actor, is
+    answered once and closed (no keep-alive), and the handler is bounded by
+    the handshake timeout (503 past it; 500 if it raises). Origins and
+    ``on_handshake`` apply to websocket requests only.
     """
 
     subprotocols: Sequence[str] = ()
     allowed_origins: Collection[str] | None = None
     on_handshake: HandshakeHook | None = None
+    http: HttpHandler | None = None
 
 
 #: Accept every request, no subprotocol.
@@ -141,6 +169,33 @@ async def answer_request(
     if isinstance(decision, Reject):
         await request.reject(decision.status, decision.body, decision.headers, within)
     return decision
+
+
+async def answer_plain(request: PlainRequest, policy: HandshakePolicy, *, within: float) -> None:
+    """Answer a plain HTTP ``request`` with ``policy.http`` and close its stream."""
+    handler = policy.http
+    assert handler is not None  # the server reads plain requests only when it has a handler
+    response: HttpResponse
+    if request.method not in ("GET", "HEAD"):
+        await trio.lowlevel.checkpoint()
+        response = HttpResponse(405, b"method not allowed\n", (("allow", "GET, HEAD"),))
+    else:
+        with trio.move_on_after(within) as scope:  # noqa: ASYNC912 - the handler is user code
+            try:
+                response = await handler(
+                    HandshakeRequest(
+                        request.path, request.headers, (), describe_remote(request.stream)
+                    )
+                )
+            except Exception:
+                logger.exception("the http handler raised for %s", redact_target(request.path))
+                response = HttpResponse(500, b"internal error\n")
+        if scope.cancelled_caught:
+            logger.warning(
+                "the http handler took over %ss for %s", within, redact_target(request.path)
+            )
+            response = HttpResponse(503, b"timed out\n")
+    await request.respond(response.status, response.body, response.headers, within)
 
 
 def accepted_opener(

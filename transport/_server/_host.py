@@ -26,7 +26,8 @@ import trio
 import actors
 
 from .._adapter._limits import DEFAULT_INBOUND_LIMITS, InboundLimits
-from .._adapter._request import ServerRequest, read_request, reject_stream
+from .._adapter._request import PlainRequest, ServerRequest, read_request, reject_stream
+from .._census import SourceKind, report_ended, report_started
 from .._close_codes import CloseCode
 from .._connection._actor import Application, ConnectionActor, Spawner
 from .._connection._messages import DEFAULT_OPTIONS, Close, ConnectionMessage, ConnectionOptions
@@ -37,6 +38,7 @@ from ._handshake import (
     HandshakePolicy,
     Reject,
     accepted_opener,
+    answer_plain,
     answer_request,
 )
 
@@ -113,11 +115,13 @@ class ConnectionHost(actors.Actor[HostMessage]):
 
     async def on_start(self) -> None:
         """Start the accept loop."""
+        report_started(self.ctx.system, self, SourceKind.SERVER, self.ctx.path, self._statistics)
         self.ctx.start_soon(self._accept_loop, name="accept-loop")
         await trio.lowlevel.checkpoint()
 
     async def on_stop(self, reason: actors.StopReason) -> None:  # noqa: ASYNC910
         """Close the listeners (connections were closed as children)."""
+        report_ended(self.ctx.system, self, self._statistics())
         for listener in self._listeners:
             await trio.aclose_forcefully(listener)
 
@@ -150,7 +154,12 @@ class ConnectionHost(actors.Actor[HostMessage]):
         self._handshaking += 1
         try:
             try:
-                request = await read_request(stream, within=timeout)
+                request = await read_request(
+                    stream, within=timeout, plain=self._policy.http is not None
+                )
+                if isinstance(request, PlainRequest):
+                    await answer_plain(request, self._policy, within=timeout)
+                    return
                 decision = await answer_request(request, stream, self._policy, within=timeout)
             except HandshakeError as exc:
                 await trio.aclose_forcefully(stream)
@@ -223,6 +232,9 @@ class ConnectionHost(actors.Actor[HostMessage]):
 
     @actors.handler
     def statistics(self, message: GetServerStatistics) -> ServerStatistics:
+        return self._statistics()
+
+    def _statistics(self) -> ServerStatistics:
         return ServerStatistics(
             accepted=self._accepted,
             refused=self._refused,
