@@ -37,7 +37,7 @@ import trio
 
 import actors
 import transport
-from examples.chat_server import wait_for_signal
+from transport.apps.chat_server import wait_for_signal
 
 #: Descriptors the process needs besides one per connection: the listeners, the standard
 #: streams, Trio's own, log files, a Redis link. Generous on purpose.
