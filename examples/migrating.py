@@ -156,7 +156,8 @@ async def tws_ticker(url: str, ticks: int) -> list[str | bytes]:
                     await ws.send_message(f"tick {n}")
 
             nursery.start_soon(tick)
-            return [await ws.get_message() for _ in range(ticks)]
+            received = [await ws.get_message() for _ in range(ticks)]
+        return received
 
 
 async def actors_ticker(url: str, ticks: int) -> list[str | bytes]:
@@ -170,4 +171,5 @@ async def actors_ticker(url: str, ticks: int) -> list[str | bytes]:
                         await ws.send(f"tick {n}")
 
                 nursery.start_soon(tick)
-                return [await ws.receive() for _ in range(ticks)]
+                received = [await ws.receive() for _ in range(ticks)]
+            return received
