@@ -52,6 +52,7 @@ from ._introspection import (
 )
 from ._messages import (
     Cancelled as Cancelled,
+    ControlMessage as ControlMessage,
     DeadLetter as DeadLetter,
     DeadLetterReason as DeadLetterReason,
     Failed as Failed,
@@ -129,6 +130,7 @@ __all__ = [
     "Backoff",
     "Cancelled",
     "ChildSpec",
+    "ControlMessage",
     "DeadLetter",
     "DeadLetterPublished",
     "DeadLetterReason",

@@ -95,6 +95,8 @@ class ActorSystem(Parent):
         name: str | None = None,
         mailbox_size: int | None = None,
         stop_timeout: float | None = None,
+        max_bytes: int | None = None,
+        weigher: Callable[[M], int] | None = None,
     ) -> ActorRef[M]:
         """Start a top-level actor and return its ref once ``on_start`` has finished.
 
@@ -103,8 +105,18 @@ class ActorSystem(Parent):
         generated if omitted). ``mailbox_size`` bounds the mailbox (default:
         the system's); ``stop_timeout`` bounds ``on_stop`` and a graceful stop.
         If ``on_start`` raises, so does ``spawn``.
+
+        ``max_bytes`` bounds the mailbox in bytes as well, as weighed by
+        ``weigher(message)`` (both or neither): an ordinary message is admitted
+        while the weight queued plus its own stays within ``max_bytes``, and
+        always when nothing is queued, so a single message larger than the
+        bound gets through on its own instead of blocking forever. Waiting
+        senders are served in arrival order. :class:`ControlMessage` messages
+        are not weighed.
         """
-        return await self.spawn_child(actor, name, mailbox_size, stop_timeout)
+        return await self.spawn_child(
+            actor, name, mailbox_size, stop_timeout, max_bytes=max_bytes, weigher=weigher
+        )
 
     @property
     def events(self) -> Topic[SystemEvent]:

@@ -173,7 +173,7 @@ class _Watch:
         cell = self.watcher.cell
         if self.wanted and cell.state in _LIVE and cell.incarnation == self.watcher.incarnation:
             notice = Terminated(self.target.ref, reason)
-            cell.mailbox.send_control(Deliver(notice, still_wanted=self.take))
+            cell.mailbox.send_notice(Deliver(notice, still_wanted=self.take))
         else:
             self.wanted = False
             self.watcher.forget(self)
