@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from ._context import ActorContext
     from ._ref import ActorRef
     from ._system import ActorSystem
+    from ._watch import StopHooks, Watcher
 
 logger = logging.getLogger("actors")
 
@@ -165,9 +166,11 @@ class Cell(Parent):
         "sender",
         "started_at",
         "state",
+        "stop_hooks",
         "stop_timeout",
         "supervision",
         "system",
+        "watcher",
     )
 
     def __init__(
@@ -198,6 +201,10 @@ class Cell(Parent):
         self.stop_timeout = stop_timeout
         self.children = {}
         self.on_terminated: list[TerminationCallback] = []
+        #: The hooks of watches, names and groups on this cell, and the watches it made
+        #: (``_watch.py``); ``None`` while there are none.
+        self.stop_hooks: StopHooks | None = None
+        self.watcher: Watcher | None = None
         #: Bumped on every restart; runtime notices carry it to detect staleness.
         self.incarnation = 0
         #: Per-actor state of runtime extensions (timers, watches), keyed by extension name.
