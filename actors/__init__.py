@@ -26,6 +26,7 @@ from ._exceptions import (
     ActorStoppedError as ActorStoppedError,
     AskTimeoutError as AskTimeoutError,
     ErrorReply as ErrorReply,
+    MailboxFullError as MailboxFullError,
     NameTakenError as NameTakenError,
     SelfAskError as SelfAskError,
     SystemClosedError as SystemClosedError,
@@ -50,6 +51,7 @@ from ._messages import (
     DeadLetter as DeadLetter,
     DeadLetterReason as DeadLetterReason,
     Failed as Failed,
+    MailboxOverflow as MailboxOverflow,
     MailboxStatistics as MailboxStatistics,
     Normal as Normal,
     Request as Request,
@@ -58,6 +60,7 @@ from ._messages import (
 from ._ref import ActorRef as ActorRef
 from ._subscription import (
     Lagged as Lagged,
+    OverflowPolicy as OverflowPolicy,
     SubscriberLaggedError as SubscriberLaggedError,
     SubscriberStatistics as SubscriberStatistics,
     Subscription as Subscription,
@@ -88,7 +91,6 @@ from ._timers import Timers as Timers
 from ._topic import (
     DEFAULT_TOPIC_BUFFER as DEFAULT_TOPIC_BUFFER,
     EVENT_STREAM_BUFFER as EVENT_STREAM_BUFFER,
-    OverflowPolicy as OverflowPolicy,
     Topic as Topic,
     TopicClosedError as TopicClosedError,
     TopicStatistics as TopicStatistics,
@@ -129,6 +131,8 @@ __all__ = [
     "GroupJoined",
     "GroupLeft",
     "Lagged",
+    "MailboxFullError",
+    "MailboxOverflow",
     "MailboxStatistics",
     "NameTakenError",
     "Normal",

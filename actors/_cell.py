@@ -39,12 +39,21 @@ from ._exceptions import (
     ActorDefinitionError,
     ActorStoppedError,
     ErrorReply,
+    MailboxFullError,
     NameTakenError,
     UnhandledMessageError,
     WrongThreadError,
 )
 from ._mailbox import Mailbox, Weigher
-from ._messages import Cancelled, DeadLetter, DeadLetterReason, Failed, Normal, StopReason
+from ._messages import (
+    Cancelled,
+    DeadLetter,
+    DeadLetterReason,
+    Failed,
+    MailboxOverflow,
+    Normal,
+    StopReason,
+)
 
 if TYPE_CHECKING:
     from ._context import ActorContext
@@ -86,6 +95,7 @@ class Parent:
         *,
         max_bytes: int | None = None,
         weigher: Weigher | None = None,
+        overflow: MailboxOverflow = MailboxOverflow.BLOCK,
     ) -> ActorRef[Any]:
         system = self.system
         system._check_thread("spawn")
@@ -114,6 +124,7 @@ class Parent:
             stop_timeout=system.stop_timeout if stop_timeout is None else stop_timeout,
             max_bytes=max_bytes,
             weigher=weigher,
+            overflow=overflow,
         )
         if supervision is not None:
             if isinstance(actor, Actor):
@@ -184,6 +195,7 @@ class Cell(Parent):
         stop_timeout: float,
         max_bytes: int | None = None,
         weigher: Weigher | None = None,
+        overflow: MailboxOverflow = MailboxOverflow.BLOCK,
     ) -> None:
         from ._ref import ActorRef
 
@@ -195,7 +207,13 @@ class Cell(Parent):
         self.name = name
         self.path = f"{parent.path.rstrip('/')}/{name}"
         self.mailbox = Mailbox(
-            mailbox_size, self._stopped_error, max_bytes=max_bytes, weigher=weigher
+            mailbox_size,
+            self._stopped_error,
+            max_bytes=max_bytes,
+            weigher=weigher,
+            overflow=overflow,
+            full_error=self._full_error,
+            on_drop=self._dropped,
         )
         self.handlers: HandlerTable = handler_table(type(actor))
         self.stop_timeout = stop_timeout
@@ -261,6 +279,31 @@ class Cell(Parent):
             f"actor {self.path} has stopped ({self.describe_reason()}); "
             "messages can no longer be sent to it"
         )
+
+    def _full_error(self) -> MailboxFullError:
+        return MailboxFullError(
+            f"the mailbox of actor {self.path} is full (capacity "
+            f"{self.mailbox.statistics().capacity}, overflow policy FAIL); retry later, "
+            "slow down, or spawn it with a larger mailbox_size or another overflow policy"
+        )
+
+    def _dropped(self, item: Envelope | Deliver) -> None:
+        """The overflow policy dropped ``item``: fail its ask, if any, and dead-letter it."""
+        if isinstance(item, Deliver):
+            self.dead_letter(item.message, None, DeadLetterReason.DROPPED)
+            return
+        message, sender, slot = item
+        if slot is not None:
+            slot.settle(
+                outcome.Error(
+                    MailboxFullError(
+                        f"actor {self.path} dropped {type(message).__qualname__} because its "
+                        f"mailbox was full (overflow policy {self.mailbox.statistics().overflow.name})"
+                        "; retry, or ask an actor whose overflow policy is BLOCK"
+                    )
+                )
+            )
+        self.dead_letter(message, sender, DeadLetterReason.DROPPED)
 
     def _interrupted_error(self) -> ActorStoppedError:
         return ActorStoppedError(

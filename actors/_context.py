@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, TypeVarTuple, final
 
 from . import _watch
 from ._actor import Actor
-from ._messages import Normal, StopReason
+from ._messages import MailboxOverflow, Normal, StopReason
 
 if TYPE_CHECKING:
     from typing import Never
@@ -86,6 +86,7 @@ class ActorContext(Generic[M_contra]):
         stop_timeout: float | None = None,
         max_bytes: int | None = None,
         weigher: Callable[[M], int] | None = None,
+        overflow: MailboxOverflow = MailboxOverflow.BLOCK,
     ) -> ActorRef[M]:
         """Start a child actor in this actor's nursery; returns once the child is ready.
 
@@ -93,7 +94,13 @@ class ActorContext(Generic[M_contra]):
         :meth:`ActorSystem.spawn`.
         """
         return await self._cell.spawn_child(
-            actor, name, mailbox_size, stop_timeout, max_bytes=max_bytes, weigher=weigher
+            actor,
+            name,
+            mailbox_size,
+            stop_timeout,
+            max_bytes=max_bytes,
+            weigher=weigher,
+            overflow=overflow,
         )
 
     def start_soon(

@@ -37,7 +37,7 @@ import outcome
 import trio
 
 from ._control import Deliver, Envelope
-from ._messages import ControlMessage, MailboxStatistics
+from ._messages import ControlMessage, MailboxOverflow, MailboxStatistics
 
 if TYPE_CHECKING:
     from ._control import Control
@@ -63,13 +63,17 @@ class Mailbox:
         "_control",
         "_control_senders",
         "_data",
+        "_full_error",
         "_max_bytes",
         "_notices",
+        "_on_drop",
+        "_overflow",
         "_senders",
         "_weigher",
         "_weights",
         "bytes_high_water",
         "dead_lettered",
+        "dropped",
         "high_water",
         "processed",
         "receive_task",
@@ -82,6 +86,9 @@ class Mailbox:
         *,
         max_bytes: int | None = None,
         weigher: Weigher | None = None,
+        overflow: MailboxOverflow = MailboxOverflow.BLOCK,
+        full_error: Callable[[], BaseException] | None = None,
+        on_drop: Callable[[Item], None] | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"mailbox capacity must be at least 1, not {capacity!r}")
@@ -100,6 +107,9 @@ class Mailbox:
         self._closed_error = closed_error
         self._max_bytes = max_bytes
         self._weigher = weigher
+        self._overflow = MailboxOverflow(overflow)
+        self._full_error = full_error
+        self._on_drop = on_drop
         # Lanes are made on first use: a message handed straight to a waiting
         # receiver never touches them, so idle actors don't pay for empty deques.
         self._data: deque[Item] | None = None
@@ -115,6 +125,7 @@ class Mailbox:
         self.high_water = 0
         self.processed = 0
         self.dead_lettered = 0
+        self.dropped = 0
 
     @property
     def closed(self) -> bool:
@@ -157,15 +168,41 @@ class Mailbox:
             if data is None:
                 data = self._data = deque()
             if self._senders or len(data) >= self._capacity:
-                raise trio.WouldBlock
+                self._overflowed(item, 0)
+                return
             data.append(item)
             if len(data) > self.high_water:
                 self.high_water = len(data)
             return
         weight = self._weigh(message)
         if self._senders or not self._admits(weight):
-            raise trio.WouldBlock
+            self._overflowed(item, weight)
+            return
         self._push(item, weight)
+
+    def _overflowed(self, item: Item, weight: int) -> None:
+        """The ordinary lane has no room for ``item``: apply the overflow policy."""
+        policy = self._overflow
+        if policy is MailboxOverflow.BLOCK:
+            raise trio.WouldBlock
+        if policy is MailboxOverflow.FAIL:
+            assert self._full_error is not None
+            raise self._full_error()
+        if policy is MailboxOverflow.DROP_NEWEST:
+            self._drop(item)
+            return
+        data = self._data
+        assert data is not None
+        while not self._admits(weight):
+            self._drop(data.popleft())
+            if self._weights is not None:
+                self._bytes -= self._weights.popleft()
+        self._push(item, weight)
+
+    def _drop(self, item: Item) -> None:
+        self.dropped += 1
+        if self._on_drop is not None:
+            self._on_drop(item)
 
     async def send(self, item: Item) -> None:
         """Queue ``item``, waiting in arrival order while its lane has no room."""
@@ -336,6 +373,8 @@ class Mailbox:
             processed=self.processed,
             dead_lettered=self.dead_lettered,
             senders_waiting=len(self._senders) + len(self._control_senders or ()),
+            overflow=self._overflow,
+            dropped=self.dropped,
             control_depth=0 if self._control is None else len(self._control),
             max_bytes=self._max_bytes,
             queued_bytes=self._bytes,

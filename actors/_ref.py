@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Generic, TypeVar, TypeVarTuple, final
 import trio
 
 from ._cell import current_cell
-from ._exceptions import ActorStoppedError, AskTimeoutError, SelfAskError, WrongThreadError
+from ._exceptions import (
+    ActorStoppedError,
+    AskTimeoutError,
+    MailboxFullError,
+    SelfAskError,
+    WrongThreadError,
+)
 from ._messages import DeadLetterReason, MailboxStatistics, Normal, Request, StopReason
 from ._reply import Expired, ReplySlot
 
@@ -204,6 +210,8 @@ class ActorRef(Generic[M_contra]):
             await cell.mailbox.send((message, _current_cell(), None))
         except ActorStoppedError:
             cell.dead_letter(message, _current_cell(), DeadLetterReason.STOPPED)
+        except MailboxFullError as exc:
+            cell.dead_letter(message, _current_cell(), DeadLetterReason.DROPPED, exc)
 
     def _from_thread(self, function: Callable[[*Ts], Awaitable[R]], *args: *Ts) -> R:
         cell = self._cell

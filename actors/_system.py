@@ -19,6 +19,7 @@ from ._dead_letters import DeadLetters
 from ._deadlines import AskDeadlines
 from ._events import publish_dead_letter
 from ._exceptions import SystemClosedError
+from ._messages import MailboxOverflow
 
 if TYPE_CHECKING:
     from typing import Never
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
     from ._groups import GroupFeed
     from ._introspection import SystemSnapshot
     from ._ref import ActorRef
-    from ._topic import OverflowPolicy, Topic
+    from ._subscription import OverflowPolicy
+    from ._topic import Topic
 
 M = TypeVar("M")
 T = TypeVar("T")
@@ -109,6 +111,7 @@ class ActorSystem(Parent):
         stop_timeout: float | None = None,
         max_bytes: int | None = None,
         weigher: Callable[[M], int] | None = None,
+        overflow: MailboxOverflow = MailboxOverflow.BLOCK,
     ) -> ActorRef[M]:
         """Start a top-level actor and return its ref once ``on_start`` has finished.
 
@@ -125,9 +128,21 @@ class ActorSystem(Parent):
         bound gets through on its own instead of blocking forever. Waiting
         senders are served in arrival order. :class:`ControlMessage` messages
         are not weighed.
+
+        ``overflow`` (a :class:`MailboxOverflow`) says what a full mailbox does
+        with a new ordinary message: wait (``BLOCK``, the default), drop it
+        (``DROP_NEWEST``), drop the oldest queued (``DROP_OLDEST``) or raise
+        :exc:`MailboxFullError` in the sender (``FAIL``). Drops are counted and
+        dead-lettered.
         """
         return await self.spawn_child(
-            actor, name, mailbox_size, stop_timeout, max_bytes=max_bytes, weigher=weigher
+            actor,
+            name,
+            mailbox_size,
+            stop_timeout,
+            max_bytes=max_bytes,
+            weigher=weigher,
+            overflow=overflow,
         )
 
     @property
