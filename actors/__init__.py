@@ -58,6 +58,16 @@ from ._messages import (
     StopReason as StopReason,
 )
 from ._ref import ActorRef as ActorRef
+from ._router import NoRouteesError as NoRouteesError, Router as Router
+from ._routing import (
+    Broadcast as Broadcast,
+    ConsistentHashing as ConsistentHashing,
+    RandomChoice as RandomChoice,
+    RoundRobin as RoundRobin,
+    Routing as Routing,
+    SmallestMailbox as SmallestMailbox,
+)
+from ._stash import Stash as Stash, StashFullError as StashFullError
 from ._subscription import (
     Lagged as Lagged,
     OverflowPolicy as OverflowPolicy,
@@ -116,8 +126,10 @@ __all__ = [
     "ActorSystem",
     "AskTimeoutError",
     "Backoff",
+    "Broadcast",
     "Cancelled",
     "ChildSpec",
+    "ConsistentHashing",
     "ControlMessage",
     "DeadLetter",
     "DeadLetterPublished",
@@ -135,14 +147,22 @@ __all__ = [
     "MailboxOverflow",
     "MailboxStatistics",
     "NameTakenError",
+    "NoRouteesError",
     "Normal",
     "OverflowPolicy",
+    "RandomChoice",
     "Request",
     "RestartIntensityError",
     "RestartType",
+    "RoundRobin",
+    "Router",
+    "Routing",
     "SelfAskError",
     "SiblingRestart",
+    "SmallestMailbox",
     "StartChild",
+    "Stash",
+    "StashFullError",
     "StopChild",
     "StopReason",
     "Strategy",

@@ -58,6 +58,7 @@ from ._messages import (
 if TYPE_CHECKING:
     from ._context import ActorContext
     from ._ref import ActorRef
+    from ._stash import Stash
     from ._system import ActorSystem
     from ._watch import StopHooks, Watcher
 
@@ -72,10 +73,16 @@ class Parent:
     system: ActorSystem
     path: str
     children: dict[str, Cell]
+    #: Bumped whenever ``children`` changes (routers cache their routees by it).
+    children_changes: int
     _nursery: trio.Nursery | None
 
     def _open_nursery(self, what: str) -> trio.Nursery:
         raise NotImplementedError
+
+    def children_changed(self) -> None:
+        """Count one change of ``children`` (the slot lives in each subclass)."""
+        setattr(self, "children_changes", self.children_changes + 1)  # noqa: B010
 
     async def stop_children(self) -> None:
         """Stop the children youngest first, each within its own stop timeout."""
@@ -135,10 +142,12 @@ class Parent:
             cell.factory = actor
             cell.supervision = supervision
         self.children[name] = cell
+        self.children_changed()
         try:
             ref: ActorRef[Any] = await nursery.start(cell.run)
         except BaseException:
-            self.children.pop(name, None)
+            if self.children.pop(name, None) is not None:
+                self.children_changed()
             raise
         return ref
 
@@ -161,6 +170,8 @@ class Cell(Parent):
         "actor",
         "attachments",
         "children",
+        "children_changes",
+        "current",
         "factory",
         "handlers",
         "incarnation",
@@ -174,8 +185,8 @@ class Cell(Parent):
         "reason_override",
         "ref",
         "restarts",
-        "sender",
         "started_at",
+        "stash",
         "state",
         "stop_hooks",
         "stop_timeout",
@@ -218,6 +229,7 @@ class Cell(Parent):
         self.handlers: HandlerTable = handler_table(type(actor))
         self.stop_timeout = stop_timeout
         self.children = {}
+        self.children_changes = 0
         self.on_terminated: list[TerminationCallback] = []
         #: The hooks of watches, names and groups on this cell, and the watches it made
         #: (``_watch.py``); ``None`` while there are none.
@@ -231,7 +243,9 @@ class Cell(Parent):
         self.reason: StopReason | None = None
         #: Set by ``ctx.stop(reason)`` while stopping: the reason watchers will see.
         self.reason_override: StopReason | None = None
-        self.sender: Cell | None = None
+        #: The envelope being handled (``None`` between messages).
+        self.current: Envelope | None = None
+        self.stash: Stash | None = None
         self.ref: ActorRef[Any] = ActorRef(self)
         self._context: ActorContext[Any] | None = None
         self._nursery = None
@@ -255,6 +269,12 @@ class Cell(Parent):
 
     def __repr__(self) -> str:
         return f"<cell {self.path} {self.state.value}>"
+
+    @property
+    def sender(self) -> Cell | None:
+        """The sender of the message being handled."""
+        current = self.current
+        return None if current is None else current[1]
 
     @property
     def context(self) -> ActorContext[Any]:
@@ -538,7 +558,11 @@ class Cell(Parent):
             ),
         )
         self.incarnation += 1
+        self.current = None
         self.attachments.clear()
+        if self.stash is not None:
+            # The new incarnation handles what the old one set aside, in order.
+            self.mailbox.put_back(self.stash._take_all())
         self._stop_requested = False
         self._interrupt = None
         self.state = State.STARTING
@@ -580,7 +604,7 @@ class Cell(Parent):
                             continue
                     message, sender, slot = item
                     function, is_async = handlers[type(message)]
-                    self.sender = sender
+                    self.current = item
                     try:
                         result = (
                             (await function(actor, message))
@@ -589,6 +613,7 @@ class Cell(Parent):
                         )
                     except ErrorReply as rejection:
                         mailbox.processed += 1
+                        self.current = None
                         if slot is None:
                             self.dead_letter(
                                 message, sender, DeadLetterReason.REJECTED, rejection.error
@@ -612,6 +637,7 @@ class Cell(Parent):
                             slot.settle(outcome.Error(self._interrupted_error()))
                         raise
                     mailbox.processed += 1
+                    self.current = None
                     if slot is not None and not slot.settle(outcome.Value(result)):
                         self.system.late_replies += 1
                         self.dead_letter(result, self, DeadLetterReason.LATE_REPLY)
@@ -628,7 +654,8 @@ class Cell(Parent):
         self._closed_out = True
         self.reason = reason
         self.state = State.STOPPING
-        for item in self.mailbox.close():
+        stashed = [] if self.stash is None else self.stash._take_all()
+        for item in [*stashed, *self.mailbox.close()]:
             if isinstance(item, Deliver):
                 continue  # a timer tick nobody sent: nothing to report
             message, sender, slot = item
@@ -672,6 +699,7 @@ class Cell(Parent):
         self.state = State.STOPPED
         if self.parent.children.get(self.name) is self:
             del self.parent.children[self.name]
+            self.parent.children_changed()
         # A start failure is raised from spawn(): the caller reports it, not us.
         if isinstance(reason, Failed) and self._started:
             logger.error(

@@ -246,6 +246,26 @@ class Mailbox:
         else:
             self._notices.append(item)
 
+    def put_back(self, items: list[Envelope]) -> None:
+        """Put ``items`` back at the head of the ordinary lane, in order (unstash, restart).
+
+        No bound applies: they were admitted once, and the stash that held
+        them is bounded.
+        """
+        if not items:
+            return
+        if self._data is None:
+            self._data = deque()
+        self._data.extendleft(reversed(items))
+        if self._max_bytes is not None:
+            weights = [self._weigh(item[0]) for item in items]
+            if self._weights is None:
+                self._weights = deque()
+            self._weights.extendleft(reversed(weights))
+            self._bytes += sum(weights)
+            self.bytes_high_water = max(self.bytes_high_water, self._bytes)
+        self.high_water = max(self.high_water, len(self._data))
+
     def _weigh(self, message: object) -> int:
         assert self._weigher is not None
         weight = self._weigher(message)

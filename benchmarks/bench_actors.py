@@ -9,6 +9,10 @@ describe the machine they ran on.
   over a raw ``await send`` + ``async for`` consumer, both with a bound of 100.
 - ``ask_ratio``: ``await ref.ask(msg)`` round trips over a raw request/reply
   pair of memory channels (bound 100).
+- ``router_ratio``: ``await router.tell(msg)`` through a round-robin pool router
+  of 8 counting actors (mailbox bound 100 each), over ``actor_tell``'s direct
+  ``await ref.tell(msg)`` to one such actor; both include draining the
+  mailboxes (``stop(drain=True)``).
 - ``fanout_ratio``: deliveries per second from ``await topic.publish(msg)`` to
   ``BENCH_FANOUT`` (1,000) channel subscribers (policy BLOCK, buffer 100 each),
   over the same fan-out by hand to as many raw memory channels (bound 100):
@@ -57,6 +61,7 @@ REPS = int(os.environ.get("BENCH_REPS", "5"))
 TARGET_S = float(os.environ.get("BENCH_TARGET_S", "0.25"))
 IDLE_ACTORS = int(os.environ.get("BENCH_IDLE_ACTORS", "5000"))
 FANOUT = int(os.environ.get("BENCH_FANOUT", "1000"))
+ROUTEES = 8
 BOUND = 100
 
 
@@ -120,6 +125,21 @@ async def actor_tell(system: actors.ActorSystem, n: int) -> float:
     await ref.stop(drain=True)
     elapsed = time.perf_counter() - start
     assert sink.count == n
+    return elapsed
+
+
+async def router_tell(system: actors.ActorSystem, n: int) -> float:
+    sinks = [Sink() for _ in range(ROUTEES)]
+    made = iter(sinks)
+    router = await system.spawn_pool(lambda: next(made), size=ROUTEES, mailbox_size=BOUND)
+    start = time.perf_counter()
+    for i in range(n):
+        await router.tell(Ping(i))
+    for ref in router.routees:
+        await ref.stop(drain=True)
+    elapsed = time.perf_counter() - start
+    await router.stop()
+    assert sum(sink.count for sink in sinks) == n
     return elapsed
 
 
@@ -299,6 +319,7 @@ Variant = Callable[[actors.ActorSystem, int], Awaitable[float]]
 VARIANTS: dict[str, Variant] = {
     "raw_tell": raw_tell,
     "actor_tell": actor_tell,
+    "router_tell": router_tell,
     "raw_ask": raw_ask,
     "actor_ask": actor_ask,
     "thin_spawn": thin_spawn,
@@ -344,6 +365,7 @@ async def measure() -> dict[str, object]:
         "bench": "actors",
         "tell_ratio": round(median["actor_tell"] / median["raw_tell"], 3),
         "ask_ratio": round(median["actor_ask"] / median["raw_ask"], 3),
+        "router_ratio": round(median["router_tell"] / median["actor_tell"], 3),
         "fanout_ratio": round(median["topic_fanout"] / median["raw_fanout"], 3),
         "spawn_ratio": round(median["spawn"] / median["thin_spawn"], 3),
         "spawn_ready_ratio": round(median["spawn"] / median["ready_spawn"], 3),
