@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from ._ref import ActorRef
     from ._stash import Stash
     from ._system import ActorSystem
+    from ._threads import ThreadInbox
     from ._watch import StopHooks, Watcher
 
 logger = logging.getLogger("actors")
@@ -192,6 +193,7 @@ class Cell(Parent):
         "stop_timeout",
         "supervision",
         "system",
+        "thread_inbox",
         "watcher",
     )
 
@@ -246,6 +248,8 @@ class Cell(Parent):
         #: The envelope being handled (``None`` between messages).
         self.current: Envelope | None = None
         self.stash: Stash | None = None
+        #: The queue of messages from OS threads (``_threads.py``), made on first use.
+        self.thread_inbox: ThreadInbox | None = None
         self.ref: ActorRef[Any] = ActorRef(self)
         self._context: ActorContext[Any] | None = None
         self._nursery = None

@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 
 #: What the user lanes hold: an envelope, or a runtime-made delivery (a timer tick).
 Item = Envelope | Deliver
+#: What a task waiting in :meth:`Mailbox.wait_for_room` holds in the senders' queue.
+_ROOM: Item = ((), None, None)
 #: The weigher of a byte-bounded mailbox: a message's size in bytes.
 Weigher = Callable[[Any], int]
 
@@ -238,6 +240,35 @@ class Mailbox:
 
         await trio.lowlevel.wait_task_rescheduled(abort)
 
+    async def wait_for_room(self) -> None:
+        """Wait, in line with the waiting senders, until the ordinary lane is at most half full.
+
+        For a task that then moves many messages in with :meth:`send_nowait`
+        (the thread inbox): one wake-up per half a mailbox rather than one per
+        message. Raises the closed error once the mailbox refuses senders.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._closed:
+            raise self._closed_error()
+        if not self._senders and self._half_empty():
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
+        task = trio.lowlevel.current_task()
+        self._senders[task] = (_ROOM, 0)
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            del self._senders[task]
+            self._admit_senders()
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def _half_empty(self) -> bool:
+        data = self._data
+        if data and len(data) > self._capacity // 2:
+            return False
+        return self._max_bytes is None or self._bytes <= self._max_bytes // 2
+
     def send_notice(self, item: Control | Deliver) -> None:
         """Queue a runtime notice; it is received before any user message."""
         if self.receive_task is not None:
@@ -246,22 +277,30 @@ class Mailbox:
         else:
             self._notices.append(item)
 
-    def put_back(self, items: list[Envelope]) -> None:
-        """Put ``items`` back at the head of the ordinary lane, in order (unstash, restart).
+    def put_back(self, items: list[Envelope], *, front: bool = True) -> None:
+        """Put ``items`` in the ordinary lane, in order, at its head or (``front=False``) its tail.
 
-        No bound applies: they were admitted once, and the stash that held
-        them is bounded.
+        For the runtime only: unstashing and restarts put stashed messages
+        back at the head; a draining stop appends what OS threads had handed
+        over. No bound applies: the items were admitted once, and the stash or
+        thread inbox that held them is bounded.
         """
         if not items:
             return
         if self._data is None:
             self._data = deque()
-        self._data.extendleft(reversed(items))
+        if front:
+            self._data.extendleft(reversed(items))
+        else:
+            self._data.extend(items)
         if self._max_bytes is not None:
             weights = [self._weigh(item[0]) for item in items]
             if self._weights is None:
                 self._weights = deque()
-            self._weights.extendleft(reversed(weights))
+            if front:
+                self._weights.extendleft(reversed(weights))
+            else:
+                self._weights.extend(weights)
             self._bytes += sum(weights)
             self.bytes_high_water = max(self.bytes_high_water, self._bytes)
         self.high_water = max(self.high_water, len(self._data))
@@ -315,6 +354,12 @@ class Mailbox:
         while senders:
             task = next(iter(senders))
             item, weight = senders[task]
+            if item is _ROOM:
+                # A bulk sender's turn: wake it once there is room for a batch.
+                if self._half_empty():
+                    del senders[task]
+                    trio.lowlevel.reschedule(task)
+                return
             if not self._admits(weight):
                 return
             del senders[task]

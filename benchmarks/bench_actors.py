@@ -13,6 +13,11 @@ describe the machine they ran on.
   of 8 counting actors (mailbox bound 100 each), over ``actor_tell``'s direct
   ``await ref.tell(msg)`` to one such actor; both include draining the
   mailboxes (``stop(drain=True)``).
+- ``thread_tell_ratio``: 8 OS threads telling a counting actor (mailbox bound
+  100) with ``ref.tell_from_thread(msg)`` (the batched thread inbox), over 8
+  threads each calling ``trio.from_thread.run(ref.tell, msg)`` per message
+  (the round trip it replaced); both until the actor has handled every
+  message.
 - ``fanout_ratio``: deliveries per second from ``await topic.publish(msg)`` to
   ``BENCH_FANOUT`` (1,000) channel subscribers (policy BLOCK, buffer 100 each),
   over the same fan-out by hand to as many raw memory channels (bound 100):
@@ -62,6 +67,7 @@ TARGET_S = float(os.environ.get("BENCH_TARGET_S", "0.25"))
 IDLE_ACTORS = int(os.environ.get("BENCH_IDLE_ACTORS", "5000"))
 FANOUT = int(os.environ.get("BENCH_FANOUT", "1000"))
 ROUTEES = 8
+THREADS = 8
 BOUND = 100
 
 
@@ -141,6 +147,37 @@ async def router_tell(system: actors.ActorSystem, n: int) -> float:
     await router.stop()
     assert sum(sink.count for sink in sinks) == n
     return elapsed
+
+
+async def from_threads(system: actors.ActorSystem, n: int, batched: bool) -> float:
+    sink = Sink()
+    ref = await system.spawn(sink, mailbox_size=BOUND)
+    per_thread = n // THREADS
+
+    def produce() -> None:
+        if batched:
+            for i in range(per_thread):
+                ref.tell_from_thread(Ping(i))
+        else:
+            for i in range(per_thread):
+                trio.from_thread.run(ref.tell, Ping(i))
+
+    start = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for _ in range(THREADS):
+            nursery.start_soon(trio.to_thread.run_sync, produce)
+    await ref.stop(drain=True)
+    elapsed = time.perf_counter() - start
+    assert sink.count == per_thread * THREADS
+    return elapsed * n / (per_thread * THREADS)
+
+
+async def thread_tell(system: actors.ActorSystem, n: int) -> float:
+    return await from_threads(system, n, batched=True)
+
+
+async def thread_round_trip(system: actors.ActorSystem, n: int) -> float:
+    return await from_threads(system, n, batched=False)
 
 
 async def raw_ask(system: actors.ActorSystem, n: int) -> float:
@@ -320,6 +357,8 @@ VARIANTS: dict[str, Variant] = {
     "raw_tell": raw_tell,
     "actor_tell": actor_tell,
     "router_tell": router_tell,
+    "thread_round_trip": thread_round_trip,
+    "thread_tell": thread_tell,
     "raw_ask": raw_ask,
     "actor_ask": actor_ask,
     "thin_spawn": thin_spawn,
@@ -366,6 +405,7 @@ async def measure() -> dict[str, object]:
         "tell_ratio": round(median["actor_tell"] / median["raw_tell"], 3),
         "ask_ratio": round(median["actor_ask"] / median["raw_ask"], 3),
         "router_ratio": round(median["router_tell"] / median["actor_tell"], 3),
+        "thread_tell_ratio": round(median["thread_tell"] / median["thread_round_trip"], 3),
         "fanout_ratio": round(median["topic_fanout"] / median["raw_fanout"], 3),
         "spawn_ratio": round(median["spawn"] / median["thin_spawn"], 3),
         "spawn_ready_ratio": round(median["spawn"] / median["ready_spawn"], 3),
