@@ -10,7 +10,7 @@ Open a system, spawn actors into it, talk to them through their refs::
 
 from __future__ import annotations
 
-from ._actor import Actor as Actor, handler as handler
+from ._actor import Actor as Actor, RequestHandler as RequestHandler, handler as handler
 from ._backoff import Backoff as Backoff
 from ._context import ActorContext as ActorContext
 from ._dead_letters import DeadLetters as DeadLetters, DeadLetterStatistics as DeadLetterStatistics
@@ -152,6 +152,7 @@ __all__ = [
     "OverflowPolicy",
     "RandomChoice",
     "Request",
+    "RequestHandler",
     "RestartIntensityError",
     "RestartType",
     "RoundRobin",

@@ -9,6 +9,8 @@ written against trio's vocabulary keeps working::
     ├── AskTimeoutError          (trio.TooSlowError)         no reply within the deadline
     ├── SelfAskError             (RuntimeError)              an actor asked itself
     ├── MailboxFullError                                     refused by the FAIL overflow policy
+    ├── StashFullError           (in _stash.py)              stashed into a full stash
+    ├── NoRouteesError           (in _router.py)             a router had no routee
     ├── UnhandledMessageError    (TypeError)                 no handler for this message type
     ├── ActorDefinitionError     (TypeError)                 the actor class is malformed
     ├── SystemClosedError        (trio.ClosedResourceError)  the system is shut down
