@@ -216,3 +216,19 @@ async def test_a_burst_from_a_thread_wakes_trio_once(
     gate.release.set()
     await ref.stop(drain=True)
     assert gate.seen == [f"queued {n}" for n in range(8)] + list(range(8))
+
+
+async def test_awaited_tell_and_ask_refuse_a_foreign_thread(system: actors.ActorSystem) -> None:
+    counter = await system.spawn(Counter())
+    refused: list[str] = []
+
+    async def misuse_from_another_trio_run() -> None:
+        for call in (counter.tell(Add()), counter.ask(Total())):
+            try:
+                await call
+            except actors.WrongThreadError as exc:
+                refused.append(str(exc))
+
+    await trio.to_thread.run_sync(trio.run, misuse_from_another_trio_run)
+    assert [message.split("(")[0] for message in refused] == ["ActorRef.tell", "ActorRef.ask"]
+    assert await counter.ask(Total()) == 0  # nothing got in
