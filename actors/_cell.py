@@ -39,17 +39,29 @@ from ._exceptions import (
     ActorDefinitionError,
     ActorStoppedError,
     ErrorReply,
+    MailboxFullError,
     NameTakenError,
     UnhandledMessageError,
     WrongThreadError,
 )
-from ._mailbox import Mailbox
-from ._messages import Cancelled, DeadLetter, DeadLetterReason, Failed, Normal, StopReason
+from ._mailbox import Mailbox, Weigher
+from ._messages import (
+    Cancelled,
+    DeadLetter,
+    DeadLetterReason,
+    Failed,
+    MailboxOverflow,
+    Normal,
+    StopReason,
+)
 
 if TYPE_CHECKING:
     from ._context import ActorContext
     from ._ref import ActorRef
+    from ._stash import Stash
     from ._system import ActorSystem
+    from ._threads import ThreadInbox
+    from ._watch import StopHooks, Watcher
 
 logger = logging.getLogger("actors")
 
@@ -62,10 +74,16 @@ class Parent:
     system: ActorSystem
     path: str
     children: dict[str, Cell]
+    #: Bumped whenever ``children`` changes (routers cache their routees by it).
+    children_changes: int
     _nursery: trio.Nursery | None
 
     def _open_nursery(self, what: str) -> trio.Nursery:
         raise NotImplementedError
+
+    def children_changed(self) -> None:
+        """Count one change of ``children`` (the slot lives in each subclass)."""
+        setattr(self, "children_changes", self.children_changes + 1)  # noqa: B010
 
     async def stop_children(self) -> None:
         """Stop the children youngest first, each within its own stop timeout."""
@@ -82,6 +100,10 @@ class Parent:
         mailbox_size: int | None,
         stop_timeout: float | None,
         supervision: Supervision | None = None,
+        *,
+        max_bytes: int | None = None,
+        weigher: Weigher | None = None,
+        overflow: MailboxOverflow = MailboxOverflow.BLOCK,
     ) -> ActorRef[Any]:
         system = self.system
         system._check_thread("spawn")
@@ -108,6 +130,9 @@ class Parent:
             name=name,
             mailbox_size=system.mailbox_size if mailbox_size is None else mailbox_size,
             stop_timeout=system.stop_timeout if stop_timeout is None else stop_timeout,
+            max_bytes=max_bytes,
+            weigher=weigher,
+            overflow=overflow,
         )
         if supervision is not None:
             if isinstance(actor, Actor):
@@ -118,10 +143,12 @@ class Parent:
             cell.factory = actor
             cell.supervision = supervision
         self.children[name] = cell
+        self.children_changed()
         try:
             ref: ActorRef[Any] = await nursery.start(cell.run)
         except BaseException:
-            self.children.pop(name, None)
+            if self.children.pop(name, None) is not None:
+                self.children_changed()
             raise
         return ref
 
@@ -144,6 +171,8 @@ class Cell(Parent):
         "actor",
         "attachments",
         "children",
+        "children_changes",
+        "current",
         "factory",
         "handlers",
         "incarnation",
@@ -157,12 +186,15 @@ class Cell(Parent):
         "reason_override",
         "ref",
         "restarts",
-        "sender",
         "started_at",
+        "stash",
         "state",
+        "stop_hooks",
         "stop_timeout",
         "supervision",
         "system",
+        "thread_inbox",
+        "watcher",
     )
 
     def __init__(
@@ -174,6 +206,9 @@ class Cell(Parent):
         name: str,
         mailbox_size: int,
         stop_timeout: float,
+        max_bytes: int | None = None,
+        weigher: Weigher | None = None,
+        overflow: MailboxOverflow = MailboxOverflow.BLOCK,
     ) -> None:
         from ._ref import ActorRef
 
@@ -184,11 +219,24 @@ class Cell(Parent):
         self.actor = actor
         self.name = name
         self.path = f"{parent.path.rstrip('/')}/{name}"
-        self.mailbox: Mailbox[Envelope | Deliver] = Mailbox(mailbox_size, self._stopped_error)
+        self.mailbox = Mailbox(
+            mailbox_size,
+            self._stopped_error,
+            max_bytes=max_bytes,
+            weigher=weigher,
+            overflow=overflow,
+            full_error=self._full_error,
+            on_drop=self._dropped,
+        )
         self.handlers: HandlerTable = handler_table(type(actor))
         self.stop_timeout = stop_timeout
         self.children = {}
+        self.children_changes = 0
         self.on_terminated: list[TerminationCallback] = []
+        #: The hooks of watches, names and groups on this cell, and the watches it made
+        #: (``_watch.py``); ``None`` while there are none.
+        self.stop_hooks: StopHooks | None = None
+        self.watcher: Watcher | None = None
         #: Bumped on every restart; runtime notices carry it to detect staleness.
         self.incarnation = 0
         #: Per-actor state of runtime extensions (timers, watches), keyed by extension name.
@@ -197,7 +245,11 @@ class Cell(Parent):
         self.reason: StopReason | None = None
         #: Set by ``ctx.stop(reason)`` while stopping: the reason watchers will see.
         self.reason_override: StopReason | None = None
-        self.sender: Cell | None = None
+        #: The envelope being handled (``None`` between messages).
+        self.current: Envelope | None = None
+        self.stash: Stash | None = None
+        #: The queue of messages from OS threads (``_threads.py``), made on first use.
+        self.thread_inbox: ThreadInbox | None = None
         self.ref: ActorRef[Any] = ActorRef(self)
         self._context: ActorContext[Any] | None = None
         self._nursery = None
@@ -223,6 +275,12 @@ class Cell(Parent):
         return f"<cell {self.path} {self.state.value}>"
 
     @property
+    def sender(self) -> Cell | None:
+        """The sender of the message being handled."""
+        current = self.current
+        return None if current is None else current[1]
+
+    @property
     def context(self) -> ActorContext[Any]:
         if self._context is None:
             from ._context import ActorContext
@@ -245,6 +303,31 @@ class Cell(Parent):
             f"actor {self.path} has stopped ({self.describe_reason()}); "
             "messages can no longer be sent to it"
         )
+
+    def _full_error(self) -> MailboxFullError:
+        return MailboxFullError(
+            f"the mailbox of actor {self.path} is full (capacity "
+            f"{self.mailbox.statistics().capacity}, overflow policy FAIL); retry later, "
+            "slow down, or spawn it with a larger mailbox_size or another overflow policy"
+        )
+
+    def _dropped(self, item: Envelope | Deliver) -> None:
+        """The overflow policy dropped ``item``: fail its ask, if any, and dead-letter it."""
+        if isinstance(item, Deliver):
+            self.dead_letter(item.message, None, DeadLetterReason.DROPPED)
+            return
+        message, sender, slot = item
+        if slot is not None:
+            slot.settle(
+                outcome.Error(
+                    MailboxFullError(
+                        f"actor {self.path} dropped {type(message).__qualname__} because its "
+                        f"mailbox was full (overflow policy {self.mailbox.statistics().overflow.name})"
+                        "; retry, or ask an actor whose overflow policy is BLOCK"
+                    )
+                )
+            )
+        self.dead_letter(message, sender, DeadLetterReason.DROPPED)
 
     def _interrupted_error(self) -> ActorStoppedError:
         return ActorStoppedError(
@@ -275,7 +358,7 @@ class Cell(Parent):
         """
         if self.state is State.STOPPED:
             return
-        self.mailbox.send_control(StopRequest(reason, drain, requested))
+        self.mailbox.send_notice(StopRequest(reason, drain, requested))
         if interrupt and not drain and self._loop_scope is not None:
             self._interrupt = reason
             self._stop_requested = requested
@@ -323,7 +406,7 @@ class Cell(Parent):
                     extra={"actor_path": self.path},
                 )
             else:
-                self.mailbox.send_control(TaskFailed(exc))
+                self.mailbox.send_notice(TaskFailed(exc))
 
     def dead_letter(
         self,
@@ -479,7 +562,11 @@ class Cell(Parent):
             ),
         )
         self.incarnation += 1
+        self.current = None
         self.attachments.clear()
+        if self.stash is not None:
+            # The new incarnation handles what the old one set aside, in order.
+            self.mailbox.put_back(self.stash._take_all())
         self._stop_requested = False
         self._interrupt = None
         self.state = State.STARTING
@@ -487,11 +574,9 @@ class Cell(Parent):
 
     async def _loop(self) -> StopReason:  # noqa: ASYNC910 - the receive checkpoints
         """Process messages until a stop; an interrupting stop cancels ``_loop_scope``."""
-        # Mailbox.receive is inlined here (one coroutine frame less per message and
-        # per idle actor).
         mailbox = self.mailbox
         poll = mailbox.poll
-        abort_receive = mailbox.abort_receive
+        abort_wait = mailbox.abort_wait
         checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
         cancel_shielded_checkpoint = trio.lowlevel.cancel_shielded_checkpoint
         wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
@@ -505,8 +590,9 @@ class Cell(Parent):
                     await checkpoint_if_cancelled()
                     item = poll()
                     if item is None:
+                        # Parked here, not in a mailbox method: no extra frame while idle.
                         mailbox.receive_task = trio.lowlevel.current_task()
-                        item = await wait_task_rescheduled(abort_receive)
+                        item = await wait_task_rescheduled(abort_wait)
                     else:
                         await cancel_shielded_checkpoint()
                     if type(item) is not tuple:
@@ -522,7 +608,7 @@ class Cell(Parent):
                             continue
                     message, sender, slot = item
                     function, is_async = handlers[type(message)]
-                    self.sender = sender
+                    self.current = item
                     try:
                         result = (
                             (await function(actor, message))
@@ -531,6 +617,7 @@ class Cell(Parent):
                         )
                     except ErrorReply as rejection:
                         mailbox.processed += 1
+                        self.current = None
                         if slot is None:
                             self.dead_letter(
                                 message, sender, DeadLetterReason.REJECTED, rejection.error
@@ -554,6 +641,7 @@ class Cell(Parent):
                             slot.settle(outcome.Error(self._interrupted_error()))
                         raise
                     mailbox.processed += 1
+                    self.current = None
                     if slot is not None and not slot.settle(outcome.Value(result)):
                         self.system.late_replies += 1
                         self.dead_letter(result, self, DeadLetterReason.LATE_REPLY)
@@ -570,7 +658,8 @@ class Cell(Parent):
         self._closed_out = True
         self.reason = reason
         self.state = State.STOPPING
-        for item in self.mailbox.close():
+        stashed = [] if self.stash is None else self.stash._take_all()
+        for item in [*stashed, *self.mailbox.close()]:
             if isinstance(item, Deliver):
                 continue  # a timer tick nobody sent: nothing to report
             message, sender, slot = item
@@ -614,6 +703,7 @@ class Cell(Parent):
         self.state = State.STOPPED
         if self.parent.children.get(self.name) is self:
             del self.parent.children[self.name]
+            self.parent.children_changed()
         # A start failure is raised from spawn(): the caller reports it, not us.
         if isinstance(reason, Failed) and self._started:
             logger.error(
