@@ -96,8 +96,10 @@ def run(install: Install, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @asynccontextmanager
-async def serving(install: Install, *args: str) -> AsyncIterator[tuple[trio.Process, list[str]]]:
-    """Run the installed script until it prints ``listening on``; yield it and its lines."""
+async def serving(
+    install: Install, *args: str, until: bytes = b"listening on "
+) -> AsyncIterator[tuple[trio.Process, list[str]]]:
+    """Run the installed script until it prints a line with ``until``; yield it and its lines."""
     process = await trio.lowlevel.open_process(
         [str(install.script), *args],
         cwd=install.python.parent,
@@ -108,7 +110,7 @@ async def serving(install: Install, *args: str) -> AsyncIterator[tuple[trio.Proc
     output = b""
     try:
         with trio.fail_after(TIMEOUT):
-            while b"listening on " not in output or not output.endswith(b"\n"):
+            while until not in output or not output.endswith(b"\n"):
                 chunk = await process.stdout.receive_some()
                 assert chunk, f"it ended: {output!r}"
                 output += chunk
@@ -254,7 +256,8 @@ def trustme_client(ca: trustme.CA) -> ssl.SSLContext:
 async def test_chat_serves_its_page_and_a_room(
     with_demo: Install, system: actors.ActorSystem
 ) -> None:
-    async with serving(with_demo, "chat", "--port", "0", "--http-port", "0") as (process, lines):
+    args = ["chat", "--port", "0", "--http-port", "0"]
+    async with serving(with_demo, *args, until=b" in a browser") as (process, lines):
         url = url_in(lines)
         await check_chat_page(url, lines)
         async with transport.open_websocket_client(system, url) as ws:
