@@ -242,8 +242,12 @@ class DurableStream(abc.ABC, Generic[T]):
         Use with ``nursery.start``: it returns once the group exists (created at the
         start of the stream if new, so a new group reads every retained entry). Each
         entry is asked of the actor as a :class:`StreamMessage` with
-        ``handler_timeout`` (default: the system's ask timeout) and acknowledged when
-        the handler returns. Entries pending for ``min_idle`` seconds with any
+        ``handler_timeout`` (default: the system's ask timeout, counted from when the
+        entry was put in the mailbox) and acknowledged after the handler returned.
+        Entries are read ``batch`` at a time, one batch ahead; a few are queued in the
+        actor's mailbox at once (it still handles them one by one, in order), and the
+        acknowledgements leave in batches behind the handlers, so an entry handled just
+        before its consumer died may be delivered again. Entries pending for ``min_idle`` seconds with any
         consumer of the group (one that crashed, or whose handler failed) are
         claimed and delivered again. ``consumer`` names this consumer in the group
         (default: unique to this process). Returns when the actor stops.
