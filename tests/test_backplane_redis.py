@@ -360,3 +360,56 @@ async def test_names_are_registered_released_and_served(redis_server: RedisServe
                 assert await raw.get("trio-actors:name:here") is None
             with pytest.raises(transport.RemoteActorUnavailableError):
                 await backplane.remote("here").tell(Echo("gone"))
+
+
+@attrs.define(eq=False)
+class Gate(actors.Actor[transport.StreamMessage[str]]):
+    """Handles entries until it meets ``"hold"``, which waits for ``release``."""
+
+    handled: list[str] = attrs.field(factory=list)
+    holding: trio.Event = attrs.field(factory=trio.Event)
+    release: trio.Event = attrs.field(factory=trio.Event)
+
+    @actors.handler
+    async def on_entry(self, entry: transport.StreamMessage[str]) -> None:
+        if entry.message == "hold":
+            self.holding.set()
+            await self.release.wait()
+        self.handled.append(entry.message)
+
+
+async def test_stream_acknowledges_in_batches_and_only_after_the_handler_returned(
+    redis_server: RedisServer,
+) -> None:
+    count = 200
+    async with actors.open_system("test") as system:
+        async with transport.open_redis_backplane(system, redis_server.url) as backplane:
+            jobs: transport.DurableStream[str] = backplane.stream("jobs", maxlen=1000)
+            for n in range(count):
+                await jobs.add(f"job {n}")
+            await jobs.add("hold")
+            gate = Gate()
+            worker = await system.spawn(gate)
+            async with coredis.Redis.from_url(redis_server.url) as raw:
+                await raw.config_resetstat()
+                with trio.fail_after(STEP):
+                    async with trio.open_nursery() as consumers:
+                        await consumers.start(
+                            lambda task_status: jobs.serve_consumer(
+                                worker, group="g", batch=64, task_status=task_status
+                            )
+                        )
+                        await gate.holding.wait()
+                        # Everything before the held entry is acknowledged (soon, in batches);
+                        # the held one stays pending while its handler runs.
+                        while await jobs.pending("g") != 1:  # noqa: ASYNC110 - no ack notices
+                            await trio.sleep(0.01)
+                        gate.release.set()
+                        while await jobs.pending("g") != 0:  # noqa: ASYNC110 - no ack notices
+                            await trio.sleep(0.01)
+                        consumers.cancel_scope.cancel()
+                stats = await raw.info("commandstats")
+    assert gate.handled == [*(f"job {n}" for n in range(count)), "hold"]
+    xack_calls = int(stats["cmdstat_xack"]["calls"])
+    # One XACK per entry would be 201; batches carry many entries each.
+    assert 2 <= xack_calls <= count // 4
