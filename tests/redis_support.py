@@ -341,9 +341,11 @@ class _EchoActor(actors.Actor[Echo | Hang]):
 
 async def _owner(url: str, name: str, *ttl: str) -> None:
     """Holds ``name`` for an echo actor; ``ttl`` (optional): name_ttl and heartbeat."""
-    timing = {"name_ttl": float(ttl[0]), "heartbeat": float(ttl[1])} if ttl else {}
+    name_ttl, heartbeat = (float(ttl[0]), float(ttl[1])) if ttl else (3.0, 1.0)
     async with actors.open_system("child") as system:
-        async with transport.open_redis_backplane(system, url, codec=CODEC, **timing) as backplane:
+        async with transport.open_redis_backplane(
+            system, url, codec=CODEC, name_ttl=name_ttl, heartbeat=heartbeat
+        ) as backplane:
             echo = await system.spawn(_EchoActor())
             await backplane.register(name, echo)
             say("ready")
