@@ -18,6 +18,7 @@ from tests.redis_support import (
     Echoed,
     RedisServer,
     collect_coredis_garbage as collect_coredis_garbage,
+    persistent_redis_server as persistent_redis_server,
     redis_server as redis_server,
     start_child,
 )
@@ -135,4 +136,134 @@ async def test_watching_a_remote_actor_across_processes(redis_server: RedisServe
                 await killed.watch(watcher_ref)
                 await watcher.notice.wait()
             assert len(watcher.notices) == 3
+        nursery.cancel_scope.cancel()
+
+
+@attrs.define(eq=False)
+class Peer(actors.Actor[str | Echo | transport.StreamMessage[Echo]]):
+    """Answers echoes, records what it is told and the stream entries it handles."""
+
+    told: list[str] = attrs.field(factory=list)
+    got: trio.Event = attrs.field(factory=trio.Event)
+    entries: set[str] = attrs.field(factory=set)
+
+    @actors.handler
+    async def on_text(self, message: str) -> None:
+        self.told.append(message)
+        self.got.set()
+
+    @actors.handler
+    async def on_echo(self, message: Echo) -> Echoed:
+        return Echoed(message.text.upper())
+
+    @actors.handler
+    async def on_entry(self, entry: transport.StreamMessage[Echo]) -> None:
+        self.entries.add(entry.message.text)
+
+
+async def test_redis_going_away_under_traffic(persistent_redis_server: RedisServer) -> None:
+    server = persistent_redis_server
+    ttl, heartbeat = float(TTL), float(HEARTBEAT)
+    async with (
+        actors.open_system("a") as system_a,
+        actors.open_system("b") as system_b,
+        transport.open_redis_backplane(
+            system_a, server.url, codec=CODEC, name_ttl=ttl, heartbeat=heartbeat
+        ) as a,
+        transport.open_redis_backplane(
+            system_b, server.url, codec=CODEC, name_ttl=ttl, heartbeat=heartbeat
+        ) as b,
+        trio.open_nursery() as nursery,
+    ):
+        alice, bob, consumer = Peer(), Peer(), Peer()
+        alice_ref = await system_a.spawn(alice, name="alice")
+        bob_ref = await system_a.spawn(bob, name="bob")
+        consumer_ref = await system_b.spawn(consumer, name="consumer")
+        for ref in (alice_ref, bob_ref):
+            await a.join_group("room", ref)
+        await a.register("echo", alice_ref)
+        room: actors.Topic[str] = actors.topic(system_a, "local-room")
+        news: transport.DistributedTopic[Echo] = await b.topic("news")
+        jobs: transport.DurableStream[Echo] = a.stream("jobs")
+        await nursery.start(
+            lambda task_status: b.stream("jobs").serve_consumer(
+                consumer_ref, group="g", min_idle=0.5, task_status=task_status
+            )
+        )
+        accepted: set[str] = set()
+        refused: list[str] = []
+
+        async def produce() -> None:
+            for n in range(10_000):
+                try:
+                    await jobs.add(Echo(f"job {n}"))
+                except transport.BackplaneUnavailableError:
+                    refused.append(f"job {n}")
+                else:
+                    accepted.add(f"job {n}")
+                await trio.sleep(0.005)
+
+        alice_m = transport.ClusterMember(a.node, alice_ref.path)
+        bob_m = transport.ClusterMember(a.node, bob_ref.path)
+        async with b.group_changes("room") as (members, changes):
+            assert set(members) == {alice_m, bob_m}
+            with news.subscribe() as headlines, room.subscribe() as local_room:
+                producer = trio.CancelScope()
+
+                async def run_producer() -> None:
+                    with producer:
+                        await produce()
+
+                nursery.start_soon(run_producer)
+                with trio.fail_after(STEP):
+                    while len(accepted) < 20:  # noqa: ASYNC110 - traffic before the outage
+                        await trio.sleep(0.01)
+
+                server.stop()
+                with trio.fail_after(STEP):
+                    # Local rooms and actors keep working.
+                    await room.publish("still here")
+                    assert await local_room.receive() == "still here"
+                    await alice_ref.tell("direct")
+                    await alice.got.wait()
+                    # Remote asks fail with the backplane's error, long before their timeout.
+                    with pytest.raises(transport.BackplaneUnavailableError, match=server.url):
+                        await b.remote("echo").ask(Echo("hi"), timeout=60)
+                    with pytest.raises(transport.BackplaneUnavailableError):
+                        await b.broadcast("room", Echo("lost"))
+                    with pytest.raises(transport.BackplaneUnavailableError):
+                        await b.group_members("room")
+                    with pytest.raises(transport.BackplaneUnavailableError):
+                        await news.publish(Echo("lost"))
+                    # Bob stops while Redis is away: nobody can be told now.
+                    await bob_ref.stop()
+                    while not refused:  # noqa: ASYNC110 - adds fail while the server is down
+                        await trio.sleep(0.01)
+                server.start()
+
+                with trio.fail_after(STEP):
+                    # Topics report their gap.
+                    gap = await headlines.receive()
+                    assert isinstance(gap, transport.BackplaneGap)
+                    # Groups resynchronise: bob's leave is reported once Redis is back, by
+                    # bob's process ("stopped") if its retry lands first, else by the
+                    # heartbeat's reconciliation ("lost").
+                    change = await changes.receive()
+                    assert (change.member, change.joined) == (bob_m, False)
+                    assert change.reason in {"stopped", "lost"}
+                    assert await b.group_members("room") == (alice_m,)
+                    # Remote asks work again once the owner has subscribed anew.
+                    answer: Echoed | None = None
+                    while answer is None:
+                        try:
+                            answer = await b.remote("echo").ask(Echo("back"), timeout=1)
+                        except transport.RemoteActorUnavailableError:
+                            await trio.sleep(heartbeat)
+                    assert answer == Echoed("BACK")
+                    producer.cancel()
+                    # Durable streams: every accepted entry is handled; refused ones raised.
+                    while not accepted <= consumer.entries:  # noqa: ASYNC110 - redeliveries
+                        await trio.sleep(0.05)
+        assert refused
+        assert not set(refused) & consumer.entries
         nursery.cancel_scope.cancel()
