@@ -39,13 +39,46 @@ pytestmark = [
 STEP = 10.0
 
 
-async def test_unreachable_redis_fails_promptly_naming_the_url() -> None:
-    url = f"redis://127.0.0.1:{free_port()}"
+async def start_fails_naming(url: str, connect_timeout: float) -> None:
     async with actors.open_system("test") as system:
         with trio.fail_after(STEP):
             with pytest.raises(transport.BackplaneUnavailableError, match=url):
-                async with transport.open_redis_backplane(system, url, connect_timeout=2):
+                async with transport.open_redis_backplane(
+                    system, url, connect_timeout=connect_timeout
+                ):
                     pass  # pragma: no cover
+
+
+async def test_unreachable_redis_fails_promptly_naming_the_url() -> None:
+    await start_fails_naming(f"redis://127.0.0.1:{free_port()}", 2)
+
+
+async def test_a_server_that_never_answers_fails_start_up_naming_the_url() -> None:
+    # Something listens (the kernel completes the TCP handshake) but never speaks Redis.
+    with trio.socket.socket() as listener:
+        await listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        await start_fails_naming(f"redis://127.0.0.1:{listener.getsockname()[1]}", 0.5)
+
+
+@pytest.mark.parametrize(
+    ("url", "complaint"),
+    [
+        ("http://127.0.0.1:6379", "must start with redis://"),
+        ("127.0.0.1:6379", "must start with redis://"),
+        ("redis://:6379", "names no host"),
+        ("redis://127.0.0.1:port", "malformed"),
+        ("redis://user:secret@127.0.0.1:0", "port 0"),
+    ],
+)
+async def test_a_url_that_cannot_name_redis_is_refused_before_connecting(
+    url: str, complaint: str
+) -> None:
+    async with actors.open_system("test") as system:
+        with pytest.raises(ValueError, match=complaint) as info:
+            async with transport.open_redis_backplane(system, url):
+                pass  # pragma: no cover
+    assert "secret" not in str(info.value)
 
 
 async def test_statistics_mask_the_password(redis_server: RedisServer) -> None:
@@ -410,6 +443,8 @@ async def test_stream_acknowledges_in_batches_and_only_after_the_handler_returne
                         consumers.cancel_scope.cancel()
                 stats = await raw.info("commandstats")
     assert gate.handled == [*(f"job {n}" for n in range(count)), "hold"]
-    xack_calls = int(stats["cmdstat_xack"]["calls"])
+    xack = stats["cmdstat_xack"]
+    assert isinstance(xack, dict)
+    xack_calls = int(xack["calls"])
     # One XACK per entry would be 201; batches carry many entries each.
     assert 2 <= xack_calls <= count // 4

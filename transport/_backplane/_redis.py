@@ -38,7 +38,7 @@ from coredis.retry import NoRetryPolicy
 import actors
 
 from .._codec import Codec, DecodeError, RawCodec
-from ._failures import describe, is_connection_failure, is_start_failure, redact
+from ._failures import describe, is_connection_failure, is_start_failure
 from ._interface import (
     DEFAULT_STREAM_MAXLEN,
     Backplane,
@@ -54,6 +54,7 @@ from ._interface import (
 )
 from ._presence import Presence
 from ._publisher import TopicPublisher
+from ._redis_open import redact
 from ._remote import NameKeeper, RedisRemoteRef, RequestServer
 from ._remote_watch import RemoteWatches
 from ._streams import RedisStream

@@ -34,6 +34,7 @@ import actors
 from .._codec import DecodeError
 from ._failures import is_connection_failure
 from ._interface import DEFAULT_MIN_IDLE, DurableStream, StreamMessage, check_consumer
+from ._redis_open import redact
 from ._wire import decode_payload, encode_payload
 
 if TYPE_CHECKING:
@@ -170,7 +171,16 @@ class RedisStream(DurableStream[T]):
                         entries = await self._read(group, consumer, batch, block)
                     attempt = 0
                 except coredis.exceptions.StreamConsumerGroupError:
-                    # NOGROUP: the server restarted without its data; start the group again.
+                    # NOGROUP: the server restarted without its data; start the group again,
+                    # and say so: whatever the stream held is gone.
+                    logger.warning(
+                        "backplane: the group %r of stream %r is gone from redis at %s, with "
+                        "the entries it had not acknowledged (a restart without persistence?); "
+                        "it starts again from what the stream holds now",
+                        group,
+                        self.name,
+                        redact(backplane.url),
+                    )
                     await self._ensure_group(group)
                     continue
                 except Exception as exc:
