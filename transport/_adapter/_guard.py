@@ -15,9 +15,9 @@ import trio
 import wsproto
 import wsproto.connection
 import wsproto.events
-import wsproto.frame_protocol
 import wsproto.utilities
 
+from ._hooks import close_frame, open_connection, payload_announced, take_handshake
 from ._limits import BackendLimits, InboundGuard, Violation
 
 
@@ -58,8 +58,7 @@ class GuardedConnection(wsproto.WSConnection):
             return data
         if isinstance(event, wsproto.events.CloseConnection) and not self._close_sent:
             self._close_sent = True
-            frames = wsproto.frame_protocol.FrameProtocol(self.client, [])
-            return bytes(frames.close(event.code, event.reason))
+            return close_frame(self, event.code, event.reason)
         raise wsproto.utilities.LocalProtocolError(
             f"Event {event} cannot be sent in state {self.state}."
         )
@@ -70,9 +69,8 @@ class GuardedConnection(wsproto.WSConnection):
             self._drop_handshake()
 
     def _drop_handshake(self) -> None:
-        if self._handshake_events is None and self.connection is not None:
-            self._handshake_events = list(self.handshake.events())
-            del self.handshake
+        if self._handshake_events is None:
+            self._handshake_events = take_handshake(self)
 
     def _library_events(self) -> Generator[wsproto.events.Event, None, None]:
         pending = self._handshake_events
@@ -81,8 +79,7 @@ class GuardedConnection(wsproto.WSConnection):
             return
         while pending:
             yield pending.pop(0)
-        assert self.connection is not None
-        yield from self.connection.events()
+        yield from open_connection(self).events()
 
     def events(self) -> Generator[wsproto.events.Event, None, None]:
         if self.violation is not None:
@@ -93,7 +90,7 @@ class GuardedConnection(wsproto.WSConnection):
                 yield self._fail(violation)
                 return
             yield event
-        remaining = self._payload_announced()
+        remaining = payload_announced(self)
         if remaining is not None:
             violation = self._guard.on_frame_header(remaining)
             if violation is not None:
@@ -120,13 +117,3 @@ class GuardedConnection(wsproto.WSConnection):
     def _fail(self, violation: Violation) -> wsproto.events.CloseConnection:
         self.violation = violation
         return wsproto.events.CloseConnection(code=violation.code, reason=violation.reason)
-
-    def _payload_announced(self) -> int | None:
-        # Payload bytes a data frame's header announced and that have not arrived yet,
-        # read from wsproto's frame decoder (None between frames and for control frames).
-        decoder = getattr(getattr(self.connection, "_proto", None), "_frame_decoder", None)
-        header = getattr(decoder, "header", None)
-        if header is None or header.opcode.iscontrol():
-            return None
-        consumed = getattr(decoder, "payload_consumed", 0)
-        return int(header.payload_len) - int(consumed)
