@@ -12,8 +12,11 @@ Prints one JSON line:
   The two phases alternate ``REPS`` times in one run and their medians are compared;
 * ``topic_latency_ms_p50`` / ``p99``: one message at a time, publish to receive, in
   this process;
-* ``stream_msgs_per_s``: entries added then delivered to a consumer actor and
-  acknowledged.
+* ``stream_msgs_per_s``: entries of a durable stream delivered to a consumer actor and
+  acknowledged (each after its handler returned), ``batch=128``;
+  ``raw_stream_msgs_per_s`` the same entries read by a bare coredis loop
+  (``XREADGROUP COUNT 128``, one ``XACK`` per batch, no handler); ``stream_ratio``
+  their ratio (target >= 0.5). Both phases alternate ``REPS`` times; medians compared.
 
 Usage: ``python benchmarks/bench_backplane.py [--messages N]``; bounded well under a minute.
 """
@@ -181,18 +184,52 @@ class Sink(actors.Actor[transport.StreamMessage[str]]):
             self.done.set()
 
 
+#: Entries read by one ``XREADGROUP`` in both stream loops.
+STREAM_BATCH = 128
+
+
+async def _fill_stream(url: str, key: str, count: int) -> None:
+    """Add ``count`` backplane-framed entries to ``key`` (one pipeline)."""
+    async with coredis.Redis.from_url(url) as client:
+        await client.delete([key])
+        async with client.pipeline(transaction=False) as pipe:
+            added = [pipe.xadd(key, {"m": b"t" + str(n).encode()}) for n in range(count)]
+        assert len(added) == count
+
+
+async def raw_stream_rate(url: str, count: int) -> float:
+    """A bare coredis consumer: ``XREADGROUP COUNT 128``, one ``XACK`` per batch."""
+    key = "bench:raw-stream"
+    await _fill_stream(url, key, count)
+    async with coredis.Redis.from_url(url) as client:
+        await client.xgroup_create(key, "bench", "0")
+        start = time.perf_counter()
+        seen = 0
+        while seen < count:
+            found = await client.xreadgroup(
+                "bench", "raw", {key: ">"}, count=STREAM_BATCH, block=1000
+            )
+            entries = next(iter(found.values())) if found else ()
+            for entry in entries:
+                entry.field_values.get(b"m")
+            if entries:
+                await client.xack(key, "bench", [entry.identifier for entry in entries])
+            seen += len(entries)
+        elapsed = time.perf_counter() - start
+    return count / elapsed
+
+
 async def stream_rate(system: actors.ActorSystem, url: str, count: int) -> float:
     async with transport.open_redis_backplane(system, url) as backplane:
         stream: transport.DurableStream[str] = backplane.stream("bench", maxlen=count * 2)
-        for n in range(count):
-            await stream.add(str(n))
+        await _fill_stream(url, "trio-actors:stream:bench", count)
         sink = Sink(expected=count)
         ref = await system.spawn(sink)
         start = time.perf_counter()
         async with trio.open_nursery() as nursery:
             await nursery.start(
                 lambda task_status: stream.serve_consumer(
-                    ref, group="bench", batch=128, task_status=task_status
+                    ref, group="bench", batch=STREAM_BATCH, task_status=task_status
                 )
             )
             await sink.done.wait()
@@ -215,7 +252,13 @@ async def main(messages: int) -> dict[str, float | int]:
                     topics.append(await topic_rate(system, url, messages))
                 raw, topic = statistics.median(raws), statistics.median(topics)
                 latency = await topic_latency(system, url, 500)
-                stream = await stream_rate(system, url, messages // 2)
+                raw_streams: list[float] = []
+                streams: list[float] = []
+                for _ in range(REPS):
+                    raw_streams.append(await raw_stream_rate(url, messages))
+                    streams.append(await stream_rate(system, url, messages))
+                raw_stream = statistics.median(raw_streams)
+                stream = statistics.median(streams)
     finally:
         server.kill()
         server.wait()
@@ -229,6 +272,8 @@ async def main(messages: int) -> dict[str, float | int]:
         "topic_latency_ms_p50": round(statistics.median(latency), 3),
         "topic_latency_ms_p99": round(quantiles[98], 3),
         "stream_msgs_per_s": round(stream),
+        "raw_stream_msgs_per_s": round(raw_stream),
+        "stream_ratio": round(stream / raw_stream, 3),
     }
 
 

@@ -61,6 +61,9 @@ class RedisServer:
 
     executable: str
     port: int
+    #: With a directory, the server keeps an append-only file there (fsync on every write),
+    #: so a restart (even after SIGKILL) finds its data again.
+    data_dir: Path | None = None
     process: subprocess.Popen[bytes] | None = None
     drain: threading.Thread | None = None
 
@@ -78,10 +81,20 @@ class RedisServer:
                 "127.0.0.1",
                 "--save",
                 "",
-                "--appendonly",
-                "no",
                 "--protected-mode",
                 "yes",
+                *(
+                    ("--appendonly", "no")
+                    if self.data_dir is None
+                    else (
+                        "--appendonly",
+                        "yes",
+                        "--appendfsync",
+                        "always",
+                        "--dir",
+                        str(self.data_dir),
+                    )
+                ),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -144,6 +157,17 @@ def collect_coredis_garbage() -> Iterator[None]:
 @pytest.fixture
 def redis_server(collect_coredis_garbage: None) -> Iterator[RedisServer]:
     server = RedisServer(require_redis_server(), free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def persistent_redis_server(collect_coredis_garbage: None, tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server that keeps its data across :meth:`RedisServer.restart`."""
+    server = RedisServer(require_redis_server(), free_port(), data_dir=tmp_path)
     server.start()
     try:
         yield server
@@ -300,8 +324,12 @@ async def _consumer(url: str, stream_name: str, group: str, stuck_after: str) ->
 @final
 @attrs.define(eq=False)
 class _EchoActor(actors.Actor[Echo | Hang]):
+    """Answers an Echo in capitals (``"stop"`` then stops); a Hang never."""
+
     @actors.handler
     async def on_echo(self, message: Echo) -> Echoed:
+        if message.text == "stop":
+            self.ctx.stop()
         return Echoed(message.text.upper())
 
     @actors.handler
@@ -311,12 +339,42 @@ class _EchoActor(actors.Actor[Echo | Hang]):
         raise AssertionError("unreachable")
 
 
-async def _owner(url: str, name: str) -> None:
+async def _owner(url: str, name: str, *ttl: str) -> None:
+    """Holds ``name`` for an echo actor; ``ttl`` (optional): name_ttl and heartbeat."""
+    name_ttl, heartbeat = (float(ttl[0]), float(ttl[1])) if ttl else (3.0, 1.0)
     async with actors.open_system("child") as system:
-        async with transport.open_redis_backplane(system, url, codec=CODEC) as backplane:
+        async with transport.open_redis_backplane(
+            system, url, codec=CODEC, name_ttl=name_ttl, heartbeat=heartbeat
+        ) as backplane:
             echo = await system.spawn(_EchoActor())
             await backplane.register(name, echo)
             say("ready")
+            await echo.wait_stopped()
+            say("stopped")
+            await trio.sleep_forever()
+
+
+@final
+@attrs.define(eq=False)
+class _GroupMember(actors.Actor[str]):
+    """Says what it is told; ``"stop"`` stops it."""
+
+    @actors.handler
+    async def on_text(self, message: str) -> None:
+        say("got", message)
+        if message == "stop":
+            self.ctx.stop()
+
+
+async def _member(url: str, group: str, name_ttl: str, heartbeat: str) -> None:
+    """Joins ``group`` with one actor, prints its node and path, and stays."""
+    async with actors.open_system("child") as system:
+        async with transport.open_redis_backplane(
+            system, url, name_ttl=float(name_ttl), heartbeat=float(heartbeat)
+        ) as backplane:
+            member = await system.spawn(_GroupMember(), name="member")
+            await backplane.join_group(group, member)
+            say("ready", backplane.node, member.path)
             await trio.sleep_forever()
 
 
@@ -325,4 +383,5 @@ _ROLES: dict[str, Any] = {
     "publisher": _publisher,
     "consumer": _consumer,
     "owner": _owner,
+    "member": _member,
 }

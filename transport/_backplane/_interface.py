@@ -20,7 +20,12 @@ Guarantees (the Redis ones are those of the Redis features underneath):
   ``min_idle`` seconds. Handle them idempotently by their :attr:`StreamMessage.id`.
 * **Remote refs**: a name registered with :meth:`Backplane.register` can be told and
   asked from every process. Asks carry a deadline and fail promptly (not at their
-  timeout) when the owning process goes away.
+  timeout) when the owning process goes away. :meth:`RemoteRef.watch` tells a local
+  actor :class:`actors.Terminated` when the remote one stops or its process dies.
+* **Groups** span processes: :meth:`Backplane.join_group` adds an actor to a
+  cluster-wide group, every process lists the members and follows the changes, and
+  :meth:`Backplane.broadcast` or :meth:`Backplane.route` tell them (at most once).
+  A process's members vanish within the presence ttl when it dies.
 
 Errors::
 
@@ -37,7 +42,7 @@ import abc
 import contextlib
 import enum
 from collections.abc import Callable, Coroutine, Iterator
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, final
 
 import attrs
 import trio
@@ -120,6 +125,35 @@ class StreamMessage(actors.Request[None], Generic[T]):
     group: str
     id: str
     message: T
+
+
+@final
+@attrs.frozen
+class ClusterMember:
+    """A member of a cluster-wide group: the actor at ``path`` in the process ``node``.
+
+    ``node`` is that process's :attr:`Backplane.node`. Compare members with ``==``.
+    """
+
+    node: str
+    path: str
+
+
+@final
+@attrs.frozen
+class ClusterGroupChange:
+    """A change of a cluster-wide group, from :meth:`Backplane.group_changes`.
+
+    ``joined`` is true when ``member`` joined ``group``; otherwise it left, and
+    ``reason`` says how: ``"left"`` (:meth:`Backplane.leave_group`), ``"stopped"``
+    (the actor stopped), or ``"lost"`` (its process stopped renewing its presence:
+    it died, or lost Redis for longer than the presence ttl).
+    """
+
+    group: str
+    member: ClusterMember
+    joined: bool
+    reason: str = "joined"
 
 
 @final
@@ -242,8 +276,12 @@ class DurableStream(abc.ABC, Generic[T]):
         Use with ``nursery.start``: it returns once the group exists (created at the
         start of the stream if new, so a new group reads every retained entry). Each
         entry is asked of the actor as a :class:`StreamMessage` with
-        ``handler_timeout`` (default: the system's ask timeout) and acknowledged when
-        the handler returns. Entries pending for ``min_idle`` seconds with any
+        ``handler_timeout`` (default: the system's ask timeout, counted from when the
+        entry was put in the mailbox) and acknowledged after the handler returned.
+        Entries are read ``batch`` at a time, one batch ahead; a few are queued in the
+        actor's mailbox at once (it still handles them one by one, in order), and the
+        acknowledgements leave in batches behind the handlers, so an entry handled just
+        before its consumer died may be delivered again. Entries pending for ``min_idle`` seconds with any
         consumer of the group (one that crashed, or whose handler failed) are
         claimed and delivered again. ``consumer`` names this consumer in the group
         (default: unique to this process). Returns when the actor stops.
@@ -273,9 +311,21 @@ class RemoteRef(abc.ABC, Generic[T]):
         handler raised.
         """
 
+    @abc.abstractmethod
+    async def watch(self, watcher: actors.ActorRef[actors.Terminated]) -> None:
+        """Tell ``watcher`` an :class:`actors.Terminated` once the actor holding the name is gone.
+
+        The notice comes when that actor stops (its own stop reason), when its
+        process dies or loses the backplane for longer than the name's ttl
+        (:class:`actors.Failed` with a :exc:`RemoteActorUnavailableError`), or at
+        once if nobody holds the name now. The notice's ``ref`` is this remote ref
+        (compare it with ``is``). One notice per call; watch again to follow the
+        next holder of the name.
+        """
+
 
 class Backplane(abc.ABC):
-    """Topics, durable streams and named actors shared by every process on the backplane."""
+    """Topics, durable streams, named actors and groups shared by every process on the backplane."""
 
     system: actors.ActorSystem
     #: This process's id on the backplane.
@@ -321,8 +371,84 @@ class Backplane(abc.ABC):
         """A ref to whichever actor holds ``name``, now or later (nothing is checked yet)."""
 
     @abc.abstractmethod
+    async def join_group(self, group: str, ref: actors.ActorRef[Never]) -> None:
+        """Add ``ref`` to the cluster-wide ``group`` until it leaves or stops.
+
+        Every process sees it in :meth:`group_members`; if this process dies, its
+        members vanish everywhere within the presence ttl (the name ttl). Joining
+        twice is one membership. Raises :exc:`actors.ActorStoppedError` for a
+        stopped actor and :exc:`BackplaneUnavailableError` while Redis is away.
+        """
+
+    @abc.abstractmethod
+    async def leave_group(self, group: str, ref: actors.ActorRef[Never]) -> None:
+        """Take ``ref`` out of ``group``; nothing happens if it is not a member."""
+
+    @abc.abstractmethod
+    async def group_members(self, group: str) -> tuple[ClusterMember, ...]:
+        """The members of ``group`` in every process (empty for an unknown group)."""
+
+    @abc.abstractmethod
+    def group_changes(
+        self, group: str, *, buffer: int | None = None
+    ) -> contextlib.AbstractAsyncContextManager[
+        tuple[tuple[ClusterMember, ...], actors.TopicReceiveChannel[ClusterGroupChange]]
+    ]:
+        """Follow ``group`` across the cluster while the ``async with`` block is open.
+
+        Yields the members when the block was entered and a channel of every
+        :class:`ClusterGroupChange` after that: joins and leaves in any process,
+        and the members of a process that died (``reason="lost"``)::
+
+            async with backplane.group_changes("lobby") as (members, changes):
+                async for change in changes:
+                    ...
+
+        The channel holds ``buffer`` changes (the local topic's default when
+        ``None``); when full, the oldest is dropped and counted in the
+        subscription's statistics: then read :meth:`group_members` again.
+        """
+
+    @abc.abstractmethod
+    async def broadcast(self, group: str, message: object) -> None:
+        """Tell ``message`` to every member of ``group`` in every process (at most once).
+
+        A member whose mailbox is full does not hold up the others: its copy goes
+        to dead letters. Returns once the message left (with Redis: once Redis took it).
+        """
+
+    @abc.abstractmethod
+    async def route(self, group: str, message: object) -> ClusterMember:
+        """Tell ``message`` to one member of ``group``, chosen at random; returns it.
+
+        Raises :exc:`RemoteActorUnavailableError` if the group has no member (or the
+        one chosen vanished before the message reached its process).
+        """
+
+    @abc.abstractmethod
     def statistics(self) -> BackplaneStatistics:
         """A snapshot of the backplane's state and counters."""
+
+
+def terminated(remote: RemoteRef[Any], reason: actors.StopReason) -> actors.Terminated:
+    """The :class:`actors.Terminated` notice of a remote watch: its ``ref`` is ``remote``."""
+    return actors.Terminated(cast("actors.ActorRef[Never]", remote), reason)
+
+
+async def tell_watcher(
+    watcher: actors.ActorRef[actors.Terminated], notice: actors.Terminated
+) -> None:
+    """Tell ``watcher`` its notice; nothing happens if it stopped first."""
+    await trio.lowlevel.checkpoint()
+    with contextlib.suppress(actors.ActorStoppedError):
+        await watcher.tell(notice)
+
+
+def unavailable_reason(name: str, why: str) -> actors.Failed:
+    """The stop reason of a watched name whose holder is gone without a word."""
+    return actors.Failed(
+        RemoteActorUnavailableError(f"no live process holds the name {name!r} ({why})")
+    )
 
 
 def local_topic_name(name: str) -> str:

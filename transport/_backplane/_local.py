@@ -9,22 +9,33 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import math
 import uuid
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, TypeVar, final
+from typing import TYPE_CHECKING, Any, TypeVar, cast, final
 
 import trio
 
 import actors
 
 from .._census import SourceKind, report_ended, report_started
+from ._groups import (
+    GroupView,
+    follow_local,
+    local_group_name,
+    local_members,
+    pick,
+    tell_members,
+)
 from ._interface import (
     DEFAULT_MIN_IDLE,
     DEFAULT_STREAM_MAXLEN,
     Backplane,
     BackplaneState,
     BackplaneStatistics,
+    ClusterGroupChange,
+    ClusterMember,
     DistributedTopic,
     DurableStream,
     RemoteActorUnavailableError,
@@ -34,6 +45,9 @@ from ._interface import (
     check_consumer,
     check_name,
     local_topic_name,
+    tell_watcher,
+    terminated,
+    unavailable_reason,
 )
 
 if TYPE_CHECKING:
@@ -47,9 +61,11 @@ R = TypeVar("R")
 class LocalBackplane(Backplane):
     """The in-process :class:`Backplane`; open it with :func:`open_local_backplane`."""
 
-    def __init__(self, system: actors.ActorSystem) -> None:
+    def __init__(self, system: actors.ActorSystem, nursery: trio.Nursery) -> None:
         self.system = system
         self.node = uuid.uuid4().hex[:12]
+        self.nursery = nursery
+        self._views: dict[str, GroupView] = {}
         self._topics: dict[str, DistributedTopic[Any]] = {}
         self._streams: dict[str, LocalStream[Any]] = {}
         self._names: dict[str, actors.ActorRef[Never]] = {}
@@ -120,6 +136,81 @@ class LocalBackplane(Backplane):
         check_name(name, "a registered name")
         return LocalRemoteRef(self, name)
 
+    # -- groups ----------------------------------------------------------------------------------
+
+    async def join_group(self, group: str, ref: actors.ActorRef[Never]) -> None:
+        """See :meth:`Backplane.join_group`."""
+        check_name(group, "a group name")
+        await trio.lowlevel.checkpoint()
+        actors.join_group(self.system, local_group_name(group), ref)
+
+    async def leave_group(self, group: str, ref: actors.ActorRef[Never]) -> None:
+        """See :meth:`Backplane.leave_group`."""
+        await trio.lowlevel.checkpoint()
+        actors.leave_group(self.system, local_group_name(group), ref)
+
+    async def group_members(self, group: str) -> tuple[ClusterMember, ...]:
+        """See :meth:`Backplane.group_members`."""
+        await trio.lowlevel.checkpoint()
+        return tuple(
+            ClusterMember(self.node, ref.path) for ref in local_members(self.system, group)
+        )
+
+    @contextlib.asynccontextmanager
+    async def group_changes(  # noqa: ASYNC911 - leaving does not wait
+        self, group: str, *, buffer: int | None = None
+    ) -> AsyncIterator[
+        tuple[tuple[ClusterMember, ...], actors.TopicReceiveChannel[ClusterGroupChange]]
+    ]:
+        """See :meth:`Backplane.group_changes`."""
+        check_name(group, "a group name")
+        view = self._views.get(group)
+        if view is None or view.topic.is_closed:
+            view = self._views[group] = GroupView(self.system, group)
+            await self.nursery.start(
+                follow_local, self.system, group, functools.partial(self._local_change, view)
+            )
+        else:
+            await trio.lowlevel.checkpoint()
+        with view.follow(buffer) as followed:
+            yield followed
+
+    async def _local_change(
+        self, view: GroupView, ref: actors.ActorRef[Never], reason: str | None
+    ) -> None:
+        member = ClusterMember(self.node, ref.path)
+        if reason is None:
+            view.joined(member)
+        else:
+            view.left(member, reason)
+        await trio.lowlevel.checkpoint()
+
+    async def broadcast(self, group: str, message: object) -> None:
+        """See :meth:`Backplane.broadcast`."""
+        check_name(group, "a group name")
+        await trio.lowlevel.checkpoint()
+        self._published += 1
+        tell_members(self.system, local_members(self.system, group), message, f"group {group!r}")
+
+    async def route(self, group: str, message: object) -> ClusterMember:
+        """See :meth:`Backplane.route`."""
+        check_name(group, "a group name")
+        refs = {
+            ClusterMember(self.node, ref.path): ref for ref in local_members(self.system, group)
+        }
+        member = pick(refs)
+        if member is None:
+            raise RemoteActorUnavailableError(
+                f"the group {group!r} has no member; join one with Backplane.join_group()"
+            )
+        try:
+            await cast("actors.ActorRef[object]", refs[member]).tell(message)
+        except actors.ActorStoppedError as exc:
+            raise RemoteActorUnavailableError(
+                f"the member {member.path} of group {group!r} stopped"
+            ) from exc
+        return member
+
     def statistics(self) -> BackplaneStatistics:
         """See :meth:`Backplane.statistics`."""
         return BackplaneStatistics(
@@ -163,6 +254,22 @@ class LocalRemoteRef(RemoteRef[T]):
             await self._ref().tell(message)
         except actors.ActorStoppedError as exc:
             raise RemoteActorUnavailableError(f"the actor named {self.name!r} stopped") from exc
+
+    async def watch(self, watcher: actors.ActorRef[actors.Terminated]) -> None:
+        holder = self._backplane._holder(self.name)
+        if holder is None:
+            await tell_watcher(
+                watcher, terminated(self, unavailable_reason(self.name, "nobody holds it"))
+            )
+            return
+        await trio.lowlevel.checkpoint()
+        self._backplane.nursery.start_soon(self._watch, holder, watcher)
+
+    async def _watch(
+        self, holder: actors.ActorRef[Never], watcher: actors.ActorRef[actors.Terminated]
+    ) -> None:
+        reason = await holder.wait_stopped()
+        await tell_watcher(watcher, terminated(self, reason))
 
     async def ask(self, message: actors.Request[R], *, timeout: float | None = None) -> R:  # noqa: ASYNC109
         try:
@@ -291,7 +398,7 @@ class LocalStream(DurableStream[T]):
 
 
 @contextlib.asynccontextmanager
-async def open_local_backplane(  # noqa: ASYNC911 - nothing to wait for when leaving
+async def open_local_backplane(  # noqa: ASYNC911 - leaving cancels, without waiting
     system: actors.ActorSystem,
 ) -> AsyncIterator[LocalBackplane]:
     """An in-process :class:`Backplane` for ``system``: no server, nothing leaves the process.
@@ -302,11 +409,14 @@ async def open_local_backplane(  # noqa: ASYNC911 - nothing to wait for when lea
         async with transport.open_local_backplane(system) as backplane:
             chat: transport.DistributedTopic[Chat] = await backplane.topic("chat")
     """
-    backplane = LocalBackplane(system)
-    report_started(system, backplane, SourceKind.BACKPLANE, backplane.node, backplane.statistics)
-    try:
-        await trio.lowlevel.checkpoint()
-        yield backplane
-    finally:
-        backplane._closed = True
-        report_ended(system, backplane, backplane.statistics())
+    async with trio.open_nursery() as nursery:
+        backplane = LocalBackplane(system, nursery)
+        report_started(
+            system, backplane, SourceKind.BACKPLANE, backplane.node, backplane.statistics
+        )
+        try:
+            yield backplane
+        finally:
+            backplane._closed = True
+            report_ended(system, backplane, backplane.statistics())
+            nursery.cancel_scope.cancel()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import random
 import time
 import uuid
@@ -38,7 +39,7 @@ import actors
 
 from .._census import SourceKind, report_ended, report_started
 from .._codec import Codec, DecodeError, RawCodec
-from ._failures import describe, is_connection_failure, is_start_failure, redact
+from ._failures import describe, is_connection_failure, is_start_failure
 from ._interface import (
     DEFAULT_STREAM_MAXLEN,
     Backplane,
@@ -46,12 +47,17 @@ from ._interface import (
     BackplaneState,
     BackplaneStatistics,
     BackplaneUnavailableError,
+    ClusterGroupChange,
+    ClusterMember,
     DistributedTopic,
     check_name,
     local_topic_name,
 )
+from ._presence import Presence
 from ._publisher import TopicPublisher
+from ._redis_open import redact
 from ._remote import NameKeeper, RedisRemoteRef, RequestServer
+from ._remote_watch import RemoteWatches
 from ._streams import RedisStream
 from ._wire import decode_payload, encode_payload
 
@@ -158,11 +164,14 @@ class RedisBackplane(Backplane):
         self._channels_changed = trio.Event()
         self._channel_ready: dict[str, trio.Event] = {}
         self.names = NameKeeper(self, ttl=name_ttl, heartbeat=heartbeat)
+        self.presence = Presence(self, ttl=name_ttl, heartbeat=heartbeat)
+        self.watches = RemoteWatches(self)
         self.requests = RequestServer(self)
         self.publisher = TopicPublisher(self.client)
         self._state = BackplaneState.CONNECTED
         self._connected_once = False
         self._lost_at: float | None = None
+        self._reconnected_at = -math.inf  # trio time
         self._attempt = 0
         self._disconnects = 0
         self._gaps = 0
@@ -186,6 +195,22 @@ class RedisBackplane(Backplane):
             f"cannot {what}: redis at {redact(self.url)} cannot be reached ({describe(exc)}); "
             "start the server or fix the url"
         ) from exc
+
+    @property
+    def state(self) -> BackplaneState:
+        """Whether the backplane is connected now."""
+        return self._state
+
+    def settled(self, delay: float) -> bool:
+        """True when connected for at least ``delay`` seconds since the last reconnection."""
+        return (
+            self._state is BackplaneState.CONNECTED
+            and trio.current_time() - self._reconnected_at >= delay
+        )
+
+    def count_published(self) -> None:
+        """Count one message sent through the backplane."""
+        self._published += 1
 
     def channel(self, kind: str, name: str) -> str:
         """The Redis channel or key ``<namespace>:<kind>:<name>``."""
@@ -259,6 +284,7 @@ class RedisBackplane(Backplane):
                 self._connected_once = True
                 task_status.started()
             if self._lost_at is not None:
+                self._reconnected_at = trio.current_time()
                 since, self._lost_at = self._lost_at, None
                 await self._report_gap(since, time.time())
             while True:
@@ -381,6 +407,36 @@ class RedisBackplane(Backplane):
         check_name(name, "a registered name")
         return RedisRemoteRef(self, name)
 
+    # -- groups ----------------------------------------------------------------------------------
+
+    async def join_group(self, group: str, ref: actors.ActorRef[Never]) -> None:
+        """See :meth:`Backplane.join_group`."""
+        await self.presence.join(group, ref)
+
+    async def leave_group(self, group: str, ref: actors.ActorRef[Never]) -> None:
+        """See :meth:`Backplane.leave_group`."""
+        await self.presence.leave(group, ref)
+
+    async def group_members(self, group: str) -> tuple[ClusterMember, ...]:
+        """See :meth:`Backplane.group_members`."""
+        return await self.presence.members(group)
+
+    def group_changes(
+        self, group: str, *, buffer: int | None = None
+    ) -> contextlib.AbstractAsyncContextManager[
+        tuple[tuple[ClusterMember, ...], actors.TopicReceiveChannel[ClusterGroupChange]]
+    ]:
+        """See :meth:`Backplane.group_changes`."""
+        return self.presence.changes(group, buffer)
+
+    async def broadcast(self, group: str, message: object) -> None:
+        """See :meth:`Backplane.broadcast`."""
+        await self.presence.broadcast(group, message)
+
+    async def route(self, group: str, message: object) -> ClusterMember:
+        """See :meth:`Backplane.route`."""
+        return await self.presence.route(group, message)
+
     def statistics(self) -> BackplaneStatistics:
         """See :meth:`Backplane.statistics`."""
         return BackplaneStatistics(
@@ -438,6 +494,8 @@ async def open_backplane(  # noqa: ASYNC911 - leaving closes and cancels, withou
                 with trio.fail_after(connect_timeout):
                     await nursery.start(backplane.serve_subscriber)
                 await nursery.start(backplane.names.serve)
+                await nursery.start(backplane.presence.serve)
+                await nursery.start(backplane.watches.serve)
                 await nursery.start(backplane.requests.serve)
                 await nursery.start(backplane.publisher.serve)
                 opened = True
@@ -448,6 +506,7 @@ async def open_backplane(  # noqa: ASYNC911 - leaving closes and cancels, withou
                     yield backplane
                 finally:
                     with trio.CancelScope(shield=True), trio.move_on_after(connect_timeout):
+                        await backplane.presence.release_all()
                         await backplane.names.release_all()
                     backplane._state = BackplaneState.CLOSED
                     report_ended(system, backplane, backplane.statistics())

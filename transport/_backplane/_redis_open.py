@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import re
+import urllib.parse
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -30,6 +32,34 @@ DEFAULT_NAMESPACE = "trio-actors"
 DEFAULT_CONNECT_TIMEOUT = 5.0
 #: Default reconnection schedule of the subscriber connection.
 DEFAULT_RECONNECT_BACKOFF = actors.Backoff(minimum=0.05, maximum=5.0, reset_after=60.0)
+
+
+#: The URL schemes coredis connects with.
+URL_SCHEMES = ("redis", "rediss", "unix")
+
+
+def redact(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``."""
+    return re.sub(r"(?<=://)([^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
+def check_url(url: str) -> None:
+    """Refuse a URL that cannot name a Redis server, before anything connects."""
+    masked = redact(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"the redis url {masked!r} is malformed ({exc}); fix it") from None
+    if parts.scheme not in URL_SCHEMES:
+        raise ValueError(
+            f"the redis url {masked!r} must start with redis://, rediss:// or unix://, "
+            "for example redis://127.0.0.1:6379"
+        )
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError(f"the redis url {masked!r} names no host; write redis://HOST:PORT")
+    if port == 0:
+        raise ValueError(f"the redis url {masked!r} names port 0; write the server's port")
 
 
 def redis_module() -> ModuleType:
@@ -66,14 +96,17 @@ async def open_redis_backplane(  # noqa: ASYNC911 - leaving closes and cancels, 
     :class:`RawCodec`: ``str`` and ``bytes``; use :class:`JsonCodec` for attrs
     classes); an encoded message may be at most ``max_message_size`` bytes, and one
     received above it, or undecodable, goes to dead letters. Raises
+    :exc:`ValueError` for a url that cannot name a Redis server (not ``redis://``,
+    ``rediss://`` or ``unix://``, no host, a bad port) and
     :exc:`BackplaneUnavailableError`, naming the url, if Redis cannot be reached
-    within ``connect_timeout`` seconds. Later losses of the connection are repaired
+    within ``connect_timeout`` seconds (refused, unknown host, or no answer). Later losses of the connection are repaired
     on the ``reconnect`` schedule. A name registered here is held by a key that
     lives ``name_ttl`` seconds and is renewed every ``heartbeat`` seconds.
 
     Needs coredis (``pip install 'trio-actors[redis]'``); without it this raises
     :exc:`ModuleNotFoundError` saying so.
     """
+    check_url(url)
     redis = redis_module()
     async with redis.open_backplane(
         system,

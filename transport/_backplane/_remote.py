@@ -112,6 +112,7 @@ class NameKeeper:
                     f"{owner!r}; unregister it there first or pick another name"
                 )
         self.held[name] = ref
+        backplane.watches.announce_stop(name, ref)
         await backplane.subscribe_channel(
             backplane.channel("actor", name), backplane.requests.handler_for(name)
         )
@@ -336,6 +337,9 @@ class RedisRemoteRef(RemoteRef[T]):
         backplane = self._backplane
         payload = encode_payload(backplane.codec, message, backplane.max_message_size)
         await self._send(RequestHeader(uuid.uuid4().hex, self.name, None, None), payload)
+
+    async def watch(self, watcher: actors.ActorRef[actors.Terminated]) -> None:
+        await self._backplane.watches.watch(self, watcher)
 
     async def ask(self, message: actors.Request[R], *, timeout: float | None = None) -> R:  # noqa: ASYNC109
         backplane = self._backplane

@@ -6,7 +6,10 @@ entries (``XADD ... MAXLEN ~ maxlen``: Redis trims whole internal nodes, so the
 length may exceed ``maxlen`` by up to one node, about 100 entries). Trimming does not
 wait for consumer groups: size ``maxlen`` for the longest backlog you accept.
 
-A consumer reads with ``XREADGROUP``, asks its actor, and ``XACK``\\ s once the handler
+A consumer reads with ``XREADGROUP COUNT batch``, one batch ahead of its actor, asks
+the actor for each entry in turn, and acknowledges what the handler returned from in
+batches: one ``XACK`` carries every entry handled while the previous one was in flight,
+so no handler waits for a round trip and no entry is acknowledged before its handler
 returned. Every ``min_idle / 2`` seconds it also runs ``XAUTOCLAIM`` for entries
 pending longer than ``min_idle`` in the group (their consumer died, or its handler
 failed) and delivers them again: at least once, never silently lost.
@@ -17,8 +20,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TypeVar, final
 
+import coredis
 import coredis.exceptions
 import trio
 from coredis.response.types import StreamEntry, StreamPending
@@ -29,6 +34,7 @@ import actors
 from .._codec import DecodeError
 from ._failures import is_connection_failure
 from ._interface import DEFAULT_MIN_IDLE, DurableStream, StreamMessage, check_consumer
+from ._redis_open import redact
 from ._wire import decode_payload, encode_payload
 
 if TYPE_CHECKING:
@@ -40,6 +46,10 @@ T = TypeVar("T")
 
 #: Longest single blocking read, in seconds (a consumer checks for idle entries between reads).
 _MAX_BLOCK = 1.0
+#: Entries of a batch asked of the actor at once (queued in its mailbox, handled in order).
+IN_FLIGHT = 8
+#: Longest wait, in seconds, of a handled entry for its acknowledgement.
+ACK_DELAY = 0.01
 
 
 @final
@@ -107,33 +117,80 @@ class RedisStream(DurableStream[T]):
             consumer = f"{backplane.node}-{self._consumers}"
         with backplane.translate_errors(f"create group {group!r} of stream {self.name!r}"):
             await self._ensure_group(group)
-        task_status.started()
+        acks = _Acknowledger(backplane.client, self.key, group, self.name)
+        # One batch waits here while the actor handles the one before it.
+        send, receive = trio.open_memory_channel[tuple[StreamEntry, ...]](1)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._fetch, send, ref, group, consumer, min_idle, batch)
+            nursery.start_soon(acks.serve)
+            task_status.started()
+            async with receive:
+                async for entries in receive:
+                    queue = iter(entries)
+                    async with trio.open_nursery() as lanes:
+                        for _ in range(min(IN_FLIGHT, len(entries))):
+                            lanes.start_soon(
+                                self._deliver_from,
+                                queue,
+                                ref,
+                                group,
+                                consumer,
+                                handler_timeout,
+                                acks,
+                            )
+                    acks.send_now()
+                    if not ref.is_alive:
+                        break
+            # The actor stopped: what it handled is acknowledged before leaving.
+            await acks.flush()
+            nursery.cancel_scope.cancel()
+
+    async def _fetch(
+        self,
+        send: trio.MemorySendChannel[tuple[StreamEntry, ...]],
+        ref: actors.ActorRef[StreamMessage[T]],
+        group: str,
+        consumer: str,
+        min_idle: float,
+        batch: int,
+    ) -> None:
+        """Read (and claim) the group's entries ahead of the deliveries, until the actor stops."""
+        backplane = self._backplane
         claim_every = min_idle / 2
         next_claim = trio.current_time()
         attempt = 0
-        while ref.is_alive:
-            try:
-                if trio.current_time() >= next_claim:
-                    entries = await self._claim(group, consumer, min_idle, batch)
-                    if len(entries) < batch:
-                        next_claim = trio.current_time() + claim_every
-                else:
-                    block = min(_MAX_BLOCK, next_claim - trio.current_time())
-                    entries = await self._read(group, consumer, batch, block)
-                attempt = 0
-            except coredis.exceptions.StreamConsumerGroupError:
-                # NOGROUP: the server restarted without its data; start the group again.
-                await self._ensure_group(group)
-                continue
-            except Exception as exc:
-                if not is_connection_failure(exc):
-                    raise
-                attempt += 1
-                await trio.sleep(backplane.reconnect.delay(attempt - 1, random.random()))
-                continue
-            for entry in entries:
-                if not await self._deliver(ref, group, consumer, entry, handler_timeout):
-                    return
+        async with send:
+            while ref.is_alive:
+                try:
+                    if trio.current_time() >= next_claim:
+                        entries = await self._claim(group, consumer, min_idle, batch)
+                        if len(entries) < batch:
+                            next_claim = trio.current_time() + claim_every
+                    else:
+                        block = min(_MAX_BLOCK, next_claim - trio.current_time())
+                        entries = await self._read(group, consumer, batch, block)
+                    attempt = 0
+                except coredis.exceptions.StreamConsumerGroupError:
+                    # NOGROUP: the server restarted without its data; start the group again,
+                    # and say so: whatever the stream held is gone.
+                    logger.warning(
+                        "backplane: the group %r of stream %r is gone from redis at %s, with "
+                        "the entries it had not acknowledged (a restart without persistence?); "
+                        "it starts again from what the stream holds now",
+                        group,
+                        self.name,
+                        redact(backplane.url),
+                    )
+                    await self._ensure_group(group)
+                    continue
+                except Exception as exc:
+                    if not is_connection_failure(exc):
+                        raise
+                    attempt += 1
+                    await trio.sleep(backplane.reconnect.delay(attempt - 1, random.random()))
+                    continue
+                if entries:
+                    await send.send(entries)
 
     async def _claim(
         self, group: str, consumer: str, min_idle: float, batch: int
@@ -154,6 +211,25 @@ class RedisStream(DurableStream[T]):
             return ()
         return next(iter(found.values()), ())
 
+    async def _deliver_from(  # noqa: ASYNC910 - a lane of a nursery, which checkpoints
+        self,
+        queue: Iterator[StreamEntry],
+        ref: actors.ActorRef[StreamMessage[T]],
+        group: str,
+        consumer: str,
+        handler_timeout: float | None,
+        acks: _Acknowledger,
+    ) -> None:
+        """One of ``IN_FLIGHT`` lanes: deliver the next entries of ``queue`` until it is empty.
+
+        Lanes take entries in order and put them in the mailbox as they take them, so the
+        actor handles them in the stream's order, one at a time; several in its mailbox
+        spare a task switch per entry.
+        """
+        for entry in queue:
+            if not await self._deliver(ref, group, consumer, entry, handler_timeout, acks):
+                return
+
     async def _deliver(
         self,
         ref: actors.ActorRef[StreamMessage[T]],
@@ -161,9 +237,9 @@ class RedisStream(DurableStream[T]):
         consumer: str,
         entry: StreamEntry,
         handler_timeout: float | None,
+        acks: _Acknowledger,
     ) -> bool:
-        """Ask the actor, then acknowledge; False once the actor has stopped."""
-        await trio.lowlevel.checkpoint()
+        """Ask the actor, then queue the acknowledgement; False once the actor has stopped."""
         backplane = self._backplane
         entry_id = entry.identifier
         text_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
@@ -174,14 +250,15 @@ class RedisStream(DurableStream[T]):
             message = decode_payload(backplane.codec, data, backplane.max_message_size)
         except DecodeError as exc:
             backplane.dead_letter(data, f"backplane stream {self.name!r}", exc)
-            await self._ack(group, entry_id)
+            acks.add(entry_id)
+            await trio.lowlevel.checkpoint()
             return True
         try:
             await ref.ask(
                 StreamMessage(self.name, group, text_id, message), timeout=handler_timeout
             )
         except actors.ActorStoppedError:
-            return False
+            return False  # noqa: ASYNC910 - ask checkpoints unless it raises at once
         except Exception as exc:  # noqa: BLE001 - left pending: delivered again after min_idle
             logger.info(
                 "backplane: %s of stream %r failed in %s (%r); it will be delivered again",
@@ -190,13 +267,73 @@ class RedisStream(DurableStream[T]):
                 consumer,
                 exc,
             )
-            return True
-        await self._ack(group, entry_id)
+            return True  # noqa: ASYNC910 - ask checkpoints unless it raises at once
+        acks.add(entry_id)
         return True
 
-    async def _ack(self, group: str, entry_id: Any) -> None:
-        await trio.lowlevel.checkpoint()
-        try:
-            await self._backplane.client.xack(self.key, group, [entry_id])
-        except Exception as exc:  # noqa: BLE001 - unacknowledged: delivered again
-            logger.debug("backplane: ack of %r in stream %r failed: %r", entry_id, self.name, exc)
+
+@final
+class _Acknowledger:
+    """Acknowledges handled entries in batches, behind the handlers.
+
+    Each entry whose handler returned joins the next ``XACK``, which leaves when the
+    batch read with it has been handled (:meth:`send_now`), or ``ACK_DELAY`` seconds
+    after its first entry returned, whichever comes first: one command per batch read
+    while entries flow, and a handler that hangs does not hold back the
+    acknowledgement of those handled before it. An acknowledgement that fails (Redis
+    away) or is cancelled leaves its entries pending: they are delivered again after
+    ``min_idle``, at least once.
+    """
+
+    __slots__ = ("_client", "_due", "_group", "_idle", "_ids", "_key", "_name", "_wake")
+
+    def __init__(self, client: coredis.Redis[bytes], key: str, group: str, name: str) -> None:
+        self._client = client
+        self._key = key
+        self._group = group
+        self._name = name
+        self._ids: list[Any] = []
+        self._wake = trio.Event()  # set when the first entry of a batch is added
+        self._due = trio.Event()  # set when the batch must leave now
+        self._idle = trio.Event()  # set while nothing waits for its acknowledgement
+        self._idle.set()
+
+    def add(self, entry_id: Any) -> None:
+        """Acknowledge ``entry_id`` with the next batch."""
+        self._ids.append(entry_id)
+        if self._idle.is_set():
+            self._idle = trio.Event()
+        self._wake.set()
+
+    def send_now(self) -> None:
+        """Send what has gathered without waiting for ``ACK_DELAY``."""
+        if self._ids:
+            self._due.set()
+
+    async def serve(self) -> None:
+        """Send the gathered acknowledgements, one batch at a time, until cancelled."""
+        while True:
+            await self._wake.wait()
+            with trio.move_on_after(ACK_DELAY):
+                await self._due.wait()
+            self._wake = trio.Event()
+            self._due = trio.Event()
+            ids, self._ids = self._ids, []
+            try:
+                await self._client.xack(self._key, self._group, ids)
+            except Exception as exc:  # noqa: BLE001 - unacknowledged: delivered again
+                logger.debug(
+                    "backplane: ack of %d entries of stream %r failed: %r",
+                    len(ids),
+                    self._name,
+                    exc,
+                )
+            if self._ids:
+                self._wake.set()
+            else:
+                self._idle.set()
+
+    async def flush(self) -> None:
+        """Wait until every entry added so far was acknowledged (or its ack failed)."""
+        self.send_now()
+        await self._idle.wait()

@@ -167,3 +167,57 @@ def _str(value: object) -> str:
 
 def _header_bytes(fields: dict[str, object]) -> bytes:
     return json.dumps(fields, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+# -- groups and watches ----------------------------------------------------------------------
+#
+# A group message is a target line (``*`` for every member, or ``<node> <path>`` for one),
+# a newline, then the payload. Group changes and stop notices are one line of JSON.
+
+#: The target line of a message for every member of a group.
+EVERY_MEMBER = "*"
+
+
+def encode_group_message(target: str, payload: bytes) -> bytes:
+    """A group message for ``target`` (``EVERY_MEMBER``, or ``"<node> <path>"``)."""
+    return target.encode("utf-8") + b"\n" + payload
+
+
+def decode_group_message(data: bytes, max_size: int) -> tuple[str, bytes]:
+    """The target and payload of a group message; :exc:`DecodeError` for anything malformed."""
+    if len(data) > max_size:
+        raise OversizedFrameError(
+            f"a group message of {len(data)} bytes exceeds max_message_size ({max_size})", data
+        )
+    line_end = data.find(b"\n")
+    if line_end < 1:
+        raise MalformedFrameError("a group message has no target line", data)
+    try:
+        target = data[:line_end].decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedFrameError("a group message's target is not utf-8", data) from None
+    return target, data[line_end + 1 :]
+
+
+def encode_notice(**fields: str | bool) -> bytes:
+    """A group change or stop notice: one line of JSON of string and boolean fields."""
+    return _header_bytes(dict(fields))
+
+
+def decode_notice(data: object, *names: str) -> dict[str, str | bool]:
+    """The fields ``names`` of a notice; :exc:`DecodeError` if one is missing or of a bad type."""
+    try:
+        if not isinstance(data, bytes):
+            raise TypeError("a notice must be bytes")
+        fields = json.loads(data)
+        if not isinstance(fields, dict):
+            raise TypeError("a notice is a json object")
+        found: dict[str, str | bool] = {}
+        for name in names:
+            value = fields[name]
+            if not isinstance(value, (str, bool)):
+                raise TypeError(f"{name} must be a string or a boolean")
+            found[name] = value
+    except (ValueError, TypeError, KeyError) as exc:
+        raise MalformedFrameError(f"bad backplane notice: {exc!r}", repr(data)) from None
+    return found
