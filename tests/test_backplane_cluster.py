@@ -182,7 +182,7 @@ async def test_redis_going_away_under_traffic(persistent_redis_server: RedisServ
         for ref in (alice_ref, bob_ref):
             await a.join_group("room", ref)
         await a.register("echo", alice_ref)
-        room: actors.Topic[str] = actors.topic(system_a, "local-room")
+        room: actors.Topic[str] = system_a.topic("local-room")
         news: transport.DistributedTopic[Echo] = await b.topic("news")
         jobs: transport.DurableStream[Echo] = a.stream("jobs")
         await nursery.start(

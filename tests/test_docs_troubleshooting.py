@@ -136,8 +136,8 @@ async def test_the_message_of_a_supervisor_that_gives_up_is_quoted(
 
 
 async def test_the_message_of_a_lagging_subscriber_is_quoted(system: actors.ActorSystem) -> None:
-    room: actors.Topic[str] = actors.topic(
-        system, "room:lobby", policy=actors.OverflowPolicy.DISCONNECT, buffer=64
+    room: actors.Topic[str] = system.topic(
+        "room:lobby", policy=actors.OverflowPolicy.DISCONNECT, buffer=64
     )
     with room.subscribe() as messages:
         for n in range(65):

@@ -40,7 +40,7 @@ def local_group_name(group: str) -> str:
 
 def local_members(system: actors.ActorSystem, group: str) -> list[actors.ActorRef[Never]]:
     """This process's members of the cluster-wide ``group``."""
-    return actors.group_members(system, local_group_name(group))
+    return system.group_members(local_group_name(group))
 
 
 @final
@@ -52,8 +52,7 @@ class GroupView:
     def __init__(self, system: actors.ActorSystem, group: str) -> None:
         self.group = group
         self.members: dict[ClusterMember, None] = {}
-        self.topic: actors.Topic[ClusterGroupChange] = actors.topic(
-            system,
+        self.topic: actors.Topic[ClusterGroupChange] = system.topic(
             f"backplane-group:{group}",
             policy=actors.OverflowPolicy.DROP_OLDEST,
             buffer=DEFAULT_CHANGES_BUFFER,
@@ -107,7 +106,7 @@ async def follow_local(
     (it is bounded), what is missed is not replayed: the backplane's heartbeat makes
     its records agree with :func:`local_members` again.
     """
-    with actors.group_changes(system, local_group_name(group)) as feed:
+    with system.group_changes(local_group_name(group)) as feed:
         for ref in feed.members:
             await on_change(ref, None)
         task_status.started()

@@ -142,12 +142,12 @@ class LocalBackplane(Backplane):
         """See :meth:`Backplane.join_group`."""
         check_name(group, "a group name")
         await trio.lowlevel.checkpoint()
-        actors.join_group(self.system, local_group_name(group), ref)
+        self.system.join_group(local_group_name(group), ref)
 
     async def leave_group(self, group: str, ref: actors.ActorRef[Never]) -> None:
         """See :meth:`Backplane.leave_group`."""
         await trio.lowlevel.checkpoint()
-        actors.leave_group(self.system, local_group_name(group), ref)
+        self.system.leave_group(local_group_name(group), ref)
 
     async def group_members(self, group: str) -> tuple[ClusterMember, ...]:
         """See :meth:`Backplane.group_members`."""

@@ -124,7 +124,7 @@ class Presence:
             added = await backplane.client.sadd(self._group_key(group), [member_key(member)])
         await self._follow_local(group)
         try:
-            actors.join_group(backplane.system, local_group_name(group), ref)
+            backplane.system.join_group(local_group_name(group), ref)
         except actors.ActorStoppedError:  # it stopped meanwhile: the next heartbeat removes it
             self._stale.setdefault(group, set()).add(member_key(member))
             raise
@@ -133,7 +133,7 @@ class Presence:
 
     async def leave(self, group: str, ref: actors.ActorRef[Never]) -> None:
         backplane = self._backplane
-        actors.leave_group(backplane.system, local_group_name(group), ref)
+        backplane.system.leave_group(local_group_name(group), ref)
         await self._remove(group, ClusterMember(backplane.node, ref.path), "left", raising=True)
 
     async def _remove(
@@ -356,7 +356,7 @@ class Presence:
         backplane = self._backplane
         for group in list(self._local):
             for ref in local_members(backplane.system, group):
-                actors.leave_group(backplane.system, local_group_name(group), ref)
+                backplane.system.leave_group(local_group_name(group), ref)
                 await self._remove(
                     group, ClusterMember(backplane.node, ref.path), "left", raising=False
                 )

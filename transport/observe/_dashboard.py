@@ -40,7 +40,7 @@ def dashboard_page() -> bytes:
 
 def state_message(tally: Tally) -> dict[str, object]:
     """Everything the page shows, as plain JSON-ready data."""
-    snapshot = actors.snapshot(tally.system)
+    snapshot = tally.system.snapshot()
     letters = tally.system.dead_letters.recent()[-DEAD_LETTERS_LISTED:]
     return {
         "type": "state",

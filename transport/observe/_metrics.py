@@ -84,7 +84,7 @@ def _total(name: str, doc: str, value: int) -> CounterMetricFamily:
 
 def _actor_metrics(tally: Tally) -> Iterator[Metric]:
     system = tally.system
-    snapshot = actors.snapshot(system)
+    snapshot = system.snapshot()
     connections = {source.name for source in tally.sources(*_CONNECTIONS)}
     by_state: dict[str, int] = {}
     depth = _gauge("mailbox_depth", "User messages queued in the actor's mailbox.", ("path",))
