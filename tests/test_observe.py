@@ -208,7 +208,11 @@ async def test_a_reconnecting_client_is_counted(system: actors.ActorSystem) -> N
         )
         url = f"ws://127.0.0.1:{server.port}/"
         async with transport.open_reconnecting_client(
-            system, url, options=OPTIONS, backoff=backoff, on_connected=on_connected, name="feed"
+            system,
+            transport.ReconnectingClient(
+                url=url, options=OPTIONS, backoff=backoff, on_connected=on_connected
+            ),
+            name="feed",
         ) as client:
             with trio.fail_after(10):
                 # The connection echoes one message, then the server closes it with 1012.

@@ -162,6 +162,7 @@ async def read_request(
     with handshake_deadline(within, "waiting for a websocket request"):
         await tls_handshake(stream)
         probe = GuardedConnection(wsproto.ConnectionType.SERVER)
+        received = bytearray()  # kept only for a plain HTTP answer
         while True:
             try:
                 data = await stream.receive_some(_REQUEST_READ_SIZE)
@@ -169,6 +170,8 @@ async def read_request(
                 raise HandshakeError("the connection broke during the websocket request") from exc
             if not data:
                 raise HandshakeError("the client went away before completing its websocket request")
+            if plain:
+                received += data
             problem: str | wsproto.utilities.RemoteProtocolError | None
             try:
                 probe.receive_data(bytes(data))
