@@ -410,8 +410,11 @@ async def client_handshake(
         raise HandshakeRejected(
             exc.status_code, _decode_headers(exc.headers or ()), exc.body or b""
         )
-    if waiting.cancelled_caught or ws.closed is not None:
+    if not ws._open_handshake.is_set():
         raise HandshakeError(f"the connection to {host} closed during the websocket handshake")
+    # Open, even if the peer's first messages and its Close came in the same read as the
+    # 101 (the reader may have ended already): they wait in the library's queue, and the
+    # connection actor takes them before it sees the end.
     return Backend(ws, stream, _decode_headers(ws.handshake_headers), reader)
 
 
