@@ -4,6 +4,7 @@
 
     python -m examples.echo_server --port 8765
     python -m examples.echo_server --port 8443 --certfile cert.pem --keyfile key.pem
+    python -m examples.echo_server --port 9001 --max-message-size 16777216
 
 It prints ``listening on ws://127.0.0.1:8765/`` (``wss://`` with a certificate) once it
 accepts connections; ``--port 0`` picks a free port, and the line shows which.
@@ -49,6 +50,9 @@ async def main(arguments: argparse.Namespace) -> None:
                     arguments.host,
                     arguments.port,
                     ssl_context=context,
+                    options=transport.ConnectionOptions(
+                        max_message_size=arguments.max_message_size
+                    ),
                 )
             )
             scheme = "ws" if context is None else "wss"
@@ -65,6 +69,12 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8765, help="0: any free port")
     parser.add_argument("--certfile", help="PEM certificate chain: serve wss:// (else ws://)")
     parser.add_argument("--keyfile", help="PEM private key of --certfile")
+    parser.add_argument(
+        "--max-message-size",
+        type=int,
+        default=transport.ConnectionOptions().max_message_size,
+        help="the largest inbound message in bytes (default 1 MiB; a conformance run needs 16 MiB)",
+    )
     arguments = parser.parse_args(argv)
     if bool(arguments.certfile) != bool(arguments.keyfile):
         parser.error("--certfile and --keyfile go together")
