@@ -21,7 +21,7 @@ import actors
 import transport
 from tests.reconnect_support import OPTIONS, drain
 from tests.ws_support import connection_pair, wait_closed
-from transport import _acked_wire as wire
+from transport._reconnect._acked import _wire as wire
 
 SESSION = b"s" * wire.SESSION_ID_BYTES
 

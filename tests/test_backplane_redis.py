@@ -22,6 +22,7 @@ from tests.redis_support import (
     redis_server as redis_server,
     start_child,
 )
+from transport._backplane import _redis, _wire
 
 # coredis 6.9 leaves the anyio streams of broken connections for the garbage collector, which
 # warns about them; the fixture collects them at teardown, the filter covers a collection
@@ -188,7 +189,7 @@ async def test_coredis_unread_queue_is_swept(
         return opened[-1]
 
     monkeypatch.setattr(coredis.Redis, "pubsub", recording_pubsub)
-    monkeypatch.setattr(transport._backplane_redis, "UNREAD_SWEEP_INTERVAL", 0.05)
+    monkeypatch.setattr(_redis, "UNREAD_SWEEP_INTERVAL", 0.05)
     async with actors.open_system("test") as system:
         async with transport.open_redis_backplane(system, redis_server.url) as backplane:
             ticks: transport.DistributedTopic[str] = await backplane.topic("ticks")
@@ -224,8 +225,8 @@ async def test_bad_backplane_messages_go_to_dead_letters(redis_server: RedisServ
                     assert await messages.receive() == Echoed("fine")
                 errors = [letters.receive_nowait().error for _ in range(3)]
             assert [type(error) for error in errors] == [
-                transport._backplane_wire.MalformedFrameError,
-                transport._backplane_wire.OversizedFrameError,
+                _wire.MalformedFrameError,
+                _wire.OversizedFrameError,
                 transport.UnknownTagError,
             ]
             assert backplane.statistics().undeliverable == 3

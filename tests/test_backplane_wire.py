@@ -6,8 +6,8 @@ import pytest
 
 import transport
 from tests.redis_support import CODEC, Echo
-from transport._backplane_failures import is_connection_failure, redact
-from transport._backplane_wire import (
+from transport._backplane._failures import is_connection_failure, redact
+from transport._backplane._wire import (
     MalformedFrameError,
     OversizedFrameError,
     ReplyHeader,

@@ -7,14 +7,8 @@ import trio
 import trio.testing
 
 from transport import HandshakeError, HandshakeRejected, HandshakeTimeoutError
-from transport._backend import (
-    DEFAULT_LIMITS,
-    Backend,
-    BackendClosed,
-    BackendLimits,
-    client_handshake,
-    server_handshake,
-)
+from transport._adapter._library import Backend, BackendClosed, client_handshake, server_handshake
+from transport._adapter._limits import DEFAULT_LIMITS, BackendLimits
 
 
 async def open_pair(

@@ -10,7 +10,7 @@ import pytest
 import actors
 import transport
 from transport import CloseCode, Situation, close_code_for, is_sendable, is_transient
-from transport._handshake import check_request
+from transport._server._handshake import check_request
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ import actors
 import transport
 from tests.ws_support import connection_pair, raw_client, raw_close_code, wait_closed
 from transport import DecodePolicy, JsonCodec
-from transport._handshake import HandshakeRequest, check_request
+from transport._server._handshake import HandshakeRequest, check_request
 
 #: Bounded and deterministic: the same examples on every run and in CI, no example database.
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None)

@@ -149,7 +149,7 @@ async def test_reader_keeps_answering_pings_while_the_application_reads_nothing(
 
 async def silent_peer(stream: trio.abc.Stream) -> None:
     """Complete the server handshake on ``stream``, then never read from it again."""
-    from transport._backend import server_handshake
+    from transport._adapter._library import server_handshake
 
     async with trio.open_nursery() as handshake_nursery:
         handshake = await server_handshake(handshake_nursery, stream)
@@ -162,8 +162,8 @@ async def open_client_to_silent_peer(
     options: ConnectionOptions,
     streams: tuple[trio.abc.Stream, trio.abc.Stream],
 ) -> transport.WebSocketConnection:
-    from transport._client import client_opener
-    from transport._connection import spawn_connection
+    from transport._client._connect import client_opener
+    from transport._connection._actor import spawn_connection
 
     client_stream, server_stream = streams
 

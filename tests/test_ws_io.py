@@ -16,8 +16,8 @@ import actors
 import transport
 from tests.ws_support import NO_KEEPALIVE, connection_pair, wait_closed
 from transport import ConnectionOptions
-from transport._connection import Application, spawn_connection
-from transport._handshake import DEFAULT_POLICY, server_opener
+from transport._connection._actor import Application, spawn_connection
+from transport._server._handshake import DEFAULT_POLICY, server_opener
 
 
 @attrs.define(eq=False)

@@ -15,9 +15,9 @@ import wsproto
 import actors
 import transport
 from tests.ws_support import NO_KEEPALIVE, connection_pair
-from transport._client import client_opener
-from transport._connection import ConnectionActor
-from transport._handshake import server_opener
+from transport._client._connect import client_opener
+from transport._connection._actor import ConnectionActor
+from transport._server._handshake import server_opener
 
 FORBIDDEN = (
     trio.abc.Stream,

@@ -13,7 +13,7 @@ import actors
 import transport
 from tests.reconnect_support import EXACT, OPTIONS, Endpoint, closed_port
 from transport import ClientState, Routing
-from transport._reconnect_policy import choose_member, stable_hash
+from transport._pool._routing import choose_member, stable_hash
 
 
 @pytest.fixture

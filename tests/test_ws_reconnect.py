@@ -23,7 +23,7 @@ from tests.reconnect_support import (
     wait_for_state,
 )
 from transport import ClientState, WhenFull
-from transport._reconnect_policy import Outbox, close_refusal_reason, refusal_reason
+from transport._reconnect._policy import Outbox, close_refusal_reason, refusal_reason
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ import wsproto.events
 import actors
 import transport
 from tests.ws_support import raw_client, raw_close_code, wait_closed
-from transport._connection import Application
-from transport._handshake import DEFAULT_POLICY
+from transport._connection._actor import Application
+from transport._server._handshake import DEFAULT_POLICY
 
 OPTIONS = transport.ConnectionOptions(ping_interval=None)
 

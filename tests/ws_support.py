@@ -9,9 +9,9 @@ import wsproto.events
 
 import actors
 import transport
-from transport._client import client_opener
-from transport._connection import Application, spawn_connection
-from transport._handshake import DEFAULT_POLICY, server_opener
+from transport._client._connect import client_opener
+from transport._connection._actor import Application, spawn_connection
+from transport._server._handshake import DEFAULT_POLICY, server_opener
 
 NO_KEEPALIVE = transport.ConnectionOptions(ping_interval=None)
 

@@ -14,13 +14,8 @@ children of one host actor.
 
 from __future__ import annotations
 
-from ._acked import (
-    AckedConnection as AckedConnection,
-    AckedSessions as AckedSessions,
-    SessionStatistics as SessionStatistics,
-)
-from ._acked_wire import AckProtocolError as AckProtocolError
-from ._backplane import (
+from ._adapter._limits import InboundLimits as InboundLimits
+from ._backplane._interface import (
     DEFAULT_MIN_IDLE as DEFAULT_MIN_IDLE,
     DEFAULT_STREAM_MAXLEN as DEFAULT_STREAM_MAXLEN,
     Backplane as Backplane,
@@ -36,20 +31,13 @@ from ._backplane import (
     RemoteRef as RemoteRef,
     StreamMessage as StreamMessage,
 )
-from ._backplane_local import (
+from ._backplane._local import (
     LocalBackplane as LocalBackplane,
     open_local_backplane as open_local_backplane,
 )
-from ._backplane_redis import (
-    DEFAULT_REDIS_URL as DEFAULT_REDIS_URL,
-    RedisBackplane as RedisBackplane,
-    open_redis_backplane as open_redis_backplane,
-)
-from ._backplane_wire import (
-    DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE,
-    OversizedMessageError as OversizedMessageError,
-)
-from ._client import (
+from ._backplane._redis_open import open_redis_backplane as open_redis_backplane
+from ._backplane._wire import OversizedMessageError as OversizedMessageError
+from ._client._connect import (
     connect_websocket as connect_websocket,
     insecure_ssl_context as insecure_ssl_context,
     open_websocket_client as open_websocket_client,
@@ -78,29 +66,13 @@ from ._codec import (
     UnknownTagError as UnknownTagError,
     UnsupportedFrameError as UnsupportedFrameError,
 )
-from ._connection import Application as Application
-from ._exceptions import (
-    ConnectionClosedError as ConnectionClosedError,
-    HandshakeError as HandshakeError,
-    HandshakeRejected as HandshakeRejected,
-    HandshakeTimeoutError as HandshakeTimeoutError,
-    TLSError as TLSError,
-    TransportError as TransportError,
-)
-from ._handle import (
+from ._connection._actor import Application as Application
+from ._connection._handle import (
     MessageIterator as MessageIterator,
     WebSocketConnection as WebSocketConnection,
 )
-from ._handshake import (
-    Accept as Accept,
-    HandshakeHook as HandshakeHook,
-    HandshakePolicy as HandshakePolicy,
-    HandshakeRequest as HandshakeRequest,
-    Reject as Reject,
-)
-from ._inbound import InboundOverflow as InboundOverflow
-from ._limits import InboundLimits as InboundLimits
-from ._messages import (
+from ._connection._inbound import InboundOverflow as InboundOverflow
+from ._connection._messages import (
     Close as Close,
     ConnectionInfo as ConnectionInfo,
     ConnectionMessage as ConnectionMessage,
@@ -114,7 +86,15 @@ from ._messages import (
     SubscriberMessage as SubscriberMessage,
     Undecodable as Undecodable,
 )
-from ._pool import (
+from ._exceptions import (
+    ConnectionClosedError as ConnectionClosedError,
+    HandshakeError as HandshakeError,
+    HandshakeRejected as HandshakeRejected,
+    HandshakeTimeoutError as HandshakeTimeoutError,
+    TLSError as TLSError,
+    TransportError as TransportError,
+)
+from ._pool._router import (
     ConnectionPool as ConnectionPool,
     GetPoolStatistics as GetPoolStatistics,
     Keyed as Keyed,
@@ -124,22 +104,28 @@ from ._pool import (
     connect_connection_pool as connect_connection_pool,
     open_connection_pool as open_connection_pool,
 )
-from ._reconnect import (
+from ._pool._routing import Routing as Routing
+from ._reconnect._acked._server import (
+    AckedConnection as AckedConnection,
+    AckedSessions as AckedSessions,
+    SessionStatistics as SessionStatistics,
+)
+from ._reconnect._acked._wire import AckProtocolError as AckProtocolError
+from ._reconnect._client import (
     ConnectedHook as ConnectedHook,
     ReconnectingClient as ReconnectingClient,
 )
-from ._reconnect_handle import (
+from ._reconnect._handle import (
     ReconnectingConnection as ReconnectingConnection,
     connect_reconnecting_client as connect_reconnecting_client,
     open_reconnecting_client as open_reconnecting_client,
 )
-from ._reconnect_policy import (
+from ._reconnect._policy import (
     BufferFullError as BufferFullError,
     ClientState as ClientState,
-    Routing as Routing,
     WhenFull as WhenFull,
 )
-from ._reconnect_types import (
+from ._reconnect._types import (
     ClientEvent as ClientEvent,
     Connected as Connected,
     Disconnected as Disconnected,
@@ -150,16 +136,21 @@ from ._reconnect_types import (
     Send as Send,
     UnconfirmedError as UnconfirmedError,
 )
-from ._server import (
+from ._server._handshake import (
+    Accept as Accept,
+    HandshakeHook as HandshakeHook,
+    HandshakePolicy as HandshakePolicy,
+    HandshakeRequest as HandshakeRequest,
+    Reject as Reject,
+)
+from ._server._host import (
     ServerStatistics as ServerStatistics,
     WebSocketServer as WebSocketServer,
     serve_websocket as serve_websocket,
 )
 
 __all__ = [
-    "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_MIN_IDLE",
-    "DEFAULT_REDIS_URL",
     "DEFAULT_STREAM_MAXLEN",
     "PAYLOAD_EXCERPT",
     "Accept",
@@ -225,7 +216,6 @@ __all__ = [
     "ReconnectingClient",
     "ReconnectingConnection",
     "ReconnectingMessage",
-    "RedisBackplane",
     "Reject",
     "RemoteActorUnavailableError",
     "RemoteError",

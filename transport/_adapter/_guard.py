@@ -1,0 +1,132 @@
+"""The frame guard: wsproto's connection, plus a Close frame on protocol errors and the limits.
+
+The library is handed a :class:`GuardedConnection` instead of wsproto's own
+``WSConnection``. It applies the inbound limits of :class:`~transport.InboundLimits`
+(through the sans-IO :class:`~._limits.InboundGuard`) to wsproto's events, frame by
+frame, and turns a protocol error wsproto detects on receive into a close the library
+answers with a Close frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+
+import trio
+import wsproto
+import wsproto.connection
+import wsproto.events
+import wsproto.frame_protocol
+import wsproto.utilities
+
+from ._limits import BackendLimits, InboundGuard, Violation
+
+
+class GuardedConnection(wsproto.WSConnection):
+    """wsproto's connection, plus a Close frame on protocol errors and the inbound limits.
+
+    When wsproto detects a protocol error it yields a close event but leaves
+    its state OPEN, and the library then drops TCP without a Close frame. So
+    do the limits of :class:`InboundGuard` when they are broken. In both cases
+    this connection records the :class:`Violation`, reports its state as
+    REMOTE_CLOSING and yields a close event: the library answers it with a
+    Close frame carrying the code (built here, as wsproto would), marks the
+    connection closed and closes the stream. Everything the peer sends after
+    that is ignored.
+    """
+
+    def __init__(self, connection_type: wsproto.ConnectionType, limits: BackendLimits) -> None:
+        super().__init__(connection_type)
+        self._guard = InboundGuard(limits.inbound, limits.max_message_size, trio.current_time)
+        self.violation: Violation | None = None
+        self._close_sent = False
+        # Once open, the finished HTTP/1.1 handshake (an h11 parser and its buffers) is
+        # dropped; the events it still held are kept here until they are read.
+        self._handshake_events: list[wsproto.events.Event] | None = None
+
+    @property
+    def state(self) -> wsproto.connection.ConnectionState:
+        if self.violation is None:
+            return super().state
+        if self._close_sent:
+            return wsproto.connection.ConnectionState.CLOSED
+        return wsproto.connection.ConnectionState.REMOTE_CLOSING
+
+    def send(self, event: wsproto.events.Event) -> bytes:
+        if self.violation is None:
+            data = super().send(event)
+            self._drop_handshake()
+            return data
+        if isinstance(event, wsproto.events.CloseConnection) and not self._close_sent:
+            self._close_sent = True
+            frames = wsproto.frame_protocol.FrameProtocol(self.client, [])
+            return bytes(frames.close(event.code, event.reason))
+        raise wsproto.utilities.LocalProtocolError(
+            f"Event {event} cannot be sent in state {self.state}."
+        )
+
+    def receive_data(self, data: bytes | None) -> None:
+        if self.violation is None:
+            super().receive_data(data)
+            self._drop_handshake()
+
+    def _drop_handshake(self) -> None:
+        if self._handshake_events is None and self.connection is not None:
+            self._handshake_events = list(self.handshake.events())
+            del self.handshake
+
+    def _library_events(self) -> Generator[wsproto.events.Event, None, None]:
+        pending = self._handshake_events
+        if pending is None:
+            yield from super().events()
+            return
+        while pending:
+            yield pending.pop(0)
+        assert self.connection is not None
+        yield from self.connection.events()
+
+    def events(self) -> Generator[wsproto.events.Event, None, None]:
+        if self.violation is not None:
+            return
+        for event in self._library_events():
+            violation = self._check(event)
+            if violation is not None:
+                yield self._fail(violation)
+                return
+            yield event
+        remaining = self._payload_announced()
+        if remaining is not None:
+            violation = self._guard.on_frame_header(remaining)
+            if violation is not None:
+                yield self._fail(violation)
+
+    def _check(self, event: wsproto.events.Event) -> Violation | None:
+        guard = self._guard
+        if isinstance(event, wsproto.events.TextMessage):
+            data = event.data
+            size = len(data) if data.isascii() else len(data.encode("utf-8", "surrogatepass"))
+            return guard.on_data(size, event.frame_finished, event.message_finished)
+        if isinstance(event, wsproto.events.BytesMessage):
+            return guard.on_data(len(event.data), event.frame_finished, event.message_finished)
+        if isinstance(event, wsproto.events.Ping | wsproto.events.Pong):
+            return guard.on_control()
+        if (
+            isinstance(event, wsproto.events.CloseConnection)
+            and super().state is wsproto.connection.ConnectionState.OPEN
+        ):
+            # wsproto's ParseFailed: a close event it did not receive from the peer.
+            return Violation(event.code, event.reason or "")
+        return None
+
+    def _fail(self, violation: Violation) -> wsproto.events.CloseConnection:
+        self.violation = violation
+        return wsproto.events.CloseConnection(code=violation.code, reason=violation.reason)
+
+    def _payload_announced(self) -> int | None:
+        # Payload bytes a data frame's header announced and that have not arrived yet,
+        # read from wsproto's frame decoder (None between frames and for control frames).
+        decoder = getattr(getattr(self.connection, "_proto", None), "_frame_decoder", None)
+        header = getattr(decoder, "header", None)
+        if header is None or header.opcode.iscontrol():
+            return None
+        consumed = getattr(decoder, "payload_consumed", 0)
+        return int(header.payload_len) - int(consumed)

@@ -1,0 +1,452 @@
+"""The library adapter: a connection opened and driven through trio-websocket.
+
+The connection actor sees only :class:`Backend` (send, receive, ping, close, abort) and
+:class:`ServerHandshake`; the library's objects never leave this module. The connection
+handed to the library is the frame guard's (``_guard``); a server's request was read and
+parsed before (``_request``), and is replayed to the library from the bytes read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Protocol, final
+
+import trio
+import trio_websocket as tw
+import wsproto
+import wsproto.connection
+import wsproto.events
+import wsproto.utilities
+
+from .._close_codes import CloseCode
+from .._exceptions import HandshakeError, HandshakeRejected
+from .._redact import redact_target
+from ._guard import GuardedConnection
+from ._limits import DEFAULT_LIMITS, BackendLimits
+from ._request import (
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    Headers,
+    ServerRequest,
+    close_lingering,
+    decode_headers,
+    encode_headers,
+    handshake_deadline,
+    read_request,
+    tls_handshake,
+)
+
+# The library's own message queue. The connection actor's reader drains it without ever
+# blocking, so a small bound suffices; the real inbound queue (with its overflow
+# policy) belongs to the actor.
+_LIBRARY_QUEUE_SIZE = 4
+
+
+class BackendClosed(Exception):
+    """The library reports the connection closed (internal; never leaves the package)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"websocket closed with {code} {reason!r}")
+        self.code = code
+        self.reason = reason
+
+
+@final
+class Backend:
+    """An open WebSocket connection, owned by exactly one connection actor."""
+
+    __slots__ = ("_reader", "_stream", "_ws", "headers", "subprotocol")
+
+    def __init__(
+        self,
+        ws: tw.WebSocketConnection,
+        stream: trio.abc.Stream,
+        headers: Headers,
+        reader: trio.CancelScope,
+    ):
+        self._ws = ws
+        self._stream = stream
+        self._reader = reader
+        self.subprotocol: str | None = ws.subprotocol
+        self.headers = headers
+
+    async def send(self, message: str | bytes) -> None:
+        """Write one message frame; raises :exc:`BackendClosed` if the connection is closed."""
+        with _closed_as_backend_closed(self._ws):
+            await self._ws.send_message(message)
+
+    async def receive(self) -> str | bytes:
+        """The next inbound message; raises :exc:`BackendClosed` once the connection closed."""
+        with _closed_as_backend_closed(self._ws):
+            return await self._ws.get_message()
+
+    async def send_ping(self, payload: bytes) -> trio.Event:
+        """Write a Ping frame; the returned event is set when its Pong arrives.
+
+        Only the frame write is awaited here, so the caller can shield and
+        bound it, and wait for the Pong separately (cancellable).
+        """
+        ws = self._ws
+        if ws.closed is not None:
+            raise _backend_closed(ws.closed)
+        pong = trio.Event()
+        ws._pings[payload] = pong
+        with _closed_as_backend_closed(ws):
+            await ws._send(wsproto.events.Ping(payload=payload))
+        return pong
+
+    async def close(self, code: int, reason: str) -> None:  # noqa: ASYNC910 - aclose checkpoints
+        """Send a Close frame, wait for the peer's, then close the stream (caller bounds it)."""
+        with contextlib.suppress(tw.ConnectionClosed, wsproto.utilities.LocalProtocolError):
+            await self._ws.aclose(code, reason or None)
+
+    def shield_reader(self) -> None:
+        """Shield the library's reader from cancellation from outside.
+
+        It then keeps reading (and answering pings and the peer's Close) while its
+        owner closes the connection, until :meth:`stop_reading` or :meth:`abort`.
+        """
+        self._reader.shield = True
+
+    def stop_reading(self) -> None:
+        """Cancel the library's reader, shielded or not."""
+        self._reader.cancel()
+
+    async def abort(self) -> None:
+        """Close the stream at once, without a close handshake, and stop the reader."""
+        self._reader.cancel()
+        await trio.aclose_forcefully(self._stream)
+
+    def closed_by_peer(self) -> bool:
+        """After a close: false if this side started it (a limit or protocol error)."""
+        connection = self._ws._wsproto
+        if isinstance(connection, GuardedConnection) and connection.violation is not None:
+            return False
+        return connection.state is not wsproto.connection.ConnectionState.LOCAL_CLOSING
+
+    def closed_with(self) -> tuple[int, str] | None:
+        """The close code and reason the library recorded, or ``None`` while open."""
+        closed = self._ws.closed
+        # int(): the library may hand back its own enum; nothing of it leaves the adapter.
+        return None if closed is None else (int(closed.code), closed.reason or "")
+
+
+async def open_request(
+    request: ServerRequest, nursery: trio.Nursery, *, limits: BackendLimits = DEFAULT_LIMITS
+) -> ServerHandshake:
+    """Hand the request's stream to the library, its reader task started in ``nursery``.
+
+    From here on only the owner of ``nursery`` may touch the stream. The
+    request is replayed to the library from the bytes already read.
+    """
+    connection = GuardedConnection(wsproto.ConnectionType.SERVER, limits)
+    connection.receive_data(request.received)
+    stream = request.stream
+    ws = tw.WebSocketConnection(
+        _LingeringStream(stream) if isinstance(stream, trio.SocketStream) else stream,
+        connection,
+        message_queue_size=_LIBRARY_QUEUE_SIZE,
+        max_message_size=limits.max_message_size,
+        receive_buffer_size=limits.receive_buffer_size,
+    )
+    reader = trio.CancelScope()
+    with trio.CancelScope() as waiting:
+        nursery.start_soon(_run_reader, ws, reader, waiting, None)
+        library_request = await ws._get_request()  # at once: the request is already buffered
+    if waiting.cancelled_caught:  # pragma: no cover - the replayed request is complete
+        raise HandshakeError("the library did not see the websocket request")
+    return ServerHandshake(library_request, stream, request.headers, reader)
+
+
+@final
+class ServerHandshake:
+    """A request handed to the library; accept it (or reject it late)."""
+
+    __slots__ = ("_reader", "_request", "_stream", "headers", "path", "subprotocols")
+
+    def __init__(
+        self,
+        request: tw.WebSocketRequest,
+        stream: trio.abc.Stream,
+        headers: Headers,
+        reader: trio.CancelScope,
+    ) -> None:
+        self._request = request
+        self._stream = stream
+        self._reader = reader
+        self.path = request.path
+        self.headers = headers
+        self.subprotocols: tuple[str, ...] = request.proposed_subprotocols
+
+    async def accept(
+        self, subprotocol: str | None, extra_headers: Sequence[tuple[str, str]], within: float
+    ) -> Backend:
+        """Send the 101 response; the connection is open when this returns."""
+        with handshake_deadline(within, "accepting the websocket handshake"):
+            with _closed_as_handshake_error():
+                ws = await self._request.accept(
+                    subprotocol=subprotocol, extra_headers=encode_headers(extra_headers)
+                )
+        return Backend(ws, self._stream, self.headers, self._reader)
+
+    async def reject(
+        self, status: int, body: bytes, extra_headers: Sequence[tuple[str, str]], within: float
+    ) -> None:
+        """Answer with an HTTP ``status`` (and ``body``), then close the stream."""
+        with trio.move_on_after(within), contextlib.suppress(tw.ConnectionClosed):
+            await self._request.reject(
+                status, extra_headers=encode_headers(extra_headers), body=body or None
+            )
+        await trio.aclose_forcefully(self._stream)
+
+
+async def server_handshake(
+    nursery: trio.Nursery,
+    stream: trio.abc.Stream,
+    *,
+    limits: BackendLimits = DEFAULT_LIMITS,
+    within: float = DEFAULT_HANDSHAKE_TIMEOUT,
+) -> ServerHandshake:
+    """:func:`read_request`, then :func:`open_request` in ``nursery``."""
+    request = await read_request(stream, within=within)
+    return await open_request(request, nursery, limits=limits)
+
+
+async def client_handshake(
+    nursery: trio.Nursery,
+    stream: trio.abc.Stream,
+    *,
+    host: str,
+    resource: str,
+    subprotocols: Sequence[str] = (),
+    extra_headers: Sequence[tuple[str, str]] = (),
+    limits: BackendLimits = DEFAULT_LIMITS,
+    within: float = DEFAULT_HANDSHAKE_TIMEOUT,
+) -> Backend:
+    """Run the client side of the opening handshake over ``stream``.
+
+    The library's reader task is started in ``nursery`` (the owning actor's).
+    Raises :exc:`TLSError`, :exc:`HandshakeRejected`,
+    :exc:`HandshakeTimeoutError` or :exc:`HandshakeError`; the caller closes
+    the stream on failure.
+    """
+    with handshake_deadline(within, f"opening a websocket to {host}{redact_target(resource)}"):
+        await tls_handshake(stream)
+        ws = tw.WebSocketConnection(
+            stream,
+            GuardedConnection(wsproto.ConnectionType.CLIENT, limits),
+            host=host,
+            path=resource,
+            client_subprotocols=list(subprotocols),
+            client_extra_headers=encode_headers(extra_headers),
+            message_queue_size=_LIBRARY_QUEUE_SIZE,
+            max_message_size=limits.max_message_size,
+            receive_buffer_size=limits.receive_buffer_size,
+        )
+        rejected: list[tw.ConnectionRejected] = []
+        reader = trio.CancelScope()
+        with trio.CancelScope() as waiting:
+            nursery.start_soon(_run_reader, ws, reader, waiting, rejected)
+            await ws._open_handshake.wait()
+    if rejected:
+        exc = rejected[0]
+        raise HandshakeRejected(exc.status_code, decode_headers(exc.headers or ()), exc.body or b"")
+    if waiting.cancelled_caught or ws.closed is not None:
+        raise HandshakeError(f"the connection to {host} closed during the websocket handshake")
+    return Backend(ws, stream, decode_headers(ws.handshake_headers), reader)
+
+
+@final
+class _LingeringStream(trio.abc.Stream):
+    """A server's TCP stream whose close lets the client read what was sent last.
+
+    Closing a socket with unread input makes the kernel answer with a RST, and
+    a RST can destroy the Close frame just written: a client that floods the
+    server would never see why it was disconnected. So closing first sends
+    FIN, then reads and discards until the client closes too (bounded by
+    :data:`_LINGER_SECONDS` and :data:`_LINGER_BYTES`), then closes. Only the
+    library holds this wrapper; the connection's :meth:`Backend.abort` closes
+    the socket itself, at once.
+    """
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self._stream = stream
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self._stream.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await close_lingering(self._stream)
+
+
+async def _run_reader(  # noqa: ASYNC910 - a task body
+    ws: tw.WebSocketConnection,
+    reader: trio.CancelScope,
+    waiting: trio.CancelScope,
+    rejected: list[tw.ConnectionRejected] | None,
+) -> None:
+    # The library's reader, plus: its message channel goes through an _InboundSink
+    # (see route_inbound), it runs in ``reader`` (which the owner of the open connection
+    # shields, see Backend.shield_reader), a rejection raised inside it is reported
+    # instead of crashing the nursery (a server gets none), and a handshake waiter is
+    # woken as soon as it ends.
+    ws._send_channel = _InboundSink(ws._send_channel)  # type: ignore[assignment]
+    try:
+        with reader:
+            await ws._reader_task()
+    except tw.ConnectionRejected as exc:
+        if rejected is None:
+            raise
+        rejected.append(exc)
+    finally:
+        waiting.cancel()
+
+
+@contextlib.contextmanager
+def _closed_as_backend_closed(ws: tw.WebSocketConnection) -> Iterator[None]:
+    try:
+        yield
+    except tw.ConnectionClosed as exc:
+        raise _backend_closed(exc.reason) from None
+    except wsproto.utilities.LocalProtocolError:
+        # trio-websocket #175: a send while the peer's Close is being processed.
+        raise _backend_closed(ws.closed) from None
+
+
+@contextlib.contextmanager
+def _closed_as_handshake_error() -> Iterator[None]:
+    try:
+        yield
+    except tw.ConnectionClosed:
+        raise HandshakeError("the client went away during the websocket handshake") from None
+
+
+def _backend_closed(reason: tw.CloseReason | None) -> BackendClosed:
+    if reason is None:
+        return BackendClosed(CloseCode.ABNORMAL_CLOSURE, "")
+    return BackendClosed(reason.code, reason.reason or "")
+
+
+# -- the connection actor's hooks into the library's reader --------------------------------
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+class PongListener(Protocol):
+    """Told when the Pong of a Ping arrives (or a Pong to a later Ping: the peer may skip)."""
+
+    def set(self) -> None: ...
+
+
+def route_inbound(
+    backend: Backend, deliver: Callable[[str | bytes], None], ended: Callable[[], None]
+) -> None:
+    """Have the library's reader hand every inbound message to ``deliver``, at once.
+
+    The library's reader task passes each complete message to
+    ``await self._send_channel.send(message)``, and that channel is an
+    :class:`_InboundSink` (see :func:`_run_reader`). Until this call the sink passes
+    messages on to the library's own bounded channel (where :meth:`Backend.receive`
+    takes them); from here on its ``send`` calls ``deliver`` and returns without
+    blocking, so the reader never waits on the application (and no task of ours has
+    to move messages out of the library's queue). ``deliver`` runs inside the reader:
+    it must neither block nor raise. Messages the library had queued before this call
+    are delivered first, in order; then its channel is dropped (an idle connection
+    does not keep it), and :meth:`Backend.receive` no longer applies.
+
+    ``ended`` is called, possibly more than once, when the library marks the
+    connection closed (:meth:`Backend.closed_with` then holds the code), when it
+    stops reading for a close of its own (a local close handshake, a message over its
+    size limit), and when the reader task has ended by any path, including the few in
+    which the library stops reading without marking the connection closed (a peer
+    that resets while its Close is answered). Like ``deliver`` it must neither block
+    nor raise.
+    """
+    ws = backend._ws
+    sink: object = ws._send_channel
+    assert isinstance(sink, _InboundSink)
+    library = ws._recv_channel
+    while True:
+        try:
+            message = library.receive_nowait()
+        except trio.WouldBlock:
+            break
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            # The reader has ended (or stopped reading for a close of its own).
+            ended()
+            break
+        deliver(message)
+    # No await since the drain: nothing was queued meanwhile.
+    sink.route(deliver, ended)
+    # The library closes its receive side on a close of its own: the sink hears that too.
+    ws._recv_channel = sink  # type: ignore[assignment]
+
+
+async def send_ping_to(backend: Backend, payload: bytes, pong: PongListener) -> None:
+    """Write a Ping frame; ``pong.set()`` is called by the reader when its Pong arrives.
+
+    Like :meth:`Backend.send_ping`, but nothing has to wait for the Pong: the caller
+    checks its listener when the pong timeout is due.
+    """
+    ws = backend._ws
+    if ws.closed is not None:
+        raise _backend_closed(ws.closed)
+    ws._pings[payload] = pong  # type: ignore[assignment]
+    with _closed_as_backend_closed(ws):
+        await ws._send(wsproto.events.Ping(payload=payload))
+
+
+@final
+class _InboundSink:
+    """Stands in for the library's message channel (see :func:`route_inbound`).
+
+    The library's reader holds it from its start (``async with``): leaving that
+    block is the end of the reader, whatever ended it. Until routed it passes
+    everything on to the library's own channel; once routed it is both ends of
+    that channel as far as the library knows.
+    """
+
+    __slots__ = ("_deliver", "_ended", "_library")
+
+    def __init__(self, library: trio.MemorySendChannel[str | bytes]) -> None:
+        self._library: trio.MemorySendChannel[str | bytes] | None = library
+        self._deliver: Callable[[str | bytes], None] | None = None
+        self._ended: Callable[[], None] | None = None
+
+    def route(self, deliver: Callable[[str | bytes], None], ended: Callable[[], None]) -> None:
+        self._deliver = deliver
+        self._ended = ended
+        self._library = None
+
+    async def __aenter__(self) -> _InboundSink:  # noqa: ASYNC910 - as the channel's own
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def send(self, message: str | bytes) -> None:  # noqa: ASYNC910 - must never block the reader
+        if self._deliver is not None:
+            self._deliver(message)
+        else:
+            assert self._library is not None
+            await self._library.send(message)
+
+    async def aclose(self) -> None:  # noqa: ASYNC910 - called by the reader while it closes
+        if self._ended is not None:
+            self._ended()
+        if self._library is not None:
+            await self._library.aclose()
+
+    async def receive(self) -> str | bytes:
+        """Once routed, messages never come this way (nor to :meth:`Backend.receive`)."""
+        await trio.lowlevel.checkpoint()
+        raise trio.ClosedResourceError("the messages are routed elsewhere")

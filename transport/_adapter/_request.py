@@ -1,0 +1,230 @@
+"""The opening of a server connection, before the library sees it: TLS, the request, refusals.
+
+:func:`read_request` runs the TLS handshake (if any) and parses the client's opening
+request once, with wsproto, before any connection actor or library object exists; a
+refused client never costs a task or an actor. A request that is not a valid websocket
+upgrade is answered here (400, or 426 for an unsupported version), and so is a
+``Sec-WebSocket-Key`` that is not 16 bytes of base64. A valid one is a
+:class:`ServerRequest`, which holds the stream and the bytes read until it is rejected
+(:meth:`ServerRequest.reject`) or handed to the library (``_library.open_request``).
+
+Also here, because the library adapter shares them: the handshake deadline, the TLS
+handshake, header encoding and the lingering close of a server's TCP stream.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import ssl
+from collections.abc import Iterator, Sequence
+from typing import final
+
+import trio
+import wsproto
+import wsproto.events
+import wsproto.utilities
+
+from .._exceptions import HandshakeError, HandshakeTimeoutError, TLSError
+from .._redact import redact_target
+
+#: Seconds the opening handshake (TLS and HTTP upgrade) may take by default.
+DEFAULT_HANDSHAKE_TIMEOUT = 10.0
+
+# Reads of the opening request. h11 refuses a request head over 16 KiB (400), so the
+# bytes held for one request stay below that plus one read.
+_REQUEST_READ_SIZE = 4096
+# A server closing a plain TCP connection first sends FIN and reads what the client
+# still sends, for this long or this many bytes at most (see _LingeringStream).
+_LINGER_SECONDS = 1.0
+_LINGER_BYTES = 1 << 20
+
+Headers = tuple[tuple[str, str], ...]
+
+
+@final
+class ServerRequest:
+    """A client's opening request, read before any connection actor exists.
+
+    Holds the stream and the bytes read so far until :meth:`reject` answers
+    it or ``_library.open_request`` hands both to the library in the owning actor's nursery.
+    """
+
+    __slots__ = ("_probe", "headers", "path", "received", "stream", "subprotocols")
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        received: bytes,
+        request: wsproto.events.Request,
+        probe: wsproto.WSConnection,
+    ) -> None:
+        self.stream = stream
+        self.received = received
+        self._probe = probe
+        self.path = request.target
+        self.headers: Headers = decode_headers(list(request.extra_headers))
+        self.subprotocols: tuple[str, ...] = tuple(request.subprotocols)
+
+    def __repr__(self) -> str:
+        return f"<ServerRequest {redact_target(self.path)!r}>"
+
+    async def reject(
+        self, status: int, body: bytes, extra_headers: Sequence[tuple[str, str]], within: float
+    ) -> None:
+        """Answer with an HTTP ``status`` (and ``body``), then close the stream."""
+        response = wsproto.events.RejectConnection(
+            status_code=status, headers=encode_headers(extra_headers), has_body=bool(body)
+        )
+        data = self._probe.send(response)
+        if body:
+            data += self._probe.send(wsproto.events.RejectData(data=body))
+        # On cancellation the caller closes the stream (as on every handshake failure).
+        with trio.move_on_after(within):  # noqa: ASYNC912 - send_all checkpoints unless it fails at once
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await self.stream.send_all(data)
+        await close_lingering(self.stream)
+
+
+async def read_request(
+    stream: trio.abc.Stream, *, within: float = DEFAULT_HANDSHAKE_TIMEOUT
+) -> ServerRequest:
+    """Run the TLS handshake (if any) and read a client's opening request from ``stream``.
+
+    A request that is not a valid websocket upgrade is answered at once
+    (400, or 426 for an unsupported version) and raises :exc:`HandshakeError`;
+    no request in time raises :exc:`HandshakeTimeoutError`. The caller closes
+    the stream on failure.
+    """
+    with handshake_deadline(within, "waiting for a websocket request"):
+        await tls_handshake(stream)
+        probe = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+        received = bytearray()
+        while True:
+            try:
+                data = await stream.receive_some(_REQUEST_READ_SIZE)
+            except trio.BrokenResourceError as exc:
+                raise HandshakeError("the connection broke during the websocket request") from exc
+            if not data:
+                raise HandshakeError("the client went away before completing its websocket request")
+            received += data
+            problem: str | wsproto.utilities.RemoteProtocolError | None
+            try:
+                probe.receive_data(bytes(data))
+                request = next(
+                    (e for e in probe.events() if isinstance(e, wsproto.events.Request)), None
+                )
+                problem = None if request is None else _request_problem(request)
+            except wsproto.utilities.RemoteProtocolError as exc:
+                request, problem = None, exc
+            if problem is not None:
+                await _answer_bad_request(stream, probe, problem)
+                raise HandshakeError(f"invalid websocket request: {problem}")
+            if request is not None:
+                return ServerRequest(stream, bytes(received), request, probe)
+
+
+async def reject_stream(
+    stream: trio.abc.Stream, status: int, body: bytes, within: float = DEFAULT_HANDSHAKE_TIMEOUT
+) -> None:
+    """Read the request on ``stream``, answer with ``status`` and close it (bounded by ``within``)."""
+    try:
+        with contextlib.suppress(HandshakeError):
+            request = await read_request(stream, within=within)
+            await request.reject(status, body, (), within)
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+def describe_remote(stream: trio.abc.Stream) -> str:
+    """``"host:port"`` of the peer of a socket (or TLS-over-socket) stream, else ``""``."""
+    if isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    if not isinstance(stream, trio.SocketStream):
+        return ""
+    try:
+        host, port, *_ = stream.socket.getpeername()
+    except OSError:
+        return ""
+    return f"{host}:{port}"
+
+
+async def close_lingering(stream: trio.abc.Stream) -> None:
+    """Close ``stream``; a TCP stream first sends FIN and drains its input (bounded)."""
+    try:
+        if isinstance(stream, trio.SocketStream):
+            with trio.move_on_after(_LINGER_SECONDS):  # noqa: ASYNC912 - send_eof checkpoints unless it fails at once
+                with contextlib.suppress(
+                    trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError
+                ):
+                    await stream.send_eof()
+                    drained = 0
+                    while drained < _LINGER_BYTES:
+                        data = await stream.receive_some(65536)
+                        if not data:
+                            break
+                        drained += len(data)
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+def _request_problem(request: wsproto.events.Request) -> str | None:
+    # What wsproto accepts but RFC 6455 section 4.2.1 does not: a key that is not
+    # 16 bytes of base64.
+    key = next((v for k, v in request.extra_headers if k.lower() == b"sec-websocket-key"), b"")
+    try:
+        if len(base64.b64decode(key, validate=True)) == 16:
+            return None
+    except binascii.Error:
+        pass
+    return "invalid Sec-WebSocket-Key"
+
+
+async def _answer_bad_request(
+    stream: trio.abc.Stream,
+    probe: wsproto.WSConnection,
+    problem: str | wsproto.utilities.RemoteProtocolError,
+) -> None:
+    hint = problem.event_hint if not isinstance(problem, str) else None
+    if not isinstance(hint, wsproto.events.RejectConnection):
+        hint = wsproto.events.RejectConnection(status_code=400)
+    try:
+        data = probe.send(hint)
+    except wsproto.utilities.LocalProtocolError:  # h11 cannot answer this request
+        data = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        await stream.send_all(data)
+    await close_lingering(stream)
+
+
+async def tls_handshake(stream: trio.abc.Stream) -> None:
+    if not isinstance(stream, trio.SSLStream):
+        await trio.lowlevel.checkpoint()
+        return
+    try:
+        await stream.do_handshake()
+    except trio.BrokenResourceError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ssl.SSLError):
+            raise TLSError(f"tls handshake failed: {cause}") from cause
+        raise HandshakeError("the connection broke during the tls handshake") from exc
+
+
+@contextlib.contextmanager
+def handshake_deadline(timeout: float, what: str) -> Iterator[None]:
+    try:
+        with trio.fail_after(timeout):
+            yield
+    except trio.TooSlowError:
+        raise HandshakeTimeoutError(
+            f"timed out after {timeout}s {what}; raise handshake_timeout if the peer is slow"
+        ) from None
+
+
+def decode_headers(headers: Sequence[tuple[bytes, bytes]]) -> Headers:
+    return tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in headers)
+
+
+def encode_headers(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]

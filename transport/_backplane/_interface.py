@@ -1,0 +1,344 @@
+"""The backplane: topics, durable streams and named actors that span processes.
+
+One interface, two implementations. :func:`open_local_backplane` keeps everything in
+this process and needs no server (the default, and what tests use);
+:func:`open_redis_backplane` goes through Redis or Valkey, so any number of processes
+on any number of hosts share the same topics, streams and names. Code written against
+:class:`Backplane` runs unchanged on either.
+
+Guarantees (the Redis ones are those of the Redis features underneath):
+
+* **Topics** (Redis Pub/Sub) are **at most once**. Each process holds one Redis
+  subscription per topic and feeds a local :func:`actors.topic`, so the topic's bounded
+  per-subscriber queues and overflow policy apply here exactly as for a local topic.
+  While the connection to Redis is down, messages published elsewhere are lost; when it
+  is back the subscriptions are restored and every subscriber gets a
+  :class:`BackplaneGap` saying when messages may have been missed.
+* **Durable streams** (Redis Streams with consumer groups) are **at least once**: an
+  entry is acknowledged only after the consumer actor's handler returned, and entries
+  left pending by a consumer that died are claimed by a live one of its group after
+  ``min_idle`` seconds. Handle them idempotently by their :attr:`StreamMessage.id`.
+* **Remote refs**: a name registered with :meth:`Backplane.register` can be told and
+  asked from every process. Asks carry a deadline and fail promptly (not at their
+  timeout) when the owning process goes away.
+
+Errors::
+
+    TransportError
+    └── BackplaneError
+        ├── BackplaneUnavailableError      (trio.BrokenResourceError)  Redis cannot be reached
+        ├── RemoteActorUnavailableError    (trio.BrokenResourceError)  no live process holds the name
+        └── RemoteError                                                the remote handler raised
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import enum
+from collections.abc import Callable, Coroutine, Iterator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
+
+import attrs
+import trio
+
+import actors
+
+from .._exceptions import TransportError
+
+if TYPE_CHECKING:
+    from typing import Never
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Default approximate cap on the length of a durable stream (``MAXLEN ~``).
+DEFAULT_STREAM_MAXLEN = 10_000
+#: Default idle time after which a pending stream entry is claimed by another consumer.
+DEFAULT_MIN_IDLE = 30.0
+
+
+class BackplaneError(TransportError):
+    """Base class of the errors of the backplane."""
+
+
+class BackplaneUnavailableError(BackplaneError, trio.BrokenResourceError):
+    """The backplane's server cannot be reached (at start, or for an operation now)."""
+
+
+class RemoteActorUnavailableError(BackplaneError, trio.BrokenResourceError):
+    """No live process holds the name (never registered, stopped, or its process died)."""
+
+
+class RemoteError(BackplaneError):
+    """The remote actor's handler raised; ``remote_type`` names the exception's class."""
+
+    def __init__(self, message: str, *, remote_type: str, detail: str) -> None:
+        super().__init__(message)
+        self.remote_type = remote_type
+        self.detail = detail
+
+
+class BackplaneState(enum.Enum):
+    """Whether the backplane is connected to its server."""
+
+    #: Connected; for the in-process backplane, always.
+    CONNECTED = "connected"
+    #: The connection was lost; ``statistics().attempt`` counts the tries so far.
+    RECONNECTING = "reconnecting"
+    #: The backplane was closed.
+    CLOSED = "closed"
+
+
+@final
+@attrs.frozen
+class BackplaneGap:
+    """Told to a distributed topic's subscribers after its connection to Redis came back.
+
+    Messages published to ``topic`` between ``since`` and ``until`` (wall-clock
+    :func:`time.time` seconds) may not have been delivered: topics are at most once.
+    Subscribers that keep state from the topic should resynchronise.
+    """
+
+    topic: str
+    since: float
+    until: float
+
+
+@final
+@attrs.frozen
+class StreamMessage(actors.Request[None], Generic[T]):
+    """One entry of a durable stream, asked of a consumer actor.
+
+    The handler's return acknowledges the entry; if it raises (or the ask times out)
+    the entry stays pending and is delivered again, to this or another consumer of
+    the group, after the stream's ``min_idle``. ``id`` is the stream's entry id
+    (unique and increasing), the key for idempotent handling.
+    """
+
+    stream: str
+    group: str
+    id: str
+    message: T
+
+
+@final
+@attrs.frozen
+class BackplaneStatistics:
+    """A snapshot of a backplane.
+
+    ``kind`` is ``"local"`` or ``"redis"``; ``url`` the server's address with any
+    password masked; ``node`` this process's id on the backplane. ``attempt``
+    counts reconnection tries since the connection was lost (0 when connected);
+    ``disconnects`` and ``gaps`` count lost connections and the gap notices sent
+    for them. ``published`` and ``received`` count topic messages;
+    ``undeliverable`` counts backplane messages sent to dead letters (oversized,
+    undecodable, late replies); ``names`` counts names registered from here.
+    """
+
+    kind: str
+    url: str | None
+    node: str
+    state: BackplaneState
+    attempt: int
+    disconnects: int
+    gaps: int
+    topics: int
+    published: int
+    received: int
+    undeliverable: int
+    names: int
+
+
+@final
+class DistributedTopic(Generic[T]):
+    """A topic every process on the backplane shares; get one from :meth:`Backplane.topic`.
+
+    :meth:`publish` sends through the backplane (so this process's subscribers get the
+    message too, in the same order as everybody else); subscribing is subscribing to
+    :attr:`local`, the :func:`actors.topic` the backplane feeds, with its queues and
+    overflow policy. Subscribers receive ``T`` messages and :class:`BackplaneGap`
+    notices.
+    """
+
+    __slots__ = ("_publish", "local", "name")
+
+    def __init__(
+        self,
+        name: str,
+        local: actors.Topic[T | BackplaneGap],
+        publish: Callable[[str, object], Coroutine[Any, Any, None]],
+    ) -> None:
+        self.name = name
+        #: The in-process topic that receives this topic's messages.
+        self.local = local
+        self._publish = publish
+
+    def __repr__(self) -> str:
+        return f"<DistributedTopic {self.name!r} {self.local.policy.name}>"
+
+    async def publish(self, message: T) -> None:
+        """Publish ``message`` to every subscriber in every process.
+
+        Raises :exc:`~transport.EncodeError` if the codec cannot encode it or it is
+        larger than ``max_message_size``, and :exc:`BackplaneUnavailableError` while
+        the server cannot be reached (the message is then not sent).
+        """
+        await self._publish(self.name, message)
+
+    @contextlib.contextmanager
+    def subscribe(
+        self, *, buffer: int | None = None
+    ) -> Iterator[actors.TopicReceiveChannel[T | BackplaneGap]]:
+        """Receive this topic's messages while the ``with`` block is open (see
+        :meth:`actors.Topic.subscribe`)."""
+        with self.local.subscribe(buffer=buffer) as channel:
+            yield channel
+
+    def subscribe_actor(
+        self, ref: actors.ActorRef[T | BackplaneGap], *, buffer: int | None = None
+    ) -> actors.Subscription:
+        """Deliver this topic's messages to ``ref`` (see :meth:`actors.Topic.subscribe_actor`).
+
+        Give the actor a handler for :class:`BackplaneGap`, so that a lost connection
+        is never silent; without one, gap notices go to dead letters.
+        """
+        return self.local.subscribe_actor(ref, buffer=buffer)
+
+    def statistics(self) -> actors.TopicStatistics:
+        """The local topic's counters."""
+        return self.local.statistics()
+
+
+class DurableStream(abc.ABC, Generic[T]):
+    """An append-only log whose entries consumer groups share out, at least once.
+
+    Get one from :meth:`Backplane.stream`. The stream keeps about ``maxlen`` entries
+    (older ones are trimmed, approximately, as new ones are added, whether or not a
+    group has read them), so size it for the longest consumer outage you tolerate.
+    """
+
+    name: str
+    maxlen: int
+
+    @abc.abstractmethod
+    async def add(self, message: T) -> str:
+        """Append ``message``; returns its entry id."""
+
+    @abc.abstractmethod
+    async def serve_consumer(
+        self,
+        ref: actors.ActorRef[StreamMessage[T]],
+        *,
+        group: str,
+        consumer: str | None = None,
+        min_idle: float = DEFAULT_MIN_IDLE,
+        handler_timeout: float | None = None,
+        batch: int = 16,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Deliver the group's entries to ``ref``, one at a time, until cancelled.
+
+        Use with ``nursery.start``: it returns once the group exists (created at the
+        start of the stream if new, so a new group reads every retained entry). Each
+        entry is asked of the actor as a :class:`StreamMessage` with
+        ``handler_timeout`` (default: the system's ask timeout) and acknowledged when
+        the handler returns. Entries pending for ``min_idle`` seconds with any
+        consumer of the group (one that crashed, or whose handler failed) are
+        claimed and delivered again. ``consumer`` names this consumer in the group
+        (default: unique to this process). Returns when the actor stops.
+        """
+
+    @abc.abstractmethod
+    async def pending(self, group: str) -> int:
+        """How many entries of ``group`` were delivered but not yet acknowledged."""
+
+
+class RemoteRef(abc.ABC, Generic[T]):
+    """An actor registered on the backplane under ``name``, in whichever process holds it."""
+
+    name: str
+
+    @abc.abstractmethod
+    async def tell(self, message: T) -> None:
+        """Send ``message`` (at most once); :exc:`RemoteActorUnavailableError` if nobody holds the name."""
+
+    @abc.abstractmethod
+    async def ask(self, message: actors.Request[R], *, timeout: float | None = None) -> R:  # noqa: ASYNC109
+        """Send ``message`` and wait for the reply.
+
+        ``timeout`` defaults to the system's ask timeout; :exc:`actors.AskTimeoutError`
+        when it passes. Raises :exc:`RemoteActorUnavailableError` as soon as no live
+        process holds the name (also while waiting), and :exc:`RemoteError` if the
+        handler raised.
+        """
+
+
+class Backplane(abc.ABC):
+    """Topics, durable streams and named actors shared by every process on the backplane."""
+
+    system: actors.ActorSystem
+    #: This process's id on the backplane.
+    node: str
+
+    @abc.abstractmethod
+    async def topic(
+        self,
+        name: str,
+        *,
+        policy: actors.OverflowPolicy | None = None,
+        buffer: int | None = None,
+    ) -> DistributedTopic[Any]:
+        """The distributed topic ``name``, subscribed in this process when this returns.
+
+        ``policy`` and ``buffer`` are those of the local topic (see :func:`actors.topic`).
+        Annotate the variable to give the topic its message type::
+
+            prices: transport.DistributedTopic[Price] = await backplane.topic("prices")
+
+        With Redis it waits until the subscription is confirmed (through a
+        reconnection if need be): bound it with :func:`trio.fail_after`.
+        """
+
+    @abc.abstractmethod
+    def stream(self, name: str, *, maxlen: int = DEFAULT_STREAM_MAXLEN) -> DurableStream[Any]:
+        """The durable stream ``name``, capped at about ``maxlen`` entries."""
+
+    @abc.abstractmethod
+    async def register(self, name: str, ref: actors.ActorRef[Never]) -> None:
+        """Hold ``name`` for ``ref`` across the backplane until the actor stops.
+
+        Raises :exc:`actors.NameTakenError` if another actor, here or in another
+        process, holds it.
+        """
+
+    @abc.abstractmethod
+    async def unregister(self, name: str) -> None:
+        """Release ``name`` if this process holds it."""
+
+    @abc.abstractmethod
+    def remote(self, name: str) -> RemoteRef[Any]:
+        """A ref to whichever actor holds ``name``, now or later (nothing is checked yet)."""
+
+    @abc.abstractmethod
+    def statistics(self) -> BackplaneStatistics:
+        """A snapshot of the backplane's state and counters."""
+
+
+def local_topic_name(name: str) -> str:
+    """The name of the in-process topic that a distributed topic feeds."""
+    return f"backplane:{name}"
+
+
+def check_consumer(group: str, min_idle: float) -> None:
+    """Refuse a bad consumer group name or a ``min_idle`` that is not positive."""
+    check_name(group, "a consumer group name")
+    if not min_idle > 0:
+        raise ValueError(f"min_idle must be positive, not {min_idle!r}")
+
+
+def check_name(name: str, what: str) -> None:
+    """Refuse names that are not non-empty strings."""
+    value: object = name
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} must be a non-empty string, not {name!r}")

@@ -1,0 +1,1 @@
+"""Client connections: ``connect_websocket`` and ``open_websocket_client`` (``_connect``)."""

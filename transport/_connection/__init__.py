@@ -1,0 +1,7 @@
+"""The connection core: one actor owns one WebSocket stream.
+
+- ``_actor``: :class:`ConnectionActor`, its reader, writer and timers, and how it is spawned.
+- ``_handle``: :class:`WebSocketConnection`, what application code holds of a connection.
+- ``_messages``: the messages, options, statistics and handshake values of a connection.
+- ``_inbound`` and ``_outbox``: the bounded queues between the stream and the application.
+"""

@@ -1,0 +1,241 @@
+"""Messages, options, statistics and handshake values of WebSocket connections."""
+
+from __future__ import annotations
+
+from typing import final
+
+import attrs
+
+import actors
+
+from .._adapter._limits import DEFAULT_MAX_MESSAGE_SIZE
+from .._adapter._request import DEFAULT_HANDSHAKE_TIMEOUT
+from .._close_codes import ConnectionClosed, check_sendable
+from .._codec import Codec, DecodeError, DecodePolicy, RawCodec
+from .._redact import redact_headers, redact_target
+from ._inbound import InboundOverflow, InboundQueue
+
+
+@final
+@attrs.frozen
+class SendText:
+    """Tell a connection to send ``text`` as one Text message."""
+
+    text: str
+
+
+@final
+@attrs.frozen
+class SendBytes:
+    """Tell a connection to send ``data`` as one Binary message."""
+
+    data: bytes
+
+
+@final
+@attrs.frozen
+class SendMessage:
+    """Tell a connection to encode ``message`` with its codec and send the result.
+
+    A value the codec cannot encode is not sent: it goes to dead letters with the
+    :exc:`EncodeError` (the connection stays open). To get that error raised at
+    once instead, send with :meth:`WebSocketConnection.send_message`.
+    """
+
+    message: object
+
+
+@final
+@attrs.frozen
+class Close:
+    """Tell a connection to close: queued outbound messages go first, then a Close frame.
+
+    ``code`` must be sendable (1000-1003, 1007-1014, or 3000-4999).
+    """
+
+    code: int = 1000
+    reason: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        check_sendable(self.code)
+
+
+@final
+@attrs.frozen
+class GetStatistics(actors.Request["ConnectionStatistics"]):
+    """Ask a connection for its :class:`ConnectionStatistics`."""
+
+
+#: A message frame waiting to be written.
+Frame = SendText | SendBytes
+#: Every message a connection actor accepts.
+ConnectionMessage = SendText | SendBytes | SendMessage | Close | GetStatistics
+
+
+@final
+@attrs.frozen
+class Received:
+    """One inbound WebSocket message, delivered to a subscriber actor.
+
+    ``data`` is what the connection's codec decoded: with the default
+    :class:`RawCodec` a ``str`` for a Text message and ``bytes`` for a Binary
+    one; with a :class:`JsonCodec` an instance of one of its message classes;
+    an :class:`Undecodable` notice in place of a message the codec refused.
+    """
+
+    data: object
+
+
+@final
+@attrs.frozen
+class Undecodable:
+    """In place of an inbound message the connection's codec could not decode.
+
+    ``error`` says why and holds the start of the raw message. Under
+    :attr:`DecodePolicy.SKIP` the connection stays open; under
+    :attr:`DecodePolicy.CLOSE` it is closing with ``error.close_code``. The
+    same notice is published as a dead letter.
+    """
+
+    error: DecodeError
+
+
+#: Every message a subscriber actor receives from a connection: its inbound messages in
+#: order, then exactly one :class:`ConnectionClosed` when the connection has ended.
+SubscriberMessage = Received | ConnectionClosed
+
+
+@final
+@attrs.frozen(kw_only=True)
+class ConnectionOptions:
+    """Limits, queues and timers of one connection (seconds for every duration).
+
+    - ``max_message_size``: the largest inbound message (bytes; characters for
+      text); a larger one closes the connection with 1009.
+    - ``inbound_queue_size`` and ``overflow``: the bounded queue between the
+      network reader and the application, and what gives way when it is full.
+      The reader never waits for the application, and one network read can
+      carry many small messages, so this is sized for bursts; the queue grows
+      only while messages wait, an idle connection holds none.
+    - ``outbound_queue_size``: frames waiting for the writer; beyond it, a
+      sender's ``tell`` waits (backpressure).
+    - ``handshake_timeout``: TCP connect, TLS and HTTP upgrade together.
+    - ``write_timeout``: one frame write; a write that has not finished
+      within it is cut, at most a quarter of ``write_timeout`` later, and
+      aborts the connection (nothing follows the half-written frame).
+    - ``close_timeout``: the close handshake; after it the stream is closed
+      regardless. A close that first has to wait for a frame being written
+      can take up to ``write_timeout + close_timeout`` in all.
+    - ``ping_interval`` / ``pong_timeout``: keepalive (``None`` disables it); a
+      ping unanswered in time aborts the connection (code 1006).
+    - ``idle_timeout``: close with 1001 after this long without an inbound
+      message (``None``: never).
+    - ``codec``: turns inbound messages into values and values into outbound
+      messages (:class:`RawCodec`, the default, passes text and bytes
+      through; :class:`JsonCodec` maps attrs message classes).
+    - ``on_decode_error``: what an inbound message the codec refuses does to
+      the connection (:class:`DecodePolicy`; it is always reported to the
+      owner as :class:`Undecodable` and as a dead letter).
+    """
+
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    inbound_queue_size: int = 1024
+    overflow: InboundOverflow = InboundOverflow.CLOSE_TRY_AGAIN_LATER
+    outbound_queue_size: int = 64
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
+    write_timeout: float = 10.0
+    close_timeout: float = 5.0
+    ping_interval: float | None = 20.0
+    pong_timeout: float = 20.0
+    idle_timeout: float | None = None
+    receive_buffer_size: int | None = None
+    codec: Codec = attrs.field(factory=RawCodec)
+    on_decode_error: DecodePolicy = DecodePolicy.SKIP
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("max_message_size", "inbound_queue_size", "outbound_queue_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
+        for name in ("handshake_timeout", "write_timeout", "close_timeout", "pong_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, not {getattr(self, name)!r}")
+        for name in ("ping_interval", "idle_timeout"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be positive or None, not {value!r}")
+
+
+#: The options used when none are given.
+DEFAULT_OPTIONS = ConnectionOptions()
+
+
+@final
+@attrs.frozen
+class ConnectionInfo:
+    """What is known about an open connection: no stream, only values.
+
+    ``headers`` are the request headers on a server connection and the
+    response headers on a client connection; ``remote`` is ``"host:port"``
+    when the peer is a socket, else ``""``.
+    """
+
+    is_client: bool
+    path: str = attrs.field(repr=redact_target)  # query values may be tokens
+    subprotocol: str | None
+    headers: tuple[tuple[str, str], ...] = attrs.field(repr=redact_headers)
+    remote: str
+
+
+@final
+@attrs.frozen
+class ConnectionStatistics:
+    """A snapshot of one connection's counters.
+
+    ``inbound_dropped`` counts messages the overflow policy dropped (each is
+    also a dead letter); ``undecodable`` counts inbound messages the codec
+    refused (each also a dead letter); ``latency`` is the round trip of the last keepalive
+    ping, ``None`` until one was answered; ``closed`` is set once the
+    connection has ended.
+    """
+
+    messages_received: int
+    messages_sent: int
+    inbound_depth: int
+    inbound_capacity: int
+    inbound_dropped: int
+    outbound_depth: int
+    outbound_capacity: int
+    pings_sent: int
+    latency: float | None
+    closed: ConnectionClosed | None
+    undecodable: int = 0
+
+
+@attrs.define(eq=False)
+class Counters:
+    """Mutable counters shared by the actor and its handle (no stream in here)."""
+
+    outbound_capacity: int
+    messages_received: int = 0
+    messages_sent: int = 0
+    pings_sent: int = 0
+    undecodable: int = 0
+    latency: float | None = None
+    closed: ConnectionClosed | None = None
+
+    def snapshot(
+        self, inbound: InboundQueue[Received], outbound_depth: int
+    ) -> ConnectionStatistics:
+        return ConnectionStatistics(
+            messages_received=self.messages_received,
+            messages_sent=self.messages_sent,
+            inbound_depth=len(inbound),
+            inbound_capacity=inbound.capacity,
+            inbound_dropped=inbound.dropped,
+            outbound_depth=outbound_depth,
+            outbound_capacity=self.outbound_capacity,
+            pings_sent=self.pings_sent,
+            latency=self.latency,
+            closed=self.closed,
+            undecodable=self.undecodable,
+        )
