@@ -37,21 +37,16 @@ from ._groups import (
     GroupFeed as GroupFeed,
     GroupJoined as GroupJoined,
     GroupLeft as GroupLeft,
-    group_changes as group_changes,
-    group_members as group_members,
-    group_names as group_names,
-    join_group as join_group,
-    leave_group as leave_group,
 )
 from ._introspection import (
     ActorPathFilter as ActorPathFilter,
     ActorSnapshot as ActorSnapshot,
     SystemSnapshot as SystemSnapshot,
     format_tree as format_tree,
-    snapshot as snapshot,
 )
 from ._messages import (
     Cancelled as Cancelled,
+    ControlMessage as ControlMessage,
     DeadLetter as DeadLetter,
     DeadLetterReason as DeadLetterReason,
     Failed as Failed,
@@ -61,12 +56,6 @@ from ._messages import (
     StopReason as StopReason,
 )
 from ._ref import ActorRef as ActorRef
-from ._registry import (
-    lookup as lookup,
-    register as register,
-    unregister as unregister,
-    wait_registered as wait_registered,
-)
 from ._subscription import (
     Lagged as Lagged,
     SubscriberLaggedError as SubscriberLaggedError,
@@ -103,8 +92,6 @@ from ._topic import (
     Topic as Topic,
     TopicClosedError as TopicClosedError,
     TopicStatistics as TopicStatistics,
-    event_stream as event_stream,
-    topic as topic,
 )
 from ._watch import Terminated as Terminated, watching as watching
 
@@ -129,6 +116,7 @@ __all__ = [
     "Backoff",
     "Cancelled",
     "ChildSpec",
+    "ControlMessage",
     "DeadLetter",
     "DeadLetterPublished",
     "DeadLetterReason",
@@ -172,21 +160,9 @@ __all__ = [
     "UnhandledMessageError",
     "WhichChildren",
     "WrongThreadError",
-    "event_stream",
     "format_tree",
-    "group_changes",
-    "group_members",
-    "group_names",
     "handler",
-    "join_group",
-    "leave_group",
-    "lookup",
     "open_system",
-    "register",
-    "snapshot",
     "start_child",
-    "topic",
-    "unregister",
-    "wait_registered",
     "watching",
 ]

@@ -43,13 +43,14 @@ from ._exceptions import (
     UnhandledMessageError,
     WrongThreadError,
 )
-from ._mailbox import Mailbox
+from ._mailbox import Mailbox, Weigher
 from ._messages import Cancelled, DeadLetter, DeadLetterReason, Failed, Normal, StopReason
 
 if TYPE_CHECKING:
     from ._context import ActorContext
     from ._ref import ActorRef
     from ._system import ActorSystem
+    from ._watch import StopHooks, Watcher
 
 logger = logging.getLogger("actors")
 
@@ -82,6 +83,9 @@ class Parent:
         mailbox_size: int | None,
         stop_timeout: float | None,
         supervision: Supervision | None = None,
+        *,
+        max_bytes: int | None = None,
+        weigher: Weigher | None = None,
     ) -> ActorRef[Any]:
         system = self.system
         system._check_thread("spawn")
@@ -108,6 +112,8 @@ class Parent:
             name=name,
             mailbox_size=system.mailbox_size if mailbox_size is None else mailbox_size,
             stop_timeout=system.stop_timeout if stop_timeout is None else stop_timeout,
+            max_bytes=max_bytes,
+            weigher=weigher,
         )
         if supervision is not None:
             if isinstance(actor, Actor):
@@ -160,9 +166,11 @@ class Cell(Parent):
         "sender",
         "started_at",
         "state",
+        "stop_hooks",
         "stop_timeout",
         "supervision",
         "system",
+        "watcher",
     )
 
     def __init__(
@@ -174,6 +182,8 @@ class Cell(Parent):
         name: str,
         mailbox_size: int,
         stop_timeout: float,
+        max_bytes: int | None = None,
+        weigher: Weigher | None = None,
     ) -> None:
         from ._ref import ActorRef
 
@@ -184,11 +194,17 @@ class Cell(Parent):
         self.actor = actor
         self.name = name
         self.path = f"{parent.path.rstrip('/')}/{name}"
-        self.mailbox: Mailbox[Envelope | Deliver] = Mailbox(mailbox_size, self._stopped_error)
+        self.mailbox = Mailbox(
+            mailbox_size, self._stopped_error, max_bytes=max_bytes, weigher=weigher
+        )
         self.handlers: HandlerTable = handler_table(type(actor))
         self.stop_timeout = stop_timeout
         self.children = {}
         self.on_terminated: list[TerminationCallback] = []
+        #: The hooks of watches, names and groups on this cell, and the watches it made
+        #: (``_watch.py``); ``None`` while there are none.
+        self.stop_hooks: StopHooks | None = None
+        self.watcher: Watcher | None = None
         #: Bumped on every restart; runtime notices carry it to detect staleness.
         self.incarnation = 0
         #: Per-actor state of runtime extensions (timers, watches), keyed by extension name.
@@ -275,7 +291,7 @@ class Cell(Parent):
         """
         if self.state is State.STOPPED:
             return
-        self.mailbox.send_control(StopRequest(reason, drain, requested))
+        self.mailbox.send_notice(StopRequest(reason, drain, requested))
         if interrupt and not drain and self._loop_scope is not None:
             self._interrupt = reason
             self._stop_requested = requested
@@ -323,7 +339,7 @@ class Cell(Parent):
                     extra={"actor_path": self.path},
                 )
             else:
-                self.mailbox.send_control(TaskFailed(exc))
+                self.mailbox.send_notice(TaskFailed(exc))
 
     def dead_letter(
         self,
@@ -487,11 +503,9 @@ class Cell(Parent):
 
     async def _loop(self) -> StopReason:  # noqa: ASYNC910 - the receive checkpoints
         """Process messages until a stop; an interrupting stop cancels ``_loop_scope``."""
-        # Mailbox.receive is inlined here (one coroutine frame less per message and
-        # per idle actor).
         mailbox = self.mailbox
         poll = mailbox.poll
-        abort_receive = mailbox.abort_receive
+        abort_wait = mailbox.abort_wait
         checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
         cancel_shielded_checkpoint = trio.lowlevel.cancel_shielded_checkpoint
         wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
@@ -505,8 +519,9 @@ class Cell(Parent):
                     await checkpoint_if_cancelled()
                     item = poll()
                     if item is None:
+                        # Parked here, not in a mailbox method: no extra frame while idle.
                         mailbox.receive_task = trio.lowlevel.current_task()
-                        item = await wait_task_rescheduled(abort_receive)
+                        item = await wait_task_rescheduled(abort_wait)
                     else:
                         await cancel_shielded_checkpoint()
                     if type(item) is not tuple:

@@ -84,13 +84,17 @@ class ActorContext(Generic[M_contra]):
         name: str | None = None,
         mailbox_size: int | None = None,
         stop_timeout: float | None = None,
+        max_bytes: int | None = None,
+        weigher: Callable[[M], int] | None = None,
     ) -> ActorRef[M]:
         """Start a child actor in this actor's nursery; returns once the child is ready.
 
         The child stops before its parent does. Arguments as in
         :meth:`ActorSystem.spawn`.
         """
-        return await self._cell.spawn_child(actor, name, mailbox_size, stop_timeout)
+        return await self._cell.spawn_child(
+            actor, name, mailbox_size, stop_timeout, max_bytes=max_bytes, weigher=weigher
+        )
 
     def start_soon(
         self,

@@ -1,7 +1,7 @@
 """The system event stream: what the runtime reports (failures, restarts, dead letters).
 
 The events are plain frozen values. The stream that carries them is a
-:class:`~actors.Topic` owned by the system (see :func:`actors.event_stream`),
+:class:`~actors.Topic` owned by the system (see :attr:`actors.ActorSystem.events`),
 with the ``DROP_OLDEST`` policy so the runtime never waits on a slow listener.
 
 This module is a leaf (it imports nothing from the runtime at module level),
@@ -12,7 +12,6 @@ stream of a system, publishing an event to it costs one dictionary lookup.
 
 from __future__ import annotations
 
-import weakref
 from typing import TYPE_CHECKING, final
 
 import attrs
@@ -21,7 +20,6 @@ from ._messages import DeadLetter
 
 if TYPE_CHECKING:
     from ._system import ActorSystem
-    from ._topic import Topic
 
 
 @attrs.frozen
@@ -70,11 +68,6 @@ class DeadLetterPublished(SystemEvent):
     letter: DeadLetter
 
 
-# One stream per system, created on first use by ``actors.event_stream`` and
-# removed when the system shuts down.
-streams: weakref.WeakKeyDictionary[ActorSystem, Topic[SystemEvent]] = weakref.WeakKeyDictionary()
-
-
 def publish_event(system: ActorSystem, event: SystemEvent) -> None:
     """Offer ``event`` to the event stream of ``system``; never blocks, never raises.
 
@@ -82,13 +75,13 @@ def publish_event(system: ActorSystem, event: SystemEvent) -> None:
     no subscriber) costs almost nothing; a listener whose buffer is full
     loses its oldest event, counted in the stream's statistics.
     """
-    stream = streams.get(system)
+    stream = system._event_stream
     if stream is not None:
         stream._offer_event(event)
 
 
 def publish_dead_letter(system: ActorSystem, letter: DeadLetter) -> None:
     """Offer ``letter`` to the event stream of ``system`` as :class:`DeadLetterPublished`."""
-    stream = streams.get(system)
+    stream = system._event_stream
     if stream is not None:
         stream._offer_event(DeadLetterPublished(letter))

@@ -15,9 +15,8 @@ subscriber that sees ``dropped`` grow resynchronises with
 from __future__ import annotations
 
 import contextlib
-import weakref
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, TypeAlias, TypeVar, final, overload
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, final
 
 import attrs
 import trio
@@ -117,7 +116,7 @@ class GroupFeed(trio.abc.ReceiveChannel[GroupChange]):
             pass  # the reader closed its end: it wants no more changes
 
 
-class _Groups:
+class Groups:
     """The groups of one system: members by group, groups by member, feeds by group."""
 
     __slots__ = ("feeds", "groups_of", "members")
@@ -172,52 +171,26 @@ class _Groups:
             feed._offer(change)
 
 
-_groups: weakref.WeakKeyDictionary[ActorSystem, _Groups] = weakref.WeakKeyDictionary()
-
-
-def _groups_of(system: ActorSystem) -> _Groups:
-    groups = _groups.get(system)
-    if groups is None:
-        groups = _groups[system] = _Groups()
-    return groups
-
-
 def join_group(system: ActorSystem, group: str, ref: ActorRef[Never]) -> None:
-    """Add ``ref`` to ``group`` until it leaves or stops for good.
-
-    Joining a group twice is one membership. Raises :exc:`ActorStoppedError`
-    if the actor has stopped or is stopping.
-    """
-    check_thread(system.thread_id, "actors.join_group()")
+    """The implementation of the :meth:`ActorSystem.join_group` method."""
+    check_thread(system.thread_id, "ActorSystem.join_group()")
     check_name(group, "a group name")
     cell = member_cell(system, ref, "added to a group")
-    _groups_of(system).add(group, cell)
+    system._groups.add(group, cell)
 
 
 def leave_group(system: ActorSystem, group: str, ref: ActorRef[Never]) -> None:
-    """Take ``ref`` out of ``group``; nothing happens if it is not a member."""
-    check_thread(system.thread_id, "actors.leave_group()")
-    groups = _groups.get(system)
-    if groups is not None:
-        groups.remove(group, ref._cell)
+    """The implementation of the :meth:`ActorSystem.leave_group` method."""
+    check_thread(system.thread_id, "ActorSystem.leave_group()")
+    system._groups.remove(group, ref._cell)
 
 
-@overload
-def group_members(system: ActorSystem, group: str) -> list[ActorRef[Never]]: ...
-@overload
-def group_members(system: ActorSystem, group: str, *, handles: type[M]) -> list[ActorRef[M]]: ...
 def group_members(
     system: ActorSystem, group: str, *, handles: type[M] | None = None
-) -> list[ActorRef[M]] | list[ActorRef[Never]]:
-    """The members of ``group``, in the order they joined (empty for an unknown group).
-
-    Members of a group are ``ActorRef[Never]``; pass ``handles=MessageType``
-    to get ``ActorRef[MessageType]`` refs, checked now: raises
-    :exc:`UnhandledMessageError` if a member has no handler for that type.
-    """
-    check_thread(system.thread_id, "actors.group_members()")
-    groups = _groups.get(system)
-    members = () if groups is None else groups.members.get(group, {})
+) -> list[ActorRef[Any]]:
+    """The implementation of the :meth:`ActorSystem.group_members` method."""
+    check_thread(system.thread_id, "ActorSystem.group_members()")
+    members = system._groups.members.get(group, {})
     if handles is not None:
         for cell in members:
             check_handles(cell, handles, f"a member of group {group!r}")
@@ -225,34 +198,21 @@ def group_members(
 
 
 def group_names(system: ActorSystem) -> list[str]:
-    """The groups of ``system`` that have members, oldest first."""
-    check_thread(system.thread_id, "actors.group_names()")
-    groups = _groups.get(system)
-    return [] if groups is None else list(groups.members)
+    """The implementation of the :meth:`ActorSystem.group_names` method."""
+    check_thread(system.thread_id, "ActorSystem.group_names()")
+    return list(system._groups.members)
 
 
 @contextlib.contextmanager
 def group_changes(
     system: ActorSystem, group: str, *, buffer: int = DEFAULT_FEED_BUFFER
 ) -> Iterator[GroupFeed]:
-    """Follow the membership of ``group`` for the duration of the ``with`` block.
-
-    The feed starts with a snapshot (``feed.members``) and then receives a
-    :class:`GroupJoined` or :class:`GroupLeft` for each change, in order.
-    It buffers up to ``buffer`` changes; when it is full, further changes
-    are dropped for this feed, counted in ``feed.dropped`` and sent to dead
-    letters: the runtime never waits for a slow reader::
-
-        with actors.group_changes(system, "workers") as feed:
-            workers = set(feed.members)
-            async for change in feed:
-                ...
-    """
-    check_thread(system.thread_id, "actors.group_changes()")
+    """The implementation of the :meth:`ActorSystem.group_changes` method."""
+    check_thread(system.thread_id, "ActorSystem.group_changes()")
     check_name(group, "a group name")
     if buffer < 1:
         raise ValueError(f"a group feed needs a buffer of at least 1, not {buffer!r}")
-    groups = _groups_of(system)
+    groups = system._groups
     members = tuple(cell.ref for cell in groups.members.get(group, ()))
     feed = GroupFeed(group, members, buffer)
     groups.feeds.setdefault(group, []).append(feed)

@@ -1,6 +1,6 @@
 """Introspection: a frozen snapshot of a live actor tree, a printable tree, a log filter.
 
-:func:`snapshot` copies what the runtime knows about every actor at one
+:meth:`ActorSystem.snapshot` copies what the runtime knows about every actor at one
 instant (on the trio clock) into frozen values that are safe to keep, compare,
 print (:func:`format_tree`) or serialise (:meth:`SystemSnapshot.as_dict`).
 """
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 @final
 @attrs.frozen
 class ActorSnapshot:
-    """One actor at the moment of a :func:`snapshot`, with its children.
+    """One actor at the moment of a :meth:`ActorSystem.snapshot`, with its children.
 
     ``state`` is the lifecycle state (``"starting"``, ``"running"``,
     ``"restarting"``, ``"stopping"``, ``"stopped"``). Mailbox figures are those
@@ -33,7 +33,8 @@ class ActorSnapshot:
     restarts; ``last_failure`` is the ``repr`` of the last exception the actor
     failed with (``None`` if it never failed); ``age`` is seconds on the trio
     clock since the actor was spawned; ``timers`` holds the ``repr`` of the
-    keys of its active timers.
+    keys of its active timers; ``names`` are the names it is registered under
+    and ``groups`` the process groups it belongs to (in the order taken).
     """
 
     path: str
@@ -50,6 +51,8 @@ class ActorSnapshot:
     last_failure: str | None
     age: float
     timers: tuple[str, ...]
+    names: tuple[str, ...]
+    groups: tuple[str, ...]
     children: tuple[ActorSnapshot, ...]
 
     def walk(self) -> Iterator[ActorSnapshot]:
@@ -64,6 +67,8 @@ class ActorSnapshot:
             field.name: getattr(self, field.name) for field in attrs.fields(ActorSnapshot)
         }
         data["timers"] = list(self.timers)
+        data["names"] = list(self.names)
+        data["groups"] = list(self.groups)
         data["children"] = [child.as_dict() for child in self.children]
         return data
 
@@ -71,7 +76,7 @@ class ActorSnapshot:
 @final
 @attrs.frozen
 class SystemSnapshot:
-    """A whole actor system at one instant: returned by :func:`snapshot`.
+    """A whole actor system at one instant: returned by :meth:`ActorSystem.snapshot`.
 
     ``actors`` are the top-level actors (each with its subtree); ``taken_at``
     is the trio clock reading when the snapshot was taken.
@@ -108,11 +113,7 @@ class SystemSnapshot:
 
 
 def snapshot(system: ActorSystem) -> SystemSnapshot:
-    """Copy the state of every live actor of ``system`` into a frozen :class:`SystemSnapshot`.
-
-    Synchronous and cheap: it reads counters, it does not message the actors,
-    so a busy actor is observed as it is (mid-handler, mailbox full).
-    """
+    """The implementation of the :meth:`ActorSystem.snapshot` method."""
     now = trio.current_time()
     statistics = system.statistics()
     return SystemSnapshot(
@@ -146,6 +147,8 @@ def _snapshot_of(cell: Cell, now: float) -> ActorSnapshot:
         last_failure=_last_failure(cell),
         age=now - cell.started_at,
         timers=tuple(repr(key) for key in active_timer_keys(cell)),
+        names=tuple(cell.system._registry.names.get(cell, ())),
+        groups=tuple(cell.system._groups.groups_of.get(cell, ())),
         children=_snapshots(cell.children.values(), now),
     )
 
@@ -167,8 +170,8 @@ def format_tree(snapshot: SystemSnapshot) -> str:
             ├── alice  Session  running  mailbox 0/64 (high 1)  processed 3  age 9.5s
             └── bob  Session  restarting  ...  restarts 1  last failure ValueError('x')
 
-    Dead-lettered counts, restarts, waiting senders, timers and the last
-    failure are shown only when there is something to show.
+    Dead-lettered counts, restarts, waiting senders, timers, registered names,
+    groups and the last failure are shown only when there is something to show.
     """
     count = sum(1 for _ in snapshot.walk())
     letters = "dead letter" if snapshot.dead_letters == 1 else "dead letters"
@@ -203,6 +206,10 @@ def _describe(actor: ActorSnapshot) -> str:
         parts.append(f"restarts {actor.restarts}")
     if actor.timers:
         parts.append(f"timers {', '.join(actor.timers)}")
+    if actor.names:
+        parts.append(f"names {', '.join(actor.names)}")
+    if actor.groups:
+        parts.append(f"groups {', '.join(actor.groups)}")
     parts.append(f"age {actor.age:.1f}s")
     if actor.last_failure is not None:
         parts.append(f"last failure {actor.last_failure}")

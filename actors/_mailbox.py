@@ -1,65 +1,124 @@
-"""The mailbox: a bounded user lane plus a small control lane that is drained first.
+"""The mailbox: an ordinary lane, a control lane, and the runtime's notices, drained in that reverse order.
 
-Modelled on trio's memory channels (``trio/_channel.py``): ``send`` and
-``receive`` are checkpoints, a sender blocked on a full mailbox is parked in
-FIFO order and handed a slot by the receiver, and cancellation never loses an
-item that was taken. There is exactly one receiver: the actor's own loop.
+Modelled on trio's memory channels (``trio/_channel.py``): ``send`` is a
+checkpoint, a sender blocked on a full lane is parked in FIFO order and handed
+a slot by the receiver, and cancellation never loses an item that was taken.
+There is exactly one receiver: the actor's own loop, which takes items with
+:meth:`Mailbox.poll` and, when there are none, sets ``receive_task`` and
+waits with :meth:`Mailbox.abort_wait` as the abort function (inlined in the
+loop: a coroutine frame here would stay alive for as long as the actor idles).
 
-The control lane carries runtime notices (stop requests, terminated notices,
-task failures). It has no bound of its own because only the runtime writes to
-it and each writer is bounded (one stop request, one notice per watch); it is
-never dropped and always drained before user messages.
+Three lanes, received in this order:
+
+- **Notices**: the runtime's own (stop requests, terminated notices, task
+  failures). No bound of its own: only the runtime writes to it and each
+  writer is bounded (one stop request, one notice per watch). Never dropped.
+- **Control**: user messages that are instances of
+  :class:`~actors.ControlMessage`. Bounded by the mailbox's capacity (a count,
+  not weighed); its waiting senders are served in arrival order.
+- **Ordinary**: everything else. Bounded by the capacity and, if the actor was
+  spawned with ``max_bytes``, by the weighed bytes queued: a message is
+  admitted when it fits under ``max_bytes``, or when the lane is empty (so a
+  single message larger than the bound still gets through, alone). Waiting
+  senders are served strictly in arrival order: a small message never
+  overtakes a large one that waits for room.
+
+An item is handed straight to the receiver when it is parked (every lane is
+empty then), so it never counts against a bound.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import outcome
 import trio
 
-from ._messages import MailboxStatistics
+from ._control import Deliver, Envelope
+from ._messages import ControlMessage, MailboxStatistics
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from ._control import Control
+
+#: What the user lanes hold: an envelope, or a runtime-made delivery (a timer tick).
+Item = Envelope | Deliver
+#: The weigher of a byte-bounded mailbox: a message's size in bytes.
+Weigher = Callable[[Any], int]
 
 
-class Mailbox(Generic[T]):
-    """A bounded single-receiver queue with a priority control lane."""
+def _message_of(item: Item) -> object:
+    return item[0] if type(item) is tuple else item.message  # type: ignore[union-attr]
+
+
+class Mailbox:
+    """A bounded single-receiver queue with a control lane and a notice lane."""
 
     __slots__ = (
+        "_bytes",
         "_capacity",
         "_closed",
         "_closed_error",
         "_control",
+        "_control_senders",
         "_data",
-        "_send_tasks",
+        "_max_bytes",
+        "_notices",
+        "_senders",
+        "_weigher",
+        "_weights",
+        "bytes_high_water",
         "dead_lettered",
         "high_water",
         "processed",
         "receive_task",
     )
 
-    def __init__(self, capacity: int, closed_error: Callable[[], BaseException]) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        closed_error: Callable[[], BaseException],
+        *,
+        max_bytes: int | None = None,
+        weigher: Weigher | None = None,
+    ) -> None:
         if capacity < 1:
             raise ValueError(f"mailbox capacity must be at least 1, not {capacity!r}")
+        if max_bytes is not None:
+            if max_bytes < 1:
+                raise ValueError(f"max_bytes must be at least 1, not {max_bytes!r}")
+            if weigher is None:
+                raise ValueError(
+                    "a mailbox with max_bytes needs a weigher: pass weigher=, a function "
+                    "returning a message's size in bytes"
+                )
+        elif weigher is not None:
+            raise ValueError("weigher= only applies with max_bytes=; pass both or neither")
         self._capacity = capacity
         self._closed = False
         self._closed_error = closed_error
-        # Made on first use: a message handed straight to a waiting receiver
-        # never touches it, so idle actors don't pay for an empty deque.
-        self._data: deque[T] | None = None
-        self._control: list[object] = []
+        self._max_bytes = max_bytes
+        self._weigher = weigher
+        # Lanes are made on first use: a message handed straight to a waiting
+        # receiver never touches them, so idle actors don't pay for empty deques.
+        self._data: deque[Item] | None = None
+        self._weights: deque[int] | None = None
+        self._control: deque[Item] | None = None
+        self._notices: list[Control | Deliver] = []
         self.receive_task: trio.lowlevel.Task | None = None
         # Insertion-ordered, so the longest-waiting sender gets the next free slot.
-        self._send_tasks: dict[trio.lowlevel.Task, T] = {}
+        self._senders: dict[trio.lowlevel.Task, tuple[Item, int]] = {}
+        self._control_senders: dict[trio.lowlevel.Task, Item] | None = None
+        self._bytes = 0
+        self.bytes_high_water = 0
         self.high_water = 0
         self.processed = 0
         self.dead_lettered = 0
 
     @property
     def closed(self) -> bool:
+        """True once the mailbox refuses new messages."""
         return self._closed
 
     @property
@@ -69,34 +128,47 @@ class Mailbox(Generic[T]):
 
     @property
     def depth(self) -> int:
-        return 0 if self._data is None else len(self._data)
+        """Queued user messages, both lanes."""
+        return (0 if self._data is None else len(self._data)) + (
+            0 if self._control is None else len(self._control)
+        )
 
-    def refuse_senders(self) -> None:
-        """Refuse new messages but keep the queued ones for the receiver."""
-        self._closed = True
-        for task in self._send_tasks:
-            trio.lowlevel.reschedule(task, outcome.Error(self._closed_error()))
-        self._send_tasks.clear()
+    # -- sending ------------------------------------------------------------------------
 
-    def send_nowait(self, item: T) -> None:
+    def send_nowait(self, item: Item) -> None:
+        """Queue ``item`` in its lane, or raise :exc:`trio.WouldBlock` if it has no room."""
         if self._closed:
             raise self._closed_error()
-        if self.receive_task is not None:
-            task, self.receive_task = self.receive_task, None
+        task = self.receive_task
+        if task is not None:
+            self.receive_task = None
             if self.high_water == 0:
                 self.high_water = 1
             trio.lowlevel.reschedule(task, outcome.Value(item))
-        else:
+            return
+        message = item[0] if type(item) is tuple else item.message  # type: ignore[union-attr]
+        if isinstance(message, ControlMessage):
+            if not self._control_admits():
+                raise trio.WouldBlock
+            self._push_control(item)
+            return
+        if self._max_bytes is None:
             data = self._data
             if data is None:
                 data = self._data = deque()
-            if len(data) >= self._capacity:
+            if self._senders or len(data) >= self._capacity:
                 raise trio.WouldBlock
             data.append(item)
             if len(data) > self.high_water:
                 self.high_water = len(data)
+            return
+        weight = self._weigh(message)
+        if self._senders or not self._admits(weight):
+            raise trio.WouldBlock
+        self._push(item, weight)
 
-    async def send(self, item: T) -> None:
+    async def send(self, item: Item) -> None:
+        """Queue ``item``, waiting in arrival order while its lane has no room."""
         await trio.lowlevel.checkpoint_if_cancelled()
         try:
             self.send_nowait(item)
@@ -106,83 +178,166 @@ class Mailbox(Generic[T]):
             await trio.lowlevel.cancel_shielded_checkpoint()
             return
         task = trio.lowlevel.current_task()
-        self._send_tasks[task] = item
+        message = _message_of(item)
+        if isinstance(message, ControlMessage):
+            if self._control_senders is None:
+                self._control_senders = {}
+            control_senders = self._control_senders
+            control_senders[task] = item
 
-        def abort_fn(_: object) -> trio.lowlevel.Abort:
-            del self._send_tasks[task]
+            def abort_control(_: object) -> trio.lowlevel.Abort:
+                del control_senders[task]
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort_control)
+            return
+        self._senders[task] = (item, 0 if self._max_bytes is None else self._weigh(message))
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            del self._senders[task]
+            # A large message that gave up may have held back smaller ones that fit.
+            self._admit_senders()
             return trio.lowlevel.Abort.SUCCEEDED
 
-        await trio.lowlevel.wait_task_rescheduled(abort_fn)
+        await trio.lowlevel.wait_task_rescheduled(abort)
 
-    def send_control(self, item: object) -> None:
+    def send_notice(self, item: Control | Deliver) -> None:
         """Queue a runtime notice; it is received before any user message."""
         if self.receive_task is not None:
             task, self.receive_task = self.receive_task, None
             trio.lowlevel.reschedule(task, outcome.Value(item))
         else:
-            self._control.append(item)
+            self._notices.append(item)
 
-    def poll(self) -> T | object | None:
+    def _weigh(self, message: object) -> int:
+        assert self._weigher is not None
+        weight = self._weigher(message)
+        if weight < 0:
+            raise ValueError(
+                f"the mailbox weigher returned {weight!r} for {type(message).__qualname__}; "
+                "a weight is a size in bytes, zero or more"
+            )
+        return weight
+
+    def _admits(self, weight: int) -> bool:
+        data = self._data
+        if not data:
+            return True
+        if len(data) >= self._capacity:
+            return False
+        return self._max_bytes is None or self._bytes + weight <= self._max_bytes
+
+    def _push(self, item: Item, weight: int) -> None:
+        data = self._data
+        if data is None:
+            data = self._data = deque()
+        data.append(item)
+        if len(data) > self.high_water:
+            self.high_water = len(data)
+        if self._max_bytes is not None:
+            if self._weights is None:
+                self._weights = deque()
+            self._weights.append(weight)
+            self._bytes += weight
+            if self._bytes > self.bytes_high_water:
+                self.bytes_high_water = self._bytes
+
+    def _control_admits(self) -> bool:
+        return not self._control_senders and (
+            self._control is None or len(self._control) < self._capacity
+        )
+
+    def _push_control(self, item: Item) -> None:
+        if self._control is None:
+            self._control = deque()
+        self._control.append(item)
+
+    def _admit_senders(self) -> None:
+        """Move waiting senders into the ordinary lane, oldest first, while they fit."""
+        senders = self._senders
+        while senders:
+            task = next(iter(senders))
+            item, weight = senders[task]
+            if not self._admits(weight):
+                return
+            del senders[task]
+            self._push(item, weight)
+            trio.lowlevel.reschedule(task)
+
+    # -- receiving ----------------------------------------------------------------------
+
+    def poll(self) -> Item | Control | None:
         """The next item, or ``None`` if there is none (items are never ``None``).
 
-        The actor's loop uses this rather than :meth:`receive_nowait`: it then
-        waits outside any ``except`` clause, where a caught :exc:`trio.WouldBlock`
-        (with its traceback and frames) would stay alive while the actor idles.
+        The actor's loop uses this rather than a ``receive``
+        that raises :exc:`trio.WouldBlock`: it then waits outside any
+        ``except`` clause, where a caught exception (with its traceback and
+        frames) would stay alive while the actor idles.
         """
-        if self._control:
-            return self._control.pop(0)
+        if self._notices:
+            return self._notices.pop(0)
+        control = self._control
+        if control:
+            item = control.popleft()
+            senders = self._control_senders
+            if senders:
+                task = next(iter(senders))
+                control.append(senders.pop(task))
+                trio.lowlevel.reschedule(task)
+            return item
         data = self._data
         if data:
             item = data.popleft()
-            if self._send_tasks:
-                task = next(iter(self._send_tasks))
-                data.append(self._send_tasks.pop(task))
-                trio.lowlevel.reschedule(task)
+            if self._weights is not None:
+                self._bytes -= self._weights.popleft()
+            if self._senders:
+                self._admit_senders()
             return item
         return None
 
-    def receive_nowait(self) -> T | object:
-        item = self.poll()
-        if item is None:
-            raise trio.WouldBlock
-        return item
-
-    async def receive(self) -> T | object:
-        await trio.lowlevel.checkpoint_if_cancelled()
-        item = self.poll()
-        if item is None:
-            return await self.wait_for_item()
-        await trio.lowlevel.cancel_shielded_checkpoint()
-        return item
-
-    async def wait_for_item(self) -> T | object:
-        """Park the receiver until an item is handed to it (the mailbox is empty)."""
-        self.receive_task = trio.lowlevel.current_task()
-        return await trio.lowlevel.wait_task_rescheduled(self.abort_receive)  # type: ignore[no-any-return]
-
-    def abort_receive(self, _: object) -> trio.lowlevel.Abort:
+    def abort_wait(self, _: object) -> trio.lowlevel.Abort:
+        """The abort function of the receiver's wait (see the actor's loop)."""
         self.receive_task = None
         return trio.lowlevel.Abort.SUCCEEDED
 
-    def close(self) -> list[T]:
+    # -- closing ------------------------------------------------------------------------
+
+    def refuse_senders(self) -> None:
+        """Refuse new messages but keep the queued ones for the receiver."""
+        self._closed = True
+        waiting = list(self._senders)
+        if self._control_senders:
+            waiting.extend(self._control_senders)
+            self._control_senders.clear()
+        self._senders.clear()
+        for task in waiting:
+            trio.lowlevel.reschedule(task, outcome.Error(self._closed_error()))
+
+    def close(self) -> list[Item]:
         """Refuse further sends; wake blocked senders with the closed error.
 
-        Returns the user messages still queued, for the caller to dead-letter.
-        Control notices still queued are discarded: the actor is no longer
-        there to act on them.
+        Returns the user messages still queued (control lane first), for the
+        caller to dead-letter. Notices still queued are discarded: the actor
+        is no longer there to act on them.
         """
         self.refuse_senders()
-        left = list(self._data or ())
-        self._data = None
-        self._control.clear()
+        left = [*(self._control or ()), *(self._data or ())]
+        self._control = self._data = self._weights = None
+        self._bytes = 0
+        self._notices.clear()
         return left
 
     def statistics(self) -> MailboxStatistics:
+        """A snapshot of the counters."""
         return MailboxStatistics(
             capacity=self._capacity,
-            depth=self.depth,
+            depth=0 if self._data is None else len(self._data),
             high_water=self.high_water,
             processed=self.processed,
             dead_lettered=self.dead_lettered,
-            senders_waiting=len(self._send_tasks),
+            senders_waiting=len(self._senders) + len(self._control_senders or ()),
+            control_depth=0 if self._control is None else len(self._control),
+            max_bytes=self._max_bytes,
+            queued_bytes=self._bytes,
+            bytes_high_water=self.bytes_high_water,
         )

@@ -31,6 +31,29 @@ class Request(Generic[R_co]):
     __slots__ = ()
 
 
+class ControlMessage:
+    """Base class of messages that overtake ordinary ones (Akka's ``ControlMessage``).
+
+    A message that is an instance of it, told or asked, travels the mailbox's
+    control lane and is handled before every queued ordinary message (after
+    the message being handled now). Use it for what must not wait behind
+    data: close, statistics, reconfiguration. Combine it with
+    :class:`Request` to ask::
+
+        @attrs.frozen
+        class GetStats(actors.ControlMessage, actors.Request[Stats]):
+            pass
+
+    The control lane has its own bound, the mailbox's capacity (a count: control
+    messages are not weighed against ``max_bytes``); when it is full a ``tell``
+    or ``ask`` waits, senders served in arrival order, and ``tell_nowait``
+    raises :exc:`trio.WouldBlock`. The runtime's own notices (stop requests,
+    :class:`Terminated`) still come first.
+    """
+
+    __slots__ = ()
+
+
 @attrs.frozen
 class StopReason:
     """Why an actor stopped. Compare with ``isinstance`` against the subclasses."""
@@ -100,11 +123,14 @@ class DeadLetter:
 class MailboxStatistics:
     """A snapshot of one actor's mailbox.
 
-    ``depth`` counts queued user messages; ``high_water`` is the largest depth
-    seen; ``processed`` counts messages whose handler returned;
+    ``depth`` counts queued ordinary messages; ``high_water`` is the largest
+    depth seen; ``processed`` counts messages whose handler returned;
     ``dead_lettered`` counts messages of this actor that went to dead letters;
-    ``senders_waiting`` counts tasks blocked in ``tell`` because the mailbox is
-    full.
+    ``senders_waiting`` counts tasks blocked in ``tell`` or ``ask`` because
+    their lane is full; ``control_depth`` counts queued
+    :class:`ControlMessage` messages. For a mailbox spawned with ``max_bytes``
+    (``None`` otherwise), ``queued_bytes`` is the weight of the queued ordinary
+    messages and ``bytes_high_water`` the largest it has been.
     """
 
     capacity: int
@@ -113,3 +139,7 @@ class MailboxStatistics:
     processed: int
     dead_lettered: int
     senders_waiting: int
+    control_depth: int = 0
+    max_bytes: int | None = None
+    queued_bytes: int = 0
+    bytes_high_water: int = 0

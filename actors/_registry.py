@@ -13,8 +13,7 @@ Absence is always ``None``, never an exception: :func:`lookup` returns
 
 from __future__ import annotations
 
-import weakref
-from typing import TYPE_CHECKING, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
@@ -33,7 +32,7 @@ if TYPE_CHECKING:
 M = TypeVar("M")
 
 
-class _Registry:
+class Registry:
     """The names of one system: name -> cell, cell -> its names, and who waits for a name."""
 
     __slots__ = ("cells", "names", "waiting")
@@ -75,16 +74,6 @@ class _Registry:
                 del self.cells[name]
 
 
-_registries: weakref.WeakKeyDictionary[ActorSystem, _Registry] = weakref.WeakKeyDictionary()
-
-
-def _registry(system: ActorSystem) -> _Registry:
-    registry = _registries.get(system)
-    if registry is None:
-        registry = _registries[system] = _Registry()
-    return registry
-
-
 def check_name(name: str, what: str) -> None:
     """Refuse names that are not non-empty strings."""
     value: object = name
@@ -121,17 +110,11 @@ def check_handles(cell: Cell, message_type: type, where: str) -> None:
 
 
 def register(system: ActorSystem, name: str, ref: ActorRef[Never]) -> None:
-    """Register ``ref`` under ``name`` in ``system`` until it stops for good.
-
-    The name survives restarts of the actor by its supervisor. An actor may
-    have several names; registering the same ref under the same name again
-    does nothing. Raises :exc:`NameTakenError` if another actor holds the
-    name, and :exc:`ActorStoppedError` if the actor has stopped or is stopping.
-    """
-    check_thread(system.thread_id, "actors.register()")
+    """The implementation of the :meth:`ActorSystem.register` method."""
+    check_thread(system.thread_id, "ActorSystem.register()")
     check_name(name, "a registered name")
     cell = member_cell(system, ref, "registered")
-    registry = _registry(system)
+    registry = system._registry
     holder = registry.cells.get(name)
     if holder is cell:
         return
@@ -144,30 +127,17 @@ def register(system: ActorSystem, name: str, ref: ActorRef[Never]) -> None:
 
 
 def unregister(system: ActorSystem, name: str) -> None:
-    """Free ``name`` (the actor keeps running); a free name is left as it is."""
-    check_thread(system.thread_id, "actors.unregister()")
-    registry = _registries.get(system)
-    if registry is not None:
-        registry.unbind(name)
+    """The implementation of the :meth:`ActorSystem.unregister` method."""
+    check_thread(system.thread_id, "ActorSystem.unregister()")
+    system._registry.unbind(name)
 
 
-@overload
-def lookup(system: ActorSystem, name: str) -> ActorRef[Never] | None: ...
-@overload
-def lookup(system: ActorSystem, name: str, *, handles: type[M]) -> ActorRef[M] | None: ...
 def lookup(
     system: ActorSystem, name: str, *, handles: type[M] | None = None
-) -> ActorRef[M] | ActorRef[Never] | None:
-    """The ref registered under ``name``, or ``None`` if the name is free.
-
-    A ref found by name is an ``ActorRef[Never]``: nothing is known of what
-    it accepts. Pass ``handles=MessageType`` to get an ``ActorRef[MessageType]``
-    instead, checked now: :exc:`UnhandledMessageError` is raised if the actor
-    has no handler for that type.
-    """
-    check_thread(system.thread_id, "actors.lookup()")
-    registry = _registries.get(system)
-    cell = None if registry is None else registry.cells.get(name)
+) -> ActorRef[Any] | None:
+    """The implementation of the :meth:`ActorSystem.lookup` method."""
+    check_thread(system.thread_id, "ActorSystem.lookup()")
+    cell = system._registry.cells.get(name)
     if cell is None:
         return None
     if handles is not None:
@@ -175,22 +145,13 @@ def lookup(
     return cell.ref
 
 
-@overload
-async def wait_registered(system: ActorSystem, name: str) -> ActorRef[Never]: ...
-@overload
-async def wait_registered(system: ActorSystem, name: str, *, handles: type[M]) -> ActorRef[M]: ...
 async def wait_registered(
     system: ActorSystem, name: str, *, handles: type[M] | None = None
-) -> ActorRef[M] | ActorRef[Never]:
-    """Wait until some actor is registered under ``name``, and return its ref.
-
-    Returns at once (after a checkpoint) if the name is taken. It waits
-    without a deadline: bound it with :func:`trio.fail_after`. ``handles``
-    as in :func:`lookup`.
-    """
-    check_thread(system.thread_id, "actors.wait_registered()")
+) -> ActorRef[Any]:
+    """The implementation of the :meth:`ActorSystem.wait_registered` method."""
+    check_thread(system.thread_id, "ActorSystem.wait_registered()")
     check_name(name, "a registered name")
-    registry = _registry(system)
+    registry = system._registry
     await trio.lowlevel.checkpoint()
     while (cell := registry.cells.get(name)) is None:
         lot = registry.waiting.get(name)

@@ -68,7 +68,8 @@ class ChildSpec(Generic[M_contra]):
 
     ``factory`` makes a fresh actor for every (re)start. ``shutdown`` bounds
     the child's stop (its ``stop_timeout``). ``backoff`` spaces out restarts
-    (without it, restarts are immediate).
+    (without it, restarts are immediate). ``mailbox_size``, ``max_bytes`` and
+    ``weigher`` bound the mailbox as in :meth:`ActorSystem.spawn`.
     """
 
     name: str
@@ -77,6 +78,8 @@ class ChildSpec(Generic[M_contra]):
     shutdown: float = DEFAULT_STOP_TIMEOUT
     mailbox_size: int | None = None
     backoff: Backoff | None = None
+    max_bytes: int | None = None
+    weigher: Callable[[M_contra], int] | None = None
 
 
 @final
@@ -191,6 +194,8 @@ class Supervisor(Actor[SupervisorMessage]):
             spec.mailbox_size,
             spec.shutdown,
             supervision=_ChildPolicy(self, spec),
+            max_bytes=spec.max_bytes,
+            weigher=spec.weigher,
         )
 
     def _record_restart(self, failed: Cell, reason: StopReason) -> bool:
@@ -207,7 +212,7 @@ class Supervisor(Actor[SupervisorMessage]):
             )
             if isinstance(reason, Failed):
                 error.__cause__ = reason.error
-            cell.mailbox.send_control(TaskFailed(error))
+            cell.mailbox.send_notice(TaskFailed(error))
             return False
         times.append(now)
         return True
@@ -265,7 +270,7 @@ def _escalate(cell: Cell, error: BaseException) -> None:
     parent = cell.parent
     if isinstance(parent, Cell):
         if parent.state is State.RUNNING and isinstance(error, Exception):
-            parent.mailbox.send_control(TaskFailed(error))
+            parent.mailbox.send_notice(TaskFailed(error))
     else:
         parent.system._escalate(error)
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, TypeVar, final
+from typing import TYPE_CHECKING, Any, TypeVar, final, overload
 
 import attrs
 import trio
 
+from . import _groups, _introspection, _registry, _topic
 from ._actor import Actor
 from ._cell import Cell, Parent, check_thread
 from ._dead_letters import DeadLetters
@@ -19,11 +21,16 @@ from ._events import publish_dead_letter
 from ._exceptions import SystemClosedError
 
 if TYPE_CHECKING:
+    from typing import Never
+
     from ._events import SystemEvent
+    from ._groups import GroupFeed
+    from ._introspection import SystemSnapshot
     from ._ref import ActorRef
-    from ._topic import Topic
+    from ._topic import OverflowPolicy, Topic
 
 M = TypeVar("M")
+T = TypeVar("T")
 
 #: Mailbox bound used when neither the system nor ``spawn`` names one.
 DEFAULT_MAILBOX_SIZE = 256
@@ -83,6 +90,11 @@ class ActorSystem(Parent):
         self._nursery: trio.Nursery | None = None
         self._escalated: BaseException | None = None
         self.names_given = 0
+        # The system's own state: names, groups, topics and the event stream.
+        self._registry = _registry.Registry()
+        self._groups = _groups.Groups()
+        self._topics: dict[str, Topic[Any]] = {}
+        self._event_stream: Topic[SystemEvent] | None = None
 
     def __repr__(self) -> str:
         state = "open" if self._nursery is not None else "closed"
@@ -95,6 +107,8 @@ class ActorSystem(Parent):
         name: str | None = None,
         mailbox_size: int | None = None,
         stop_timeout: float | None = None,
+        max_bytes: int | None = None,
+        weigher: Callable[[M], int] | None = None,
     ) -> ActorRef[M]:
         """Start a top-level actor and return its ref once ``on_start`` has finished.
 
@@ -103,15 +117,174 @@ class ActorSystem(Parent):
         generated if omitted). ``mailbox_size`` bounds the mailbox (default:
         the system's); ``stop_timeout`` bounds ``on_stop`` and a graceful stop.
         If ``on_start`` raises, so does ``spawn``.
+
+        ``max_bytes`` bounds the mailbox in bytes as well, as weighed by
+        ``weigher(message)`` (both or neither): an ordinary message is admitted
+        while the weight queued plus its own stays within ``max_bytes``, and
+        always when nothing is queued, so a single message larger than the
+        bound gets through on its own instead of blocking forever. Waiting
+        senders are served in arrival order. :class:`ControlMessage` messages
+        are not weighed.
         """
-        return await self.spawn_child(actor, name, mailbox_size, stop_timeout)
+        return await self.spawn_child(
+            actor, name, mailbox_size, stop_timeout, max_bytes=max_bytes, weigher=weigher
+        )
 
     @property
     def events(self) -> Topic[SystemEvent]:
-        """The system event stream: failures, restarts and dead letters (see :func:`event_stream`)."""
-        from ._topic import event_stream
+        """The system event stream: actor failures, restarts and dead letters.
 
-        return event_stream(self)
+        A ``DROP_OLDEST`` topic (buffer :data:`EVENT_STREAM_BUFFER`), so the
+        runtime never waits on a listener; a listener that falls behind loses
+        its oldest events, counted in ``statistics().dropped`` but not sent to
+        dead letters (that would publish yet more events). Subscribe to it like
+        to any topic::
+
+            with system.events.subscribe() as events:
+                async for event in events:
+                    if isinstance(event, actors.ActorFailed):
+                        ...
+        """
+        return _topic.event_stream(self)
+
+    # -- names (Erlang's ``register``) ---------------------------------------------------
+
+    def register(self, name: str, ref: ActorRef[Never]) -> None:
+        """Register ``ref`` under ``name`` until it stops for good.
+
+        The name survives restarts of the actor by its supervisor. An actor may
+        have several names; registering the same ref under the same name again
+        does nothing. Raises :exc:`NameTakenError` if another actor holds the
+        name, and :exc:`ActorStoppedError` if the actor has stopped or is stopping.
+        """
+        _registry.register(self, name, ref)
+
+    def unregister(self, name: str) -> None:
+        """Free ``name`` (the actor keeps running); a free name is left as it is."""
+        _registry.unregister(self, name)
+
+    @overload
+    def lookup(self, name: str) -> ActorRef[Never] | None: ...
+    @overload
+    def lookup(self, name: str, *, handles: type[M]) -> ActorRef[M] | None: ...
+    def lookup(
+        self, name: str, *, handles: type[M] | None = None
+    ) -> ActorRef[M] | ActorRef[Never] | None:
+        """The ref registered under ``name``, or ``None`` if the name is free.
+
+        A ref found by name is an ``ActorRef[Never]``: nothing is known of what
+        it accepts. Pass ``handles=MessageType`` to get an
+        ``ActorRef[MessageType]`` instead, checked now:
+        :exc:`UnhandledMessageError` is raised if the actor has no handler for
+        that type.
+        """
+        return _registry.lookup(self, name, handles=handles)
+
+    @overload
+    async def wait_registered(self, name: str) -> ActorRef[Never]: ...
+    @overload
+    async def wait_registered(self, name: str, *, handles: type[M]) -> ActorRef[M]: ...
+    async def wait_registered(
+        self, name: str, *, handles: type[M] | None = None
+    ) -> ActorRef[M] | ActorRef[Never]:
+        """Wait until some actor is registered under ``name``, and return its ref.
+
+        Returns at once (after a checkpoint) if the name is taken. It waits
+        without a deadline: bound it with :func:`trio.fail_after`. ``handles``
+        as in :meth:`lookup`.
+        """
+        return await _registry.wait_registered(self, name, handles=handles)
+
+    # -- process groups (Erlang's ``pg``) ------------------------------------------------------
+
+    def join_group(self, group: str, ref: ActorRef[Never]) -> None:
+        """Add ``ref`` to ``group`` until it leaves or stops for good.
+
+        Joining a group twice is one membership; a supervisor's restart keeps
+        it. Raises :exc:`ActorStoppedError` if the actor has stopped or is
+        stopping.
+        """
+        _groups.join_group(self, group, ref)
+
+    def leave_group(self, group: str, ref: ActorRef[Never]) -> None:
+        """Take ``ref`` out of ``group``; nothing happens if it is not a member."""
+        _groups.leave_group(self, group, ref)
+
+    @overload
+    def group_members(self, group: str) -> list[ActorRef[Never]]: ...
+    @overload
+    def group_members(self, group: str, *, handles: type[M]) -> list[ActorRef[M]]: ...
+    def group_members(
+        self, group: str, *, handles: type[M] | None = None
+    ) -> list[ActorRef[M]] | list[ActorRef[Never]]:
+        """The members of ``group``, in the order they joined (empty for an unknown group).
+
+        Members of a group are ``ActorRef[Never]``; pass ``handles=MessageType``
+        to get ``ActorRef[MessageType]`` refs, checked now: raises
+        :exc:`UnhandledMessageError` if a member has no handler for that type.
+        """
+        return _groups.group_members(self, group, handles=handles)
+
+    def group_names(self) -> list[str]:
+        """The groups that have members, oldest first."""
+        return _groups.group_names(self)
+
+    @contextlib.contextmanager
+    def group_changes(
+        self, group: str, *, buffer: int = _groups.DEFAULT_FEED_BUFFER
+    ) -> Iterator[GroupFeed]:
+        """Follow the membership of ``group`` for the duration of the ``with`` block.
+
+        The feed starts with a snapshot (``feed.members``) and then receives a
+        :class:`GroupJoined` or :class:`GroupLeft` for each change, in order.
+        It buffers up to ``buffer`` changes; when it is full, further changes
+        are dropped for this feed, counted in ``feed.dropped`` and sent to dead
+        letters: the runtime never waits for a slow reader::
+
+            with system.group_changes("workers") as feed:
+                workers = set(feed.members)
+                async for change in feed:
+                    ...
+        """
+        with _groups.group_changes(self, group, buffer=buffer) as feed:
+            yield feed
+
+    # -- topics -----------------------------------------------------------------------------
+
+    def topic(
+        self,
+        name: str,
+        *,
+        policy: OverflowPolicy | None = None,
+        buffer: int | None = None,
+    ) -> Topic[T]:
+        """The topic called ``name``, created on first use.
+
+        Annotate the variable to give the topic its message type::
+
+            prices: actors.Topic[Price] = system.topic(
+                "prices", policy=actors.OverflowPolicy.DROP_OLDEST, buffer=64
+            )
+
+        ``policy`` (default ``BLOCK``) and ``buffer`` (default
+        :data:`DEFAULT_TOPIC_BUFFER`, per subscriber) apply when the topic is
+        created and are the defaults of its subscriptions; a later lookup may
+        omit them, but must not contradict them (``ValueError``). The topic
+        lives until :meth:`Topic.close` or until the system shuts down.
+        Raises :exc:`SystemClosedError` on a closed system.
+        """
+        return _topic.topic(self, name, policy=policy, buffer=buffer)
+
+    # -- introspection ----------------------------------------------------------------------
+
+    def snapshot(self) -> SystemSnapshot:
+        """Copy the state of every live actor into a frozen :class:`SystemSnapshot`.
+
+        Synchronous and cheap: it reads counters, it does not message the
+        actors, so a busy actor is observed as it is (mid-handler, mailbox
+        full). Each actor's registered names and groups are included.
+        """
+        return _introspection.snapshot(self)
 
     def statistics(self) -> SystemStatistics:
         """Counters of the whole system."""
@@ -201,6 +374,7 @@ async def open_system(
             await system._shutdown()
         system._nursery = None
         nursery.cancel_scope.cancel()
+    _topic.close_topics(system)
     system.dead_letters.close()
     if system._escalated is not None:
         raise system._escalated

@@ -234,7 +234,7 @@ class Timers(Generic[M_contra]):
                 if kind == "single":
                     del table.timers[key]
                 elif handled is not None:
-                    mailbox.send_control(_Handled(handled))
+                    mailbox.send_notice(_Handled(handled))
                 return True
 
             await mailbox.send(Deliver(message, still_wanted))

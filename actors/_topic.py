@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import threading
-import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
@@ -28,7 +27,6 @@ import attrs
 import outcome
 import trio
 
-from . import _events
 from ._actor import resolve_handler
 from ._exceptions import ActorError, ActorStoppedError, UnhandledMessageError, WrongThreadError
 from ._messages import DeadLetter, DeadLetterReason
@@ -404,11 +402,11 @@ class Topic(Generic[T]):
             self._detach(queue)
             queue.finish(trio.EndOfChannel)
         self._room.unpark_all()
-        registry = _registries.get(self._system)
-        if registry is not None and registry.get(self.name) is self:
-            del registry[self.name]
-        if _events.streams.get(self._system) is self:
-            del _events.streams[self._system]
+        system = self._system
+        if system._topics.get(self.name) is self:
+            del system._topics[self.name]
+        if system._event_stream is self:
+            system._event_stream = None
 
 
 def _check_buffer(buffer: object) -> int:
@@ -417,32 +415,18 @@ def _check_buffer(buffer: object) -> int:
     return buffer
 
 
-# Per system: its topics by name. The entry is removed when the system shuts down.
-_registries: weakref.WeakKeyDictionary[ActorSystem, dict[str, Topic[Any]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 def _registry(system: ActorSystem, what: str) -> dict[str, Topic[Any]]:
     system._check_thread(what)
-    registry = _registries.get(system)
-    if registry is None:
-        nursery = system._open_nursery(what)
-        registry = _registries[system] = {}
-        nursery.start_soon(_close_with_system, system, name="actors:topics")
-    return registry
+    system._open_nursery(what)  # refuses a closed system
+    return system._topics
 
 
-async def _close_with_system(system: ActorSystem) -> None:
-    try:
-        await trio.sleep_forever()
-    finally:
-        registry = _registries.pop(system, {})
-        for each in list(registry.values()):
-            each._close("its actor system has shut down")
-        stream = _events.streams.pop(system, None)
-        if stream is not None:
-            stream._close("its actor system has shut down")
+def close_topics(system: ActorSystem) -> None:
+    """Close every topic of ``system`` and its event stream (the system has shut down)."""
+    for each in list(system._topics.values()):
+        each._close("its actor system has shut down")
+    if system._event_stream is not None:
+        system._event_stream._close("its actor system has shut down")
 
 
 def topic(
@@ -452,20 +436,7 @@ def topic(
     policy: OverflowPolicy | None = None,
     buffer: int | None = None,
 ) -> Topic[T]:
-    """The topic called ``name`` in ``system``, created on first use.
-
-    Annotate the variable to give the topic its message type::
-
-        prices: actors.Topic[Price] = actors.topic(
-            system, "prices", policy=actors.OverflowPolicy.DROP_OLDEST, buffer=64
-        )
-
-    ``policy`` (default ``BLOCK``) and ``buffer`` (default
-    :data:`DEFAULT_TOPIC_BUFFER`, per subscriber) apply when the topic is
-    created; a later lookup may omit them, but must not contradict them
-    (``ValueError``). The topic lives until :meth:`Topic.close` or until the
-    system shuts down. Raises :exc:`SystemClosedError` on a closed system.
-    """
+    """The implementation of the :meth:`ActorSystem.topic` method."""
     if not name or not isinstance(name, str):
         raise ValueError(f"a topic name is a non-empty string, not {name!r}")
     registry = _registry(system, "look up a topic")
@@ -490,24 +461,12 @@ def topic(
 
 
 def event_stream(system: ActorSystem) -> Topic[SystemEvent]:
-    """The event stream of ``system``: actor failures, restarts and dead letters.
-
-    A ``DROP_OLDEST`` topic (buffer :data:`EVENT_STREAM_BUFFER`), so the
-    runtime never waits on a listener; a listener that falls behind loses
-    its oldest events, counted in ``statistics().dropped`` but not sent to
-    dead letters (that would publish yet more events). Subscribe to it like
-    to any topic::
-
-        with actors.event_stream(system).subscribe() as events:
-            async for event in events:
-                if isinstance(event, actors.ActorFailed):
-                    ...
-    """
-    stream = _events.streams.get(system)
+    """The implementation of the :attr:`ActorSystem.events` property."""
+    stream = system._event_stream
     if stream is None:
         _registry(system, "open the event stream")
         stream = Topic(
             system, "events", OverflowPolicy.DROP_OLDEST, EVENT_STREAM_BUFFER, report=False
         )
-        _events.streams[system] = stream
+        system._event_stream = stream
     return stream

@@ -71,7 +71,7 @@ class Terminated:
 StopHook = Callable[[StopReason], None]
 
 
-class _Hooks:
+class StopHooks:
     """The stop hooks of one cell, behind the single termination callback it registers."""
 
     __slots__ = ("hooks",)
@@ -80,8 +80,8 @@ class _Hooks:
         self.hooks: dict[object, StopHook] = {}
 
     def __call__(self, cell: Cell, reason: StopReason) -> None:
-        if _hooks.get(cell) is self:
-            del _hooks[cell]
+        if cell.stop_hooks is self:
+            cell.stop_hooks = None
         hooks, self.hooks = self.hooks, {}
         for hook in hooks.values():
             try:
@@ -90,9 +90,6 @@ class _Hooks:
                 logger.exception(
                     "a stop hook of %s raised", cell.path, extra={"actor_path": cell.path}
                 )
-
-
-_hooks: dict[Cell, _Hooks] = {}
 
 
 def add_stop_hook(cell: Cell, key: object, hook: StopHook) -> None:
@@ -105,25 +102,25 @@ def add_stop_hook(cell: Cell, key: object, hook: StopHook) -> None:
         assert cell.reason is not None
         hook(cell.reason)
         return
-    hooks = _hooks.get(cell)
+    hooks = cell.stop_hooks
     if hooks is None:
-        hooks = _hooks[cell] = _Hooks()
+        hooks = cell.stop_hooks = StopHooks()
         cell.add_termination_callback(hooks)
     hooks.hooks[key] = hook
 
 
 def remove_stop_hook(cell: Cell, key: object) -> None:
     """Remove the hook added under ``key`` (nothing happens if there is none)."""
-    hooks = _hooks.get(cell)
+    hooks = cell.stop_hooks
     if hooks is None or hooks.hooks.pop(key, None) is None or hooks.hooks:
         return
-    del _hooks[cell]
+    cell.stop_hooks = None
     cell.remove_termination_callback(hooks)
 
 
 def stop_hook_count(cell: Cell) -> int:
     """How many stop hooks ``cell`` carries (for tests and statistics)."""
-    hooks = _hooks.get(cell)
+    hooks = cell.stop_hooks
     return 0 if hooks is None else len(hooks.hooks)
 
 
@@ -132,7 +129,7 @@ def stop_hook_count(cell: Cell) -> int:
 _LIVE = (State.STARTING, State.RUNNING)
 
 
-class _Watcher:
+class Watcher:
     """The watches one incarnation of an actor has made, by watched cell."""
 
     __slots__ = ("cell", "incarnation", "watches")
@@ -144,9 +141,9 @@ class _Watcher:
 
     def end(self, _reason: StopReason | None = None) -> None:
         """Drop every watch (the watcher stopped, or restarted as a new incarnation)."""
-        if _watchers.get(self.cell) is self:
-            del _watchers[self.cell]
-            remove_stop_hook(self.cell, _Watcher)
+        if self.cell.watcher is self:
+            self.cell.watcher = None
+            remove_stop_hook(self.cell, Watcher)
         for watch in self.watches.values():
             watch.wanted = False
             remove_stop_hook(watch.target, watch)
@@ -159,12 +156,9 @@ class _Watcher:
                 self.end()
 
 
-_watchers: dict[Cell, _Watcher] = {}
-
-
 @attrs.define(eq=False)
 class _Watch:
-    watcher: _Watcher
+    watcher: Watcher
     target: Cell
     wanted: bool = True
 
@@ -173,7 +167,7 @@ class _Watch:
         cell = self.watcher.cell
         if self.wanted and cell.state in _LIVE and cell.incarnation == self.watcher.incarnation:
             notice = Terminated(self.target.ref, reason)
-            cell.mailbox.send_control(Deliver(notice, still_wanted=self.take))
+            cell.mailbox.send_notice(Deliver(notice, still_wanted=self.take))
         else:
             self.wanted = False
             self.watcher.forget(self)
@@ -186,14 +180,14 @@ class _Watch:
         return wanted
 
 
-def _current_watcher(cell: Cell) -> _Watcher:
-    watcher = _watchers.get(cell)
+def _current_watcher(cell: Cell) -> Watcher:
+    watcher = cell.watcher
     if watcher is not None and watcher.incarnation != cell.incarnation:
         watcher.end()  # left over from before a restart
         watcher = None
     if watcher is None:
-        watcher = _watchers[cell] = _Watcher(cell)
-        add_stop_hook(cell, _Watcher, watcher.end)
+        watcher = cell.watcher = Watcher(cell)
+        add_stop_hook(cell, Watcher, watcher.end)
     return watcher
 
 
@@ -223,7 +217,7 @@ def watch_cell(cell: Cell, target: Cell) -> None:
 
 def unwatch_cell(cell: Cell, target: Cell) -> None:
     """Stop ``cell`` watching ``target`` (see :func:`unwatch`)."""
-    watcher = _watchers.get(cell)
+    watcher = cell.watcher
     if watcher is None or watcher.incarnation != cell.incarnation:
         return
     watch = watcher.watches.get(target)

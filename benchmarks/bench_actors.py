@@ -244,7 +244,7 @@ async def topic_fanout(system: actors.ActorSystem, n: int) -> float:
     """The same fan-out through a topic with FANOUT channel subscribers."""
     messages = max(1, round(n / FANOUT))
     counts = [0] * FANOUT
-    pings: actors.Topic[Ping] = actors.topic(system, "fanout", buffer=BOUND)
+    pings: actors.Topic[Ping] = system.topic("fanout", buffer=BOUND)
 
     async def consumer(index: int, *, task_status: trio.TaskStatus[None]) -> None:
         with pings.subscribe() as receive:

@@ -29,7 +29,7 @@ departures) reaches the members on every server, in one order (Redis's). Each Ro
 subscribes to its room's topic to know who is in the room on the other servers (it asks them
 with ``RollCall`` when it opens). The link is at most once: after a reconnection to Redis,
 the members are told that messages may have been missed. Without ``--redis``, each room's topic
-is an ``actors.topic`` in this process, and nothing leaves it::
+is an ``system.topic <actors.ActorSystem.topic>`` in this process, and nothing leaves it::
 
     python -m examples.chat_server --port 8765 --redis redis://127.0.0.1:6379/0
     python -m examples.chat_server --port 8766 --http-port 8081 --redis redis://127.0.0.1:6379/0
@@ -460,8 +460,8 @@ class Chat(actors.Actor[ChatMessage]):
         policy = actors.OverflowPolicy.DISCONNECT
         shared: transport.DistributedTopic[RoomTopicMessage] | None = None
         if self.backplane is None:
-            topic: actors.Topic[RoomTopicEvent] = actors.topic(
-                self.ctx.system, room_topic(message.name), policy=policy, buffer=self.room_buffer
+            topic: actors.Topic[RoomTopicEvent] = self.ctx.system.topic(
+                room_topic(message.name), policy=policy, buffer=self.room_buffer
             )
         else:
             # Subscribed on the backplane when this returns (Redis may be away: bounded).

@@ -186,7 +186,7 @@ async def serve_second_chat(
 async def room_statistics(server: Server) -> actors.TopicStatistics:
     """The counters of the room's topic in this server (its local end, with a backplane)."""
     if server.chat.backplane is None:
-        return actors.topic(server.system, room_topic(ROOM)).statistics()
+        return server.system.topic(room_topic(ROOM)).statistics()
     shared = await server.chat.backplane.topic(room_topic(ROOM))
     return shared.statistics()
 

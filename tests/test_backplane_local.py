@@ -40,7 +40,7 @@ async def test_topics_deliver_in_process(system: actors.ActorSystem) -> None:
         chat: transport.DistributedTopic[str] = await backplane.topic(
             "chat", policy=actors.OverflowPolicy.DROP_OLDEST, buffer=2
         )
-        assert chat.local is actors.topic(system, "backplane:chat")
+        assert chat.local is system.topic("backplane:chat")
         with chat.subscribe() as messages:
             for text in ("a", "b", "c"):
                 await chat.publish(text)

@@ -340,7 +340,7 @@ async def test_a_client_that_stops_reading_never_stalls_the_room() -> None:
                 # ... and never reads again.
                 async with chat_client(system, server.url) as alice:
                     await alice.join("lobby", "alice")
-                    room: actors.Topic[protocol.RoomEvent] = actors.topic(system, "room:lobby")
+                    room: actors.Topic[protocol.RoomEvent] = system.topic("room:lobby")
 
                     def stuck_is_gone() -> bool:
                         return any(
@@ -374,7 +374,7 @@ async def test_a_slow_client_is_disconnected_by_the_rooms_policy_and_told_why() 
                 await slow_stream.send_all(slow_ws.send(wsproto.events.TextMessage(join)))
                 async with chat_client(system, server.url) as alice:
                     await alice.join("lobby", "alice")
-                    room: actors.Topic[protocol.RoomEvent] = actors.topic(system, "room:lobby")
+                    room: actors.Topic[protocol.RoomEvent] = system.topic("room:lobby")
                     # The slow member reads nothing until the room has cut it off ...
                     await push_until(alice, lambda: room.statistics().disconnected > 0)
                     # ... then catches up: what was queued, the reason, and a 1013 close.

@@ -221,7 +221,7 @@ async def test_a_desk_that_crashes_is_restarted_without_its_orders(
     await wait_idle(actor_system)
 
     assert desk.is_alive  # restarted in place, under the same ref
-    assert actors.snapshot(actor_system).find(desk.path).restarts == 1
+    assert actor_system.snapshot().find(desk.path).restarts == 1
     # The new incarnation has no orders and no timers: the customer hears nothing.
     await customer.expect_no_message(60)
 

@@ -43,7 +43,7 @@ async def test_snapshot_copies_the_live_tree(
             await counter.tell(Add(1))
         await trio.sleep(2)
 
-        taken = actors.snapshot(system)
+        taken = system.snapshot()
 
         nursery.cancel_scope.cancel()
 
@@ -73,7 +73,7 @@ async def test_snapshot_shows_restarts_failures_and_dead_letters(
     await worker.tell(Boom(ValueError("disk full")))
     await wait_idle(system)
 
-    taken = actors.snapshot(system)
+    taken = system.snapshot()
 
     node = taken.find("/sup/worker")
     assert node.restarts == 1
@@ -86,7 +86,7 @@ async def test_snapshot_is_frozen_and_find_names_the_known_paths(
     system: actors.ActorSystem,
 ) -> None:
     await system.spawn(Counter(), name="only")
-    taken = actors.snapshot(system)
+    taken = system.snapshot()
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         taken.find("/only").state = "stopped"  # type: ignore[misc]
     with pytest.raises(KeyError, match=r"no actor at '/nope' in this snapshot; actors: /only"):
@@ -98,7 +98,7 @@ async def test_as_dict_is_json_ready(
 ) -> None:
     await system.spawn(Room(), name="lobby")
     await trio.sleep(1)
-    data = json.loads(json.dumps(actors.snapshot(system).as_dict()))
+    data = json.loads(json.dumps(system.snapshot().as_dict()))
     assert data["system"] == "test"
     (lobby,) = data["actors"]
     assert lobby["path"] == "/lobby"
@@ -121,7 +121,7 @@ async def test_format_tree_prints_an_indented_tree(
         await counter.ask(Boom(ValueError("x")))
     await trio.sleep(0.5)
 
-    text = actors.format_tree(actors.snapshot(system))
+    text = actors.format_tree(system.snapshot())
 
     assert text == "\n".join(
         [
@@ -144,7 +144,7 @@ async def test_a_busy_sender_and_its_waiting_senders_show_in_the_tree(
         await counter.tell(Add(1))
         nursery.start_soon(counter.tell, Add(2))
         await trio.testing.wait_all_tasks_blocked()
-        line = actors.format_tree(actors.snapshot(system)).splitlines()[1]
+        line = actors.format_tree(system.snapshot()).splitlines()[1]
         assert "mailbox 1/1 (high 1)" in line
         assert "senders waiting 1" in line
 
@@ -169,3 +169,36 @@ def test_path_filter_keeps_a_subtree_and_always_sets_actor_path() -> None:
     assert logging.Formatter("%(actor_path)s %(message)s").format(plain) == "- hello"
     with pytest.raises(ValueError, match="starts with '/'"):
         actors.ActorPathFilter("chat")
+
+
+async def test_snapshot_shows_registered_names_and_groups(system: actors.ActorSystem) -> None:
+    counter = await system.spawn(Counter(), name="counter")
+    system.register("totals", counter)
+    system.register("sums", counter)
+    system.join_group("workers", counter)
+    system.join_group("adders", counter)
+
+    node = system.snapshot().find("/counter")
+
+    assert (node.names, node.groups) == (("totals", "sums"), ("workers", "adders"))
+    assert actors.format_tree(system.snapshot()).splitlines()[1].endswith(
+        "names totals, sums  groups workers, adders  age 0.0s"
+    )
+    system.unregister("sums")
+    system.leave_group("adders", counter)
+    node = system.snapshot().find("/counter")
+    assert (node.names, node.groups) == (("totals",), ("workers",))
+
+
+async def test_each_system_keeps_its_own_names_groups_and_topics() -> None:
+    async with actors.open_system("one") as one, actors.open_system("two") as two:
+        first = await one.spawn(Counter())
+        one.register("counter", first)
+        one.join_group("workers", first)
+        one_topic: actors.Topic[int] = one.topic("numbers")
+        assert two.lookup("counter") is None
+        assert two.group_members("workers") == []
+        assert two.topic("numbers") is not one_topic
+    assert one_topic.statistics().subscribers == 0
+    with pytest.raises(actors.SystemClosedError):
+        one.topic("numbers")

@@ -20,7 +20,7 @@ SECRET = "s3cr3t-t0ken-value"
 
 def connection_actors(system: actors.ActorSystem) -> list[str]:
     """Paths of every connection actor alive now."""
-    return [a.path for a in actors.snapshot(system).walk() if "/connection-" in a.path]
+    return [a.path for a in system.snapshot().walk() if "/connection-" in a.path]
 
 
 async def start_tls_server(

@@ -355,8 +355,8 @@ async def test_a_stuck_room_member_never_delays_the_others() -> None:
     joined = trio.Event()
 
     async with actors.open_system("room") as system:
-        room: actors.Topic[str] = actors.topic(
-            system, "room", policy=actors.OverflowPolicy.DISCONNECT, buffer=ROOM_BUFFER
+        room: actors.Topic[str] = system.topic(
+            "room", policy=actors.OverflowPolicy.DISCONNECT, buffer=ROOM_BUFFER
         )
 
         async def member(connection: transport.WebSocketConnection) -> None:

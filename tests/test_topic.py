@@ -68,10 +68,10 @@ def dropped_letters(system: actors.ActorSystem) -> list[actors.DeadLetter]:
 async def test_topics_are_found_by_name_and_keep_their_settings(
     system: actors.ActorSystem,
 ) -> None:
-    prices: actors.Topic[int] = actors.topic(
-        system, "prices", policy=actors.OverflowPolicy.DROP_OLDEST, buffer=8
+    prices: actors.Topic[int] = system.topic(
+        "prices", policy=actors.OverflowPolicy.DROP_OLDEST, buffer=8
     )
-    again: actors.Topic[int] = actors.topic(system, "prices")
+    again: actors.Topic[int] = system.topic("prices")
     assert again is prices
     assert (prices.name, prices.policy, prices.buffer) == (
         "prices",
@@ -79,18 +79,18 @@ async def test_topics_are_found_by_name_and_keep_their_settings(
         8,
     )
     with pytest.raises(ValueError, match="already exists with policy DROP_OLDEST"):
-        actors.topic(system, "prices", policy=actors.OverflowPolicy.BLOCK)
-    default: actors.Topic[int] = actors.topic(system, "other")
+        system.topic("prices", policy=actors.OverflowPolicy.BLOCK)
+    default: actors.Topic[int] = system.topic("other")
     assert default.policy is actors.OverflowPolicy.BLOCK
     assert default.buffer == actors.DEFAULT_TOPIC_BUFFER
     with pytest.raises(ValueError, match="at least 1"):
-        actors.topic(system, "bad", buffer=0)
+        system.topic("bad", buffer=0)
 
 
 async def test_channel_subscribers_each_get_every_message_in_order(
     system: actors.ActorSystem,
 ) -> None:
-    numbers: actors.Topic[int] = actors.topic(system, "numbers")
+    numbers: actors.Topic[int] = system.topic("numbers")
     numbers.publish_nowait(-1)  # nobody listens yet: not kept for later subscribers
     with numbers.subscribe() as first, numbers.subscribe(buffer=5) as second:
         for value in range(5):
@@ -105,7 +105,7 @@ async def test_channel_subscribers_each_get_every_message_in_order(
 async def test_channel_receive_waits_and_async_iteration_ends_with_the_topic(
     system: actors.ActorSystem,
 ) -> None:
-    numbers: actors.Topic[int] = actors.topic(system, "numbers")
+    numbers: actors.Topic[int] = system.topic("numbers")
     seen: list[int] = []
     with numbers.subscribe() as channel:
 
@@ -122,11 +122,11 @@ async def test_channel_receive_waits_and_async_iteration_ends_with_the_topic(
     assert seen == [1, 2]
     with pytest.raises(actors.TopicClosedError, match="'numbers' is closed"):
         numbers.publish_nowait(3)
-    assert actors.topic(system, "numbers") is not numbers  # the name is free again
+    assert system.topic("numbers") is not numbers  # the name is free again
 
 
 async def test_a_second_concurrent_reader_is_refused(system: actors.ActorSystem) -> None:
-    numbers: actors.Topic[int] = actors.topic(system, "numbers")
+    numbers: actors.Topic[int] = system.topic("numbers")
     with numbers.subscribe() as channel:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(channel.receive)
@@ -137,7 +137,7 @@ async def test_a_second_concurrent_reader_is_refused(system: actors.ActorSystem)
 
 
 async def test_a_closed_channel_is_unsubscribed(system: actors.ActorSystem) -> None:
-    numbers: actors.Topic[int] = actors.topic(system, "numbers")
+    numbers: actors.Topic[int] = system.topic("numbers")
     with numbers.subscribe() as channel:
         numbers.publish_nowait(1)
         await channel.aclose()
@@ -151,7 +151,7 @@ async def test_a_closed_channel_is_unsubscribed(system: actors.ActorSystem) -> N
 
 
 async def test_block_waits_for_the_slowest_subscriber(system: actors.ActorSystem) -> None:
-    numbers: actors.Topic[int] = actors.topic(system, "numbers", buffer=2)
+    numbers: actors.Topic[int] = system.topic("numbers", buffer=2)
     with numbers.subscribe() as slow, numbers.subscribe(buffer=10) as fast:
         numbers.publish_nowait(1)
         numbers.publish_nowait(2)
@@ -183,7 +183,7 @@ async def test_block_waits_for_the_slowest_subscriber(system: actors.ActorSystem
 async def test_block_publish_cancelled_while_waiting_delivers_to_nobody(
     system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
 ) -> None:
-    numbers: actors.Topic[int] = actors.topic(system, "numbers", buffer=1)
+    numbers: actors.Topic[int] = system.topic("numbers", buffer=1)
     with numbers.subscribe() as slow, numbers.subscribe(buffer=10) as fast:
         await numbers.publish(1)
         with trio.move_on_after(5) as scope:
@@ -195,7 +195,7 @@ async def test_block_publish_cancelled_while_waiting_delivers_to_nobody(
 
 
 async def test_closing_a_topic_wakes_a_blocked_publisher(system: actors.ActorSystem) -> None:
-    numbers: actors.Topic[int] = actors.topic(system, "numbers", buffer=1)
+    numbers: actors.Topic[int] = system.topic("numbers", buffer=1)
     with numbers.subscribe():
         numbers.publish_nowait(1)
         async with trio.open_nursery() as nursery:
@@ -215,8 +215,8 @@ async def test_closing_a_topic_wakes_a_blocked_publisher(system: actors.ActorSys
 async def test_drop_oldest_keeps_the_newest_and_dead_letters_the_rest(
     system: actors.ActorSystem,
 ) -> None:
-    numbers: actors.Topic[int] = actors.topic(
-        system, "numbers", policy=actors.OverflowPolicy.DROP_OLDEST, buffer=3
+    numbers: actors.Topic[int] = system.topic(
+        "numbers", policy=actors.OverflowPolicy.DROP_OLDEST, buffer=3
     )
     with numbers.subscribe() as channel:
         for value in range(5):
@@ -234,8 +234,8 @@ async def test_drop_oldest_keeps_the_newest_and_dead_letters_the_rest(
 async def test_drop_newest_keeps_the_oldest_and_dead_letters_the_rest(
     system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
 ) -> None:
-    numbers: actors.Topic[int] = actors.topic(
-        system, "numbers", policy=actors.OverflowPolicy.DROP_NEWEST, buffer=3
+    numbers: actors.Topic[int] = system.topic(
+        "numbers", policy=actors.OverflowPolicy.DROP_NEWEST, buffer=3
     )
     with numbers.subscribe() as channel:
         with trio.fail_after(1):  # never waits for the full subscriber
@@ -250,8 +250,8 @@ async def test_drop_newest_keeps_the_oldest_and_dead_letters_the_rest(
 async def test_disconnect_lets_a_channel_read_its_queue_then_says_it_lagged(
     system: actors.ActorSystem,
 ) -> None:
-    numbers: actors.Topic[int] = actors.topic(
-        system, "numbers", policy=actors.OverflowPolicy.DISCONNECT, buffer=2
+    numbers: actors.Topic[int] = system.topic(
+        "numbers", policy=actors.OverflowPolicy.DISCONNECT, buffer=2
     )
     with numbers.subscribe() as slow, numbers.subscribe(buffer=10) as fast:
         for value in range(4):
@@ -274,8 +274,8 @@ async def test_disconnect_lets_a_channel_read_its_queue_then_says_it_lagged(
 async def test_disconnect_tells_an_actor_lagged_after_its_queue(
     system: actors.ActorSystem,
 ) -> None:
-    numbers: actors.Topic[Record] = actors.topic(
-        system, "numbers", policy=actors.OverflowPolicy.DISCONNECT, buffer=2
+    numbers: actors.Topic[Record] = system.topic(
+        "numbers", policy=actors.OverflowPolicy.DISCONNECT, buffer=2
     )
     release = trio.Event()
     listener = Listener(release=release)
@@ -294,9 +294,7 @@ async def test_disconnect_tells_an_actor_lagged_after_its_queue(
 
 
 async def test_disconnect_needs_a_lagged_handler(system: actors.ActorSystem) -> None:
-    numbers: actors.Topic[Record] = actors.topic(
-        system, "numbers", policy=actors.OverflowPolicy.DISCONNECT
-    )
+    numbers: actors.Topic[Record] = system.topic("numbers", policy=actors.OverflowPolicy.DISCONNECT)
     recorder = await system.spawn(Recorder([]))
     with pytest.raises(actors.UnhandledMessageError, match=r"no handler for actors\.Lagged"):
         numbers.subscribe_actor(recorder)
@@ -308,7 +306,7 @@ async def test_a_stuck_subscriber_does_not_delay_the_others(
     autojump_clock: trio.testing.MockClock,
     policy: actors.OverflowPolicy,
 ) -> None:
-    numbers: actors.Topic[Record] = actors.topic(system, "numbers", policy=policy, buffer=3)
+    numbers: actors.Topic[Record] = system.topic("numbers", policy=policy, buffer=3)
     release = trio.Event()
     stuck_actor = Listener(release=release)
     fast_actor = Listener()
@@ -351,7 +349,7 @@ def drained_records(channel: actors.TopicReceiveChannel[Record]) -> list[Record]
 async def test_actor_subscribers_get_messages_in_order_from_no_sender(
     system: actors.ActorSystem,
 ) -> None:
-    numbers: actors.Topic[Record] = actors.topic(system, "numbers")
+    numbers: actors.Topic[Record] = system.topic("numbers")
     seen: list[object] = []
     ref = await system.spawn(Recorder(seen))
     subscription = numbers.subscribe_actor(ref)
@@ -375,7 +373,7 @@ async def test_actor_subscribers_get_messages_in_order_from_no_sender(
 
 
 async def test_unsubscribing_still_delivers_what_was_queued(system: actors.ActorSystem) -> None:
-    numbers: actors.Topic[Record] = actors.topic(system, "numbers")
+    numbers: actors.Topic[Record] = system.topic("numbers")
     seen: list[object] = []
     ref = await system.spawn(Recorder(seen))
     subscription = numbers.subscribe_actor(ref)
@@ -387,7 +385,7 @@ async def test_unsubscribing_still_delivers_what_was_queued(system: actors.Actor
 
 
 async def test_a_subscription_ends_when_the_actor_stops(system: actors.ActorSystem) -> None:
-    numbers: actors.Topic[Record] = actors.topic(system, "numbers", buffer=10)
+    numbers: actors.Topic[Record] = system.topic("numbers", buffer=10)
     release = trio.Event()
     ref = await system.spawn(Listener(release=release), mailbox_size=1)
     subscription = numbers.subscribe_actor(ref)
@@ -415,7 +413,7 @@ async def test_a_subscription_ends_when_the_actor_stops(system: actors.ActorSyst
 async def test_an_actor_that_cannot_handle_a_message_gets_an_undeliverable_letter(
     system: actors.ActorSystem,
 ) -> None:
-    mixed: actors.Topic[object] = actors.topic(system, "mixed")
+    mixed: actors.Topic[object] = system.topic("mixed")
     seen: list[object] = []
     ref = await system.spawn(Recorder(seen))
     mixed.subscribe_actor(ref)  # type: ignore[arg-type]  # the point of this test
@@ -439,7 +437,7 @@ async def test_topics_die_with_their_system() -> None:
     seen: list[int] = []
     async with trio.open_nursery() as nursery:
         async with actors.open_system("short") as system:
-            numbers: actors.Topic[int] = actors.topic(system, "numbers")
+            numbers: actors.Topic[int] = system.topic("numbers")
 
             async def read(task_status: trio.TaskStatus[None]) -> None:
                 with numbers.subscribe() as channel:
@@ -454,11 +452,11 @@ async def test_topics_die_with_their_system() -> None:
     with pytest.raises(actors.TopicClosedError, match="its actor system has shut down"):
         numbers.publish_nowait(2)
     with pytest.raises(actors.SystemClosedError):
-        actors.topic(system, "numbers")
+        system.topic("numbers")
 
 
 async def test_a_topic_refuses_other_threads(system: actors.ActorSystem) -> None:
-    numbers: actors.Topic[int] = actors.topic(system, "numbers")
+    numbers: actors.Topic[int] = system.topic("numbers")
     with pytest.raises(actors.WrongThreadError, match="trio thread"):
         await trio.to_thread.run_sync(numbers.publish_nowait, 1)
 
@@ -469,8 +467,8 @@ async def test_a_topic_refuses_other_threads(system: actors.ActorSystem) -> None
 async def test_the_event_stream_drops_the_oldest_and_never_blocks(
     system: actors.ActorSystem,
 ) -> None:
-    stream = actors.event_stream(system)
-    assert stream is actors.event_stream(system)
+    stream = system.events
+    assert stream is system.events
     assert stream.policy is actors.OverflowPolicy.DROP_OLDEST
     assert stream.buffer == actors.EVENT_STREAM_BUFFER
     publish_event(system, actors.ActorFailed("/nobody-listens", ValueError()))
@@ -486,7 +484,7 @@ async def test_the_event_stream_drops_the_oldest_and_never_blocks(
 async def test_the_event_stream_reaches_actor_subscribers(system: actors.ActorSystem) -> None:
     listener = EventListener()
     ref = await system.spawn(listener)
-    actors.event_stream(system).subscribe_actor(ref)
+    system.events.subscribe_actor(ref)
     error = ValueError("boom")
     publish_event(system, actors.ActorFailed("/somewhere", error))
     await trio.testing.wait_all_tasks_blocked()
@@ -510,7 +508,7 @@ def drained_events(
 async def test_the_event_stream_reports_actor_failures(system: actors.ActorSystem) -> None:
     counter = await system.spawn(Counter())
     error = KeyError("lost")
-    with actors.event_stream(system).subscribe() as events:
+    with system.events.subscribe() as events:
         with pytest.raises(KeyError):
             await counter.ask(Boom(error))
         await counter.wait_stopped()
@@ -522,6 +520,6 @@ async def test_the_event_stream_reports_dead_letters(system: actors.ActorSystem)
     letter = actors.DeadLetter(
         message="lost", recipient="/x", sender=None, reason=actors.DeadLetterReason.DROPPED
     )
-    with actors.event_stream(system).subscribe() as events:
+    with system.events.subscribe() as events:
         system.dead_letters.publish(letter)
         assert drained_events(events) == [actors.DeadLetterPublished(letter)]

@@ -10,7 +10,6 @@ import trio
 import trio.testing
 
 import actors
-from actors import _watch
 from actors._watch import stop_hook_count, unwatch, watch
 from tests.messages import Add, Boom, Counter, Record, Total
 
@@ -209,7 +208,7 @@ async def test_unwatch_discards_a_terminated_already_queued(system: actors.Actor
     await watcher.tell(Record("after"))
     await trio.testing.wait_all_tasks_blocked()
     assert log == ["after"]
-    assert watcher._cell not in _watch._watchers
+    assert watcher._cell.watcher is None
 
 
 async def test_a_watcher_without_a_terminated_handler_is_refused(
@@ -240,7 +239,7 @@ async def test_a_watcher_that_stops_first_leaves_no_hooks(system: actors.ActorSy
         await watcher.stop()
     assert stop_hook_count(target._cell) == 0
     assert target._cell.on_terminated == callbacks_before
-    assert not any(watcher._cell in _watch._watchers for watcher in watchers)
+    assert all(watcher._cell.watcher is None for watcher in watchers)
     assert await target.ask(Total()) == 0  # the target is unaffected
 
 
@@ -254,7 +253,7 @@ async def test_delivered_watches_leave_nothing_behind(system: actors.ActorSystem
         await target.stop()
     await trio.testing.wait_all_tasks_blocked()
     assert [notice.ref for notice in log if isinstance(notice, actors.Terminated)] == targets
-    assert watcher._cell not in _watch._watchers
+    assert watcher._cell.watcher is None
     assert stop_hook_count(watcher._cell) == 0
 
 
@@ -266,7 +265,7 @@ async def test_a_parent_watching_its_child_stops_cleanly(system: actors.ActorSys
     await parent.stop()  # stops the child while the parent is stopping: no notice, no leak
     assert log == []
     assert stop_hook_count(child) == 0
-    assert parent._cell not in _watch._watchers
+    assert parent._cell.watcher is None
 
 
 async def test_watching_from_outside_actors(system: actors.ActorSystem) -> None:

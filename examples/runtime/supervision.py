@@ -108,10 +108,10 @@ async def run_shop(system: actors.ActorSystem) -> None:
             await worker.tell(Crash("bad input"))
             await worker.tell(Job(1))
             await trio.sleep(0.3)
-            state = actors.snapshot(system).find(worker.path).state
+            state = system.snapshot().find(worker.path).state
             print(f"{stamp()} main: {worker.path} is {state}; Job(2) is accepted meanwhile")
             await worker.tell(Job(2))
-            print(actors.format_tree(actors.snapshot(system)))
+            print(actors.format_tree(system.snapshot()))
             status = await worker.ask(Status())
             show_events(events)
             print(f"{stamp()} main: {status}")

@@ -38,8 +38,8 @@ class Crash:
 class Worker(actors.Actor[Square | Crash]):
     async def on_start(self) -> None:
         system, me = self.ctx.system, self.ctx.ref
-        actors.register(system, self.ctx.name, me)  # again after a restart: no-op
-        actors.join_group(system, GROUP, me)  # likewise: one membership
+        system.register(self.ctx.name, me)  # again after a restart: no-op
+        system.join_group(GROUP, me)  # likewise: one membership
 
     @actors.handler
     def square(self, message: Square) -> int:
@@ -71,7 +71,7 @@ class Monitor(actors.Actor[WatchGroup | Watch | Watched | actors.Terminated]):
 
     @actors.handler
     def watch_group(self, message: WatchGroup) -> None:
-        for ref in actors.group_members(self.ctx.system, message.group):
+        for ref in self.ctx.system.group_members(message.group):
             self.watch(Watch(ref))  # watching a ref twice is one watch
 
     @actors.handler
@@ -113,7 +113,7 @@ def paths(refs: list[actors.ActorRef[Never]]) -> list[str]:
 async def main() -> None:
     log_runtime_to_stdout(stamped=False)
     async with actors.open_system("registry") as system:
-        with actors.group_changes(system, GROUP) as feed:
+        with system.group_changes(GROUP) as feed:
             print("1. start a pool of three workers; each registers its name and joins the group")
             pool = await system.spawn(
                 actors.Supervisor([spec("worker-1"), spec("worker-2"), spec("worker-3")]),
@@ -125,31 +125,29 @@ async def main() -> None:
             print(f"   monitor watches {await monitor.ask(Watched())}")
 
             print("2. requests round-robin over the group, typed by handles=")
-            members = actors.group_members(system, GROUP, handles=Square)
+            members = system.group_members(GROUP, handles=Square)
             for number, worker in zip(range(1, 7), itertools.cycle(members)):
                 print(f"   {worker.path}: {number}² = {await worker.ask(Square(number))}")
 
             print("3. worker-2 crashes and is restarted: same ref, same name, same group")
-            before = actors.lookup(system, "worker-2")
-            crashing = actors.lookup(system, "worker-2", handles=Crash)
+            before = system.lookup("worker-2")
+            crashing = system.lookup("worker-2", handles=Crash)
             assert crashing is not None
             await crashing.tell(Crash())
-            worker_2 = actors.lookup(system, "worker-2", handles=Square)
+            worker_2 = system.lookup("worker-2", handles=Square)
             assert worker_2 is not None
             print(f"   the new incarnation answers: 7² = {await worker_2.ask(Square(7))}")
-            print(
-                f"   lookup('worker-2') is the same ref: {actors.lookup(system, 'worker-2') is before}"
-            )
-            print(f"   group: {paths(actors.group_members(system, GROUP))}")
+            print(f"   lookup('worker-2') is the same ref: {system.lookup('worker-2') is before}")
+            print(f"   group: {paths(system.group_members(GROUP))}")
             show_changes(feed)
             print(f"   monitor watches {await monitor.ask(Watched())} (no Terminated)")
 
             print("4. worker-3 is stopped for good: its name and membership go")
-            worker_3 = actors.lookup(system, "worker-3")
+            worker_3 = system.lookup("worker-3")
             assert worker_3 is not None
             await pool.ask(actors.StopChild("worker-3"))
             print(f"   monitor watches {await monitor.ask(Watched())}")
-            print(f"   lookup('worker-3') -> {actors.lookup(system, 'worker-3')}")
+            print(f"   lookup('worker-3') -> {system.lookup('worker-3')}")
             show_changes(feed)
 
             print("5. watching an actor that has already stopped: the notice comes at once")
@@ -160,18 +158,18 @@ async def main() -> None:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(actors.start_child, pool, spec("worker-4"))
                 with trio.fail_after(5):
-                    late = await actors.wait_registered(system, "worker-4", handles=Square)
+                    late = await system.wait_registered("worker-4", handles=Square)
                 print(f"   found {late.path}: 8² = {await late.ask(Square(8))}")
             show_changes(feed)
 
             print("7. from outside any actor, actors.watching() gives a channel of notices")
             await monitor.stop()
-            with actors.watching(*actors.group_members(system, GROUP)) as terminated:
+            with actors.watching(*system.group_members(GROUP)) as terminated:
                 await pool.stop()
                 async for notice in terminated:
                     print(f"   Terminated({notice.ref.path}, {notice.reason!r})")
             show_changes(feed)
-            print(f"   group {GROUP!r}: {paths(actors.group_members(system, GROUP))}")
+            print(f"   group {GROUP!r}: {paths(system.group_members(GROUP))}")
 
 
 if __name__ == "__main__":

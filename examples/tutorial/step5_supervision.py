@@ -61,7 +61,7 @@ async def main() -> None:
 
         children = await supervisor.ask(actors.WhichChildren())
         print(f"same ref after the restart: {children['counter'] is counter}")
-        print(f"restarts: {actors.snapshot(system).find(counter.path).restarts}")
+        print(f"restarts: {system.snapshot().find(counter.path).restarts}")
         for letter in system.dead_letters.recent():
             print(f"dead letter ({letter.reason.value}): {letter.message!r}")
 

@@ -9,7 +9,7 @@ on any number of hosts share the same topics, streams and names. Code written ag
 Guarantees (the Redis ones are those of the Redis features underneath):
 
 * **Topics** (Redis Pub/Sub) are **at most once**. Each process holds one Redis
-  subscription per topic and feeds a local :func:`actors.topic`, so the topic's bounded
+  subscription per topic and feeds a local :meth:`actors.ActorSystem.topic`, so the topic's bounded
   per-subscriber queues and overflow policy apply here exactly as for a local topic.
   While the connection to Redis is down, messages published elsewhere are lost; when it
   is back the subscriptions are restored and every subscriber gets a
@@ -156,7 +156,7 @@ class DistributedTopic(Generic[T]):
 
     :meth:`publish` sends through the backplane (so this process's subscribers get the
     message too, in the same order as everybody else); subscribing is subscribing to
-    :attr:`local`, the :func:`actors.topic` the backplane feeds, with its queues and
+    :attr:`local`, the :meth:`actors.ActorSystem.topic` the backplane feeds, with its queues and
     overflow policy. Subscribers receive ``T`` messages and :class:`BackplaneGap`
     notices.
     """
@@ -291,7 +291,7 @@ class Backplane(abc.ABC):
     ) -> DistributedTopic[Any]:
         """The distributed topic ``name``, subscribed in this process when this returns.
 
-        ``policy`` and ``buffer`` are those of the local topic (see :func:`actors.topic`).
+        ``policy`` and ``buffer`` are those of the local topic (see :meth:`actors.ActorSystem.topic`).
         Annotate the variable to give the topic its message type::
 
             prices: transport.DistributedTopic[Price] = await backplane.topic("prices")

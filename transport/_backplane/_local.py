@@ -1,6 +1,6 @@
 """The in-process backplane: the same interface, no server, nothing leaves this process.
 
-Topics are :func:`actors.topic` instances, streams are in-memory logs with consumer
+Topics are :meth:`actors.ActorSystem.topic` instances, streams are in-memory logs with consumer
 groups, names live in a dictionary. Messages are passed as objects (the codec is
 not used), so nothing is lost to a network and there are never gaps.
 """
@@ -68,8 +68,8 @@ class LocalBackplane(Backplane):
         """See :meth:`Backplane.topic`."""
         check_name(name, "a topic name")
         await trio.lowlevel.checkpoint()
-        local: actors.Topic[Any] = actors.topic(
-            self.system, local_topic_name(name), policy=policy, buffer=buffer
+        local: actors.Topic[Any] = self.system.topic(
+            local_topic_name(name), policy=policy, buffer=buffer
         )
         existing = self._topics.get(name)
         if existing is None or existing.local is not local:

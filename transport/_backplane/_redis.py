@@ -301,8 +301,8 @@ class RedisBackplane(Backplane):
     ) -> DistributedTopic[Any]:
         """See :meth:`Backplane.topic`."""
         check_name(name, "a topic name")
-        local: actors.Topic[Any] = actors.topic(
-            self.system, local_topic_name(name), policy=policy, buffer=buffer
+        local: actors.Topic[Any] = self.system.topic(
+            local_topic_name(name), policy=policy, buffer=buffer
         )
         state = self._topics.get(name)
         channel = self.channel("topic", name)
