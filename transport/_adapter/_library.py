@@ -23,7 +23,7 @@ from .._close_codes import CloseCode
 from .._exceptions import HandshakeError, HandshakeRejected
 from .._redact import redact_target
 from ._guard import GuardedConnection
-from ._limits import DEFAULT_LIMITS, BackendLimits
+from ._limits import DEFAULT_LIMITS, BackendLimits, Violation
 from ._request import (
     DEFAULT_HANDSHAKE_TIMEOUT,
     Headers,
@@ -99,6 +99,19 @@ class Backend:
         """Send a Close frame, wait for the peer's, then close the stream (caller bounds it)."""
         with contextlib.suppress(tw.ConnectionClosed, wsproto.utilities.LocalProtocolError):
             await self._ws.aclose(code, reason or None)
+
+    async def fail(self, code: int, reason: str) -> None:
+        """Write a Close frame with ``code``, then close the stream (caller bounds it).
+
+        For a protocol error or a broken limit that the owner took on itself (see
+        :func:`route_inbound`): the reader has stopped, the peer's Close is not waited
+        for (RFC 6455 section 7.1.7), and a TCP stream closes lingering, so that the peer
+        reads the Close frame before the connection goes.
+        """
+        with contextlib.suppress(tw.ConnectionClosed, wsproto.utilities.LocalProtocolError):
+            await self._ws._send(wsproto.events.CloseConnection(code=code, reason=reason or None))
+        self._reader.cancel()
+        await close_lingering(self._stream)
 
     def shield_reader(self) -> None:
         """Shield the library's reader from cancellation from outside.
@@ -251,8 +264,11 @@ async def client_handshake(
     if rejected:
         exc = rejected[0]
         raise HandshakeRejected(exc.status_code, decode_headers(exc.headers or ()), exc.body or b"")
-    if waiting.cancelled_caught or ws.closed is not None:
+    if not ws._open_handshake.is_set():
         raise HandshakeError(f"the connection to {host} closed during the websocket handshake")
+    # Open, even if the peer's first messages and its Close came in the same read as the
+    # 101 (the reader may have ended already): they wait in the library's queue, and the
+    # connection actor takes them before it sees the end.
     return Backend(ws, stream, decode_headers(ws.handshake_headers), reader)
 
 
@@ -348,7 +364,10 @@ class PongListener(Protocol):
 
 
 def route_inbound(
-    backend: Backend, deliver: Callable[[str | bytes], None], ended: Callable[[], None]
+    backend: Backend,
+    deliver: Callable[[str | bytes], None],
+    ended: Callable[[], None],
+    violated: Callable[[Violation], bool] | None = None,
 ) -> None:
     """Have the library's reader hand every inbound message to ``deliver``, at once.
 
@@ -370,8 +389,18 @@ def route_inbound(
     which the library stops reading without marking the connection closed (a peer
     that resets while its Close is answered). Like ``deliver`` it must neither block
     nor raise.
+
+    ``violated`` is called, from inside the reader too, when the peer breaks the
+    protocol or a limit. If it returns true, its caller takes the close on itself:
+    the library neither answers nor closes, the messages delivered before stay
+    deliverable and replies to them can still be sent, and the caller stops the
+    reader and ends with :meth:`Backend.fail`. If it returns false (or is not given),
+    the library answers with the Close frame at once.
     """
     ws = backend._ws
+    connection = ws._wsproto
+    if violated is not None and isinstance(connection, GuardedConnection):
+        connection.report = violated
     sink: object = ws._send_channel
     assert isinstance(sink, _InboundSink)
     library = ws._recv_channel

@@ -47,10 +47,14 @@ class SendMessage:
 
 @final
 @attrs.frozen
-class Close:
+class Close(actors.ControlMessage):
     """Tell a connection to close: queued outbound messages go first, then a Close frame.
 
-    ``code`` must be sendable (1000-1003, 1007-1014, or 3000-4999).
+    A control message: it overtakes the frames queued in the connection's mailbox
+    and is handled after at most the frame being written. The frames already
+    queued (or waiting for room) when it is handled are written, then the Close
+    frame; frames sent after it go to dead letters. ``code`` must be sendable
+    (1000-1003, 1007-1014, or 3000-4999).
     """
 
     code: int = 1000
@@ -62,12 +66,29 @@ class Close:
 
 @final
 @attrs.frozen
-class GetStatistics(actors.Request["ConnectionStatistics"]):
-    """Ask a connection for its :class:`ConnectionStatistics`."""
+class GetStatistics(actors.ControlMessage, actors.Request["ConnectionStatistics"]):
+    """Ask a connection for its :class:`ConnectionStatistics`.
+
+    A control message: answered after at most the frame being written, however
+    many frames are queued or senders wait.
+    """
 
 
 #: A message frame waiting to be written.
 Frame = SendText | SendBytes
+
+
+def frame_weight(message: object) -> int:
+    """What a message weighs in a connection's outbound byte bound: a frame's payload
+    bytes (text as UTF-8), nothing for the other messages."""
+    if isinstance(message, SendText):
+        text = message.text
+        return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    if isinstance(message, SendBytes):
+        return len(message.data)
+    return 0
+
+
 #: Every message a connection actor accepts.
 ConnectionMessage = SendText | SendBytes | SendMessage | Close | GetStatistics
 
@@ -105,6 +126,12 @@ class Undecodable:
 SubscriberMessage = Received | ConnectionClosed
 
 
+#: The default byte bound of each of a connection's two queues (inbound, outbound): with
+#: a server's shared inbound budget (128 MiB by default), 1,000 busy connections hold at
+#: most some 384 MiB of queued messages.
+DEFAULT_QUEUE_BYTES = 256 * 1024
+
+
 @final
 @attrs.frozen(kw_only=True)
 class ConnectionOptions:
@@ -112,13 +139,21 @@ class ConnectionOptions:
 
     - ``max_message_size``: the largest inbound message (bytes; characters for
       text); a larger one closes the connection with 1009.
-    - ``inbound_queue_size`` and ``overflow``: the bounded queue between the
-      network reader and the application, and what gives way when it is full.
-      The reader never waits for the application, and one network read can
-      carry many small messages, so this is sized for bursts; the queue grows
-      only while messages wait, an idle connection holds none.
-    - ``outbound_queue_size``: frames waiting for the writer; beyond it, a
-      sender's ``tell`` waits (backpressure).
+    - ``inbound_queue_size``, ``inbound_max_bytes`` and ``overflow``: the
+      bounded queue between the network reader and the application (in
+      messages and in payload bytes, text counted as UTF-8), and what gives way
+      when a message does not fit. The reader never waits for the application,
+      and one network read can carry many small messages, so the count is sized
+      for bursts; the queue grows only while messages wait, an idle connection
+      holds none. One message larger than ``inbound_max_bytes`` (up to
+      ``max_message_size``) still gets in when the queue is empty. A server adds
+      one byte budget shared by all its connections (``serve_websocket``'s
+      ``max_inbound_bytes``).
+    - ``outbound_queue_size`` and ``outbound_max_bytes``: frames waiting in the
+      connection's mailbox to be written, in messages and in payload bytes;
+      beyond either a sender's ``send`` or ``tell`` waits (backpressure), and
+      waiting senders are served in arrival order. One frame larger than
+      ``outbound_max_bytes`` still goes through when nothing else waits.
     - ``handshake_timeout``: TCP connect, TLS and HTTP upgrade together.
     - ``write_timeout``: one frame write; a write that has not finished
       within it is cut, at most a quarter of ``write_timeout`` later, and
@@ -140,8 +175,10 @@ class ConnectionOptions:
 
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     inbound_queue_size: int = 1024
+    inbound_max_bytes: int = DEFAULT_QUEUE_BYTES
     overflow: InboundOverflow = InboundOverflow.CLOSE_TRY_AGAIN_LATER
     outbound_queue_size: int = 64
+    outbound_max_bytes: int = DEFAULT_QUEUE_BYTES
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
     write_timeout: float = 10.0
     close_timeout: float = 5.0
@@ -153,7 +190,13 @@ class ConnectionOptions:
     on_decode_error: DecodePolicy = DecodePolicy.SKIP
 
     def __attrs_post_init__(self) -> None:
-        for name in ("max_message_size", "inbound_queue_size", "outbound_queue_size"):
+        for name in (
+            "max_message_size",
+            "inbound_queue_size",
+            "inbound_max_bytes",
+            "outbound_queue_size",
+            "outbound_max_bytes",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
         for name in ("handshake_timeout", "write_timeout", "close_timeout", "pong_timeout"):
@@ -195,7 +238,10 @@ class ConnectionStatistics:
     also a dead letter); ``undecodable`` counts inbound messages the codec
     refused (each also a dead letter); ``latency`` is the round trip of the last keepalive
     ping, ``None`` until one was answered; ``closed`` is set once the
-    connection has ended.
+    connection has ended. ``inbound_bytes`` and ``outbound_bytes`` are the payload
+    bytes queued each way now; the ``*_bytes_high_water`` figures the most each
+    queue has held (they stay within the byte bounds, but for one message larger
+    than the bound that got in alone).
     """
 
     messages_received: int
@@ -209,6 +255,10 @@ class ConnectionStatistics:
     latency: float | None
     closed: ConnectionClosed | None
     undecodable: int = 0
+    inbound_bytes: int = 0
+    inbound_bytes_high_water: int = 0
+    outbound_bytes: int = 0
+    outbound_bytes_high_water: int = 0
 
 
 @attrs.define(eq=False)
@@ -222,9 +272,11 @@ class Counters:
     undecodable: int = 0
     latency: float | None = None
     closed: ConnectionClosed | None = None
+    #: Set when the connection starts closing: frames sent from then on are not written.
+    closing: bool = False
 
     def snapshot(
-        self, inbound: InboundQueue[Received], outbound_depth: int
+        self, inbound: InboundQueue[Received], outbound: actors.MailboxStatistics
     ) -> ConnectionStatistics:
         return ConnectionStatistics(
             messages_received=self.messages_received,
@@ -232,10 +284,14 @@ class Counters:
             inbound_depth=len(inbound),
             inbound_capacity=inbound.capacity,
             inbound_dropped=inbound.dropped,
-            outbound_depth=outbound_depth,
+            outbound_depth=outbound.depth,
             outbound_capacity=self.outbound_capacity,
             pings_sent=self.pings_sent,
             latency=self.latency,
             closed=self.closed,
             undecodable=self.undecodable,
+            inbound_bytes=inbound.queued_bytes,
+            inbound_bytes_high_water=inbound.bytes_high_water,
+            outbound_bytes=outbound.queued_bytes,
+            outbound_bytes_high_water=outbound.bytes_high_water,
         )
