@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import pathlib
 import ssl
 
 import pytest
@@ -74,6 +75,46 @@ async def test_tls_client_verifies_certificate_and_host_name_by_default(
             ) as ws:
                 await ws.send("verified")
                 assert await ws.receive() == "verified"
+        nursery.cancel_scope.cancel()
+
+
+async def test_tls_client_without_a_context_checks_the_host_name_with_the_default_trust(
+    system: actors.ActorSystem, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No ssl_context anywhere: the default context trusts the test CA through the
+    # environment (as a system trust store would), so only the host name can refuse.
+    ca = trustme.CA()
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_context)  # not valid for 127.0.0.1
+    async with trio.open_nursery() as nursery:
+        server = await start_tls_server(nursery, system, server_context)
+        with trio.fail_after(5):
+            # The right name: the default context trusts the CA and accepts.
+            url = f"wss://localhost:{server.port}/"
+            async with transport.open_websocket_client(system, url, options=OPTIONS) as ws:
+                await ws.send("trusted")
+                assert await ws.receive() == "trusted"
+            # A wrong name for the same trusted certificate: refused, by the host name check.
+            with pytest.raises(transport.TLSError) as info:
+                await transport.connect_websocket(
+                    system, f"wss://127.0.0.1:{server.port}/", options=OPTIONS
+                )
+            cause = info.value.__cause__
+            assert isinstance(cause, ssl.SSLCertVerificationError)
+            assert "match" in str(cause).lower()
+            # The reconnecting client's default context checks it too: it gives up at once.
+            reconnecting = await transport.connect_reconnecting_client(
+                system, f"wss://127.0.0.1:{server.port}/", options=OPTIONS
+            )
+            reason = await reconnecting.ref.wait_stopped()
+            assert isinstance(reason, transport.GaveUp)
+            assert reason.attempts == 1
+            assert "tls failure, not retried" in reason.reason
+            assert "not valid for '127.0.0.1'" in reason.reason
         nursery.cancel_scope.cancel()
 
 

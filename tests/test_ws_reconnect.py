@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 import ssl
 from collections.abc import AsyncIterator
 
@@ -457,3 +458,148 @@ async def test_statistics_by_ask(
         stats = await client.ref.ask(transport.GetReconnectStatistics())
         assert stats.state is ClientState.CONNECTED
         assert stats.buffer_capacity == 100
+
+
+# -- the flush path: the connection dies while the buffer is handed to it ------------------
+
+
+class BreakableStream(trio.abc.Stream):
+    """A client stream whose writes hang once ``stall`` is set, until the test breaks it."""
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        self.inner = inner
+        self.stall = False
+        self.broken = trio.Event()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self.stall:
+            await self.broken.wait()
+            raise trio.BrokenResourceError("the test broke this connection")
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_a_connection_dying_mid_flush_puts_back_reports_and_keeps_order(
+    system: actors.ActorSystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The reconnecting client connects through this stand-in for connect_websocket: each
+    # connection is a real connection actor over a memory stream, with a one-message
+    # mailbox and outbox, so handing the buffer to the first one (whose writes hang)
+    # blocks in the middle. Meanwhile new sends fill the buffer; then the connection dies.
+    from transport._client._connect import client_opener
+    from transport._connection._actor import ConnectionActor, Spawner, spawn_connection
+    from transport._server._handshake import DEFAULT_POLICY, server_opener
+
+    options = transport.ConnectionOptions(ping_interval=None, outbound_queue_size=1)
+    first_attempt, reconnected = trio.Event(), trio.Event()
+    streams: list[BreakableStream] = []
+    servers: list[transport.WebSocketConnection] = []
+    handles: list[transport.WebSocketConnection] = []
+
+    async def connect_websocket(
+        parent: Spawner, url: str, *, name: str, **_: object
+    ) -> transport.WebSocketConnection:
+        if not streams:
+            await first_attempt.wait()
+        client_side, server_side = trio.testing.memory_stream_pair()
+        stream = BreakableStream(client_side)
+
+        async def connect() -> trio.abc.Stream:
+            await trio.lowlevel.checkpoint()
+            return stream
+
+        async def open_server() -> None:
+            opener = server_opener(server_side, DEFAULT_POLICY, options)
+            servers.append(await spawn_connection(system, opener, options))
+            if len(servers) == 2:
+                reconnected.set()
+
+        actor = ConnectionActor(
+            client_opener(connect, host="h", resource="/", options=options), options
+        )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(open_server)
+            await parent.spawn(actor, name=name, mailbox_size=1)
+        stream.stall = not streams  # the first connection's writes hang
+        streams.append(stream)
+        handles.append(actor.handle())
+        return handles[-1]
+
+    monkeypatch.setattr("transport._reconnect._client.connect_websocket", connect_websocket)
+    buffer = 6
+    client = await transport.connect_reconnecting_client(
+        system,
+        "ws://test.invalid/",
+        options=options,
+        backoff=actors.Backoff(minimum=0.001, maximum=0.001, jitter=0),
+        buffer=buffer,
+        when_full=WhenFull.DROP_NEWEST,
+    )
+    sent: list[str] = []
+    with system.dead_letters.subscribe() as letters:
+        for i in range(buffer):
+            sent.append(f"m{i}")
+            await client.send(sent[-1])
+        first_attempt.set()
+        await trio.testing.wait_all_tasks_blocked()
+        # The flush is stuck handing one message to the stalled connection; the rest of
+        # the buffer went into that connection or still waits. New sends fill the buffer.
+        stats = client.statistics()
+        assert stats.state is ClientState.CONNECTED
+        assert 0 < stats.buffered < buffer
+        while client.statistics().buffered < buffer:
+            sent.append(f"m{len(sent)}")
+            await client.send(sent[-1])
+        assert client.statistics().dropped == 0
+        # The connection is stopped: the message the flush held goes back to the front of
+        # a full buffer, and the newest buffered message gives way, counted and reported.
+        handles[0].ref.request_stop()
+        await trio.testing.wait_all_tasks_blocked()
+        assert client.statistics().dropped == 1
+        assert client.statistics().buffered == buffer
+        streams[0].broken.set()  # its hanging write fails: the connection ends at once
+        await reconnected.wait()
+        delivered = [str(await servers[1].receive()) for _ in range(buffer)]
+        stats = client.statistics()
+        await client.close()
+        reports = drain(letters)
+    assert stats.dropped == 1
+    dropped = [r for r in reports if r.reason is actors.DeadLetterReason.DROPPED]
+    assert [r.message for r in dropped] == [transport.SendText(sent[-1])]
+    # Every message is delivered once, in order, or reported: the ones inside the first
+    # connection when it died as STOPPED, the one the full buffer gave up as DROPPED.
+    stopped = [r.message for r in reports if r.reason is actors.DeadLetterReason.STOPPED]
+    lost = [m.text for m in stopped if isinstance(m, transport.SendText)]
+    assert len(lost) == len(stopped)
+    assert sorted([*lost, *delivered, sent[-1]], key=sent.index) == sent
+    assert delivered == [m for m in sent if m not in lost and m != sent[-1]]
+    assert servers[0].statistics().messages_received == 0
+
+
+async def test_reconnect_delays_follow_the_jittered_schedule_of_a_seeded_source(
+    system: actors.ActorSystem, endpoint: Endpoint, autojump_clock: trio.testing.MockClock
+) -> None:
+    backoff = actors.Backoff(minimum=1, maximum=30, factor=2, jitter=0.5)
+    endpoint.reject = [503, 503, 502, 503]
+    client = transport.ReconnectingClient(url=endpoint.url, options=OPTIONS, backoff=backoff)
+    client._random = random.Random(1234)  # the client's only random source, seeded
+    await system.spawn(client)
+    handle = client.handle()
+    await handle.wait_connected()
+    expected_source = random.Random(1234)
+    expected = [backoff.delay(n, expected_source.random()) for n in range(4)]
+    gaps = [b - a for a, b in itertools.pairwise(endpoint.handshakes)]
+    assert gaps == pytest.approx(expected)
+    # Jitter is on: each delay moved off its base by up to half, and not all by nothing.
+    for gap, base in zip(gaps, [1, 2, 4, 8], strict=True):
+        assert base * 0.5 <= gap <= base * 1.5
+    assert gaps != pytest.approx([1, 2, 4, 8])
+    await handle.close()
