@@ -10,7 +10,7 @@ Open a system, spawn actors into it, talk to them through their refs::
 
 from __future__ import annotations
 
-from ._actor import Actor as Actor, handler as handler
+from ._actor import Actor as Actor, RequestHandler as RequestHandler, handler as handler
 from ._backoff import Backoff as Backoff
 from ._context import ActorContext as ActorContext
 from ._dead_letters import DeadLetters as DeadLetters, DeadLetterStatistics as DeadLetterStatistics
@@ -26,6 +26,7 @@ from ._exceptions import (
     ActorStoppedError as ActorStoppedError,
     AskTimeoutError as AskTimeoutError,
     ErrorReply as ErrorReply,
+    MailboxFullError as MailboxFullError,
     NameTakenError as NameTakenError,
     SelfAskError as SelfAskError,
     SystemClosedError as SystemClosedError,
@@ -50,14 +51,26 @@ from ._messages import (
     DeadLetter as DeadLetter,
     DeadLetterReason as DeadLetterReason,
     Failed as Failed,
+    MailboxOverflow as MailboxOverflow,
     MailboxStatistics as MailboxStatistics,
     Normal as Normal,
     Request as Request,
     StopReason as StopReason,
 )
 from ._ref import ActorRef as ActorRef
+from ._router import NoRouteesError as NoRouteesError, Router as Router
+from ._routing import (
+    Broadcast as Broadcast,
+    ConsistentHashing as ConsistentHashing,
+    RandomChoice as RandomChoice,
+    RoundRobin as RoundRobin,
+    Routing as Routing,
+    SmallestMailbox as SmallestMailbox,
+)
+from ._stash import Stash as Stash, StashFullError as StashFullError
 from ._subscription import (
     Lagged as Lagged,
+    OverflowPolicy as OverflowPolicy,
     SubscriberLaggedError as SubscriberLaggedError,
     SubscriberStatistics as SubscriberStatistics,
     Subscription as Subscription,
@@ -88,7 +101,6 @@ from ._timers import Timers as Timers
 from ._topic import (
     DEFAULT_TOPIC_BUFFER as DEFAULT_TOPIC_BUFFER,
     EVENT_STREAM_BUFFER as EVENT_STREAM_BUFFER,
-    OverflowPolicy as OverflowPolicy,
     Topic as Topic,
     TopicClosedError as TopicClosedError,
     TopicStatistics as TopicStatistics,
@@ -114,8 +126,10 @@ __all__ = [
     "ActorSystem",
     "AskTimeoutError",
     "Backoff",
+    "Broadcast",
     "Cancelled",
     "ChildSpec",
+    "ConsistentHashing",
     "ControlMessage",
     "DeadLetter",
     "DeadLetterPublished",
@@ -129,16 +143,27 @@ __all__ = [
     "GroupJoined",
     "GroupLeft",
     "Lagged",
+    "MailboxFullError",
+    "MailboxOverflow",
     "MailboxStatistics",
     "NameTakenError",
+    "NoRouteesError",
     "Normal",
     "OverflowPolicy",
+    "RandomChoice",
     "Request",
+    "RequestHandler",
     "RestartIntensityError",
     "RestartType",
+    "RoundRobin",
+    "Router",
+    "Routing",
     "SelfAskError",
     "SiblingRestart",
+    "SmallestMailbox",
     "StartChild",
+    "Stash",
+    "StashFullError",
     "StopChild",
     "StopReason",
     "Strategy",

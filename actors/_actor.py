@@ -5,10 +5,11 @@ from __future__ import annotations
 import inspect
 import types
 import typing
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
 from ._exceptions import ActorDefinitionError
+from ._messages import Request
 
 if TYPE_CHECKING:
     from ._cell import Cell
@@ -17,6 +18,9 @@ if TYPE_CHECKING:
 
 M_contra = TypeVar("M_contra", contravariant=True)
 F = TypeVar("F", bound=Callable[..., Any])
+M = TypeVar("M")
+R = TypeVar("R")
+S = TypeVar("S")
 
 _HANDLER_MARK = "__actors_handles__"
 
@@ -83,6 +87,23 @@ class Actor(Generic[M_contra]):
         """
 
 
+class RequestHandler(Protocol[R]):
+    """What ``@handler(SomeRequest)`` returns: a decorator that type-checks the reply.
+
+    The decorated method must return the request's reply type ``R`` (or, if
+    ``async``, an awaitable of it); mypy rejects any other return type.
+    """
+
+    @overload
+    def __call__(
+        self, function: Callable[[S, M], Awaitable[R]], /
+    ) -> Callable[[S, M], Awaitable[R]]: ...
+    @overload
+    def __call__(self, function: Callable[[S, M], R], /) -> Callable[[S, M], R]: ...
+
+
+@overload
+def handler(message_type: type[Request[R]], /) -> RequestHandler[R]: ...
 @overload
 def handler(message_type: type, /, *more_types: type) -> Callable[[F], F]: ...
 @overload
@@ -94,6 +115,15 @@ def handler(*args: Any) -> Any:
     (a union registers each member). Where the annotation cannot be resolved
     at spawn time (a message class defined inside a function), name the type
     explicitly: ``@handler(Ping)``.
+
+    Naming a :class:`Request` type, ``@handler(GetTotal)``, also has mypy
+    check the reply: the method must return ``GetTotal``'s reply type (an
+    ``async`` one, an awaitable of it), so what ``ask`` returns is what the
+    handler returns::
+
+        @actors.handler(GetTotal)  # GetTotal is a Request[int]
+        def total(self, message: GetTotal) -> int:
+            return self.count
     """
     if len(args) == 1 and inspect.isfunction(args[0]):
         setattr(args[0], _HANDLER_MARK, ())

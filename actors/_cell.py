@@ -39,17 +39,28 @@ from ._exceptions import (
     ActorDefinitionError,
     ActorStoppedError,
     ErrorReply,
+    MailboxFullError,
     NameTakenError,
     UnhandledMessageError,
     WrongThreadError,
 )
 from ._mailbox import Mailbox, Weigher
-from ._messages import Cancelled, DeadLetter, DeadLetterReason, Failed, Normal, StopReason
+from ._messages import (
+    Cancelled,
+    DeadLetter,
+    DeadLetterReason,
+    Failed,
+    MailboxOverflow,
+    Normal,
+    StopReason,
+)
 
 if TYPE_CHECKING:
     from ._context import ActorContext
     from ._ref import ActorRef
+    from ._stash import Stash
     from ._system import ActorSystem
+    from ._threads import ThreadInbox
     from ._watch import StopHooks, Watcher
 
 logger = logging.getLogger("actors")
@@ -63,10 +74,16 @@ class Parent:
     system: ActorSystem
     path: str
     children: dict[str, Cell]
+    #: Bumped whenever ``children`` changes (routers cache their routees by it).
+    children_changes: int
     _nursery: trio.Nursery | None
 
     def _open_nursery(self, what: str) -> trio.Nursery:
         raise NotImplementedError
+
+    def children_changed(self) -> None:
+        """Count one change of ``children`` (the slot lives in each subclass)."""
+        setattr(self, "children_changes", self.children_changes + 1)  # noqa: B010
 
     async def stop_children(self) -> None:
         """Stop the children youngest first, each within its own stop timeout."""
@@ -86,6 +103,7 @@ class Parent:
         *,
         max_bytes: int | None = None,
         weigher: Weigher | None = None,
+        overflow: MailboxOverflow = MailboxOverflow.BLOCK,
     ) -> ActorRef[Any]:
         system = self.system
         system._check_thread("spawn")
@@ -114,6 +132,7 @@ class Parent:
             stop_timeout=system.stop_timeout if stop_timeout is None else stop_timeout,
             max_bytes=max_bytes,
             weigher=weigher,
+            overflow=overflow,
         )
         if supervision is not None:
             if isinstance(actor, Actor):
@@ -124,10 +143,12 @@ class Parent:
             cell.factory = actor
             cell.supervision = supervision
         self.children[name] = cell
+        self.children_changed()
         try:
             ref: ActorRef[Any] = await nursery.start(cell.run)
         except BaseException:
-            self.children.pop(name, None)
+            if self.children.pop(name, None) is not None:
+                self.children_changed()
             raise
         return ref
 
@@ -150,6 +171,8 @@ class Cell(Parent):
         "actor",
         "attachments",
         "children",
+        "children_changes",
+        "current",
         "factory",
         "handlers",
         "incarnation",
@@ -163,13 +186,14 @@ class Cell(Parent):
         "reason_override",
         "ref",
         "restarts",
-        "sender",
         "started_at",
+        "stash",
         "state",
         "stop_hooks",
         "stop_timeout",
         "supervision",
         "system",
+        "thread_inbox",
         "watcher",
     )
 
@@ -184,6 +208,7 @@ class Cell(Parent):
         stop_timeout: float,
         max_bytes: int | None = None,
         weigher: Weigher | None = None,
+        overflow: MailboxOverflow = MailboxOverflow.BLOCK,
     ) -> None:
         from ._ref import ActorRef
 
@@ -195,11 +220,18 @@ class Cell(Parent):
         self.name = name
         self.path = f"{parent.path.rstrip('/')}/{name}"
         self.mailbox = Mailbox(
-            mailbox_size, self._stopped_error, max_bytes=max_bytes, weigher=weigher
+            mailbox_size,
+            self._stopped_error,
+            max_bytes=max_bytes,
+            weigher=weigher,
+            overflow=overflow,
+            full_error=self._full_error,
+            on_drop=self._dropped,
         )
         self.handlers: HandlerTable = handler_table(type(actor))
         self.stop_timeout = stop_timeout
         self.children = {}
+        self.children_changes = 0
         self.on_terminated: list[TerminationCallback] = []
         #: The hooks of watches, names and groups on this cell, and the watches it made
         #: (``_watch.py``); ``None`` while there are none.
@@ -213,7 +245,11 @@ class Cell(Parent):
         self.reason: StopReason | None = None
         #: Set by ``ctx.stop(reason)`` while stopping: the reason watchers will see.
         self.reason_override: StopReason | None = None
-        self.sender: Cell | None = None
+        #: The envelope being handled (``None`` between messages).
+        self.current: Envelope | None = None
+        self.stash: Stash | None = None
+        #: The queue of messages from OS threads (``_threads.py``), made on first use.
+        self.thread_inbox: ThreadInbox | None = None
         self.ref: ActorRef[Any] = ActorRef(self)
         self._context: ActorContext[Any] | None = None
         self._nursery = None
@@ -239,6 +275,12 @@ class Cell(Parent):
         return f"<cell {self.path} {self.state.value}>"
 
     @property
+    def sender(self) -> Cell | None:
+        """The sender of the message being handled."""
+        current = self.current
+        return None if current is None else current[1]
+
+    @property
     def context(self) -> ActorContext[Any]:
         if self._context is None:
             from ._context import ActorContext
@@ -261,6 +303,31 @@ class Cell(Parent):
             f"actor {self.path} has stopped ({self.describe_reason()}); "
             "messages can no longer be sent to it"
         )
+
+    def _full_error(self) -> MailboxFullError:
+        return MailboxFullError(
+            f"the mailbox of actor {self.path} is full (capacity "
+            f"{self.mailbox.statistics().capacity}, overflow policy FAIL); retry later, "
+            "slow down, or spawn it with a larger mailbox_size or another overflow policy"
+        )
+
+    def _dropped(self, item: Envelope | Deliver) -> None:
+        """The overflow policy dropped ``item``: fail its ask, if any, and dead-letter it."""
+        if isinstance(item, Deliver):
+            self.dead_letter(item.message, None, DeadLetterReason.DROPPED)
+            return
+        message, sender, slot = item
+        if slot is not None:
+            slot.settle(
+                outcome.Error(
+                    MailboxFullError(
+                        f"actor {self.path} dropped {type(message).__qualname__} because its "
+                        f"mailbox was full (overflow policy {self.mailbox.statistics().overflow.name})"
+                        "; retry, or ask an actor whose overflow policy is BLOCK"
+                    )
+                )
+            )
+        self.dead_letter(message, sender, DeadLetterReason.DROPPED)
 
     def _interrupted_error(self) -> ActorStoppedError:
         return ActorStoppedError(
@@ -495,7 +562,11 @@ class Cell(Parent):
             ),
         )
         self.incarnation += 1
+        self.current = None
         self.attachments.clear()
+        if self.stash is not None:
+            # The new incarnation handles what the old one set aside, in order.
+            self.mailbox.put_back(self.stash._take_all())
         self._stop_requested = False
         self._interrupt = None
         self.state = State.STARTING
@@ -537,7 +608,7 @@ class Cell(Parent):
                             continue
                     message, sender, slot = item
                     function, is_async = handlers[type(message)]
-                    self.sender = sender
+                    self.current = item
                     try:
                         result = (
                             (await function(actor, message))
@@ -546,6 +617,7 @@ class Cell(Parent):
                         )
                     except ErrorReply as rejection:
                         mailbox.processed += 1
+                        self.current = None
                         if slot is None:
                             self.dead_letter(
                                 message, sender, DeadLetterReason.REJECTED, rejection.error
@@ -569,6 +641,7 @@ class Cell(Parent):
                             slot.settle(outcome.Error(self._interrupted_error()))
                         raise
                     mailbox.processed += 1
+                    self.current = None
                     if slot is not None and not slot.settle(outcome.Value(result)):
                         self.system.late_replies += 1
                         self.dead_letter(result, self, DeadLetterReason.LATE_REPLY)
@@ -585,7 +658,8 @@ class Cell(Parent):
         self._closed_out = True
         self.reason = reason
         self.state = State.STOPPING
-        for item in self.mailbox.close():
+        stashed = [] if self.stash is None else self.stash._take_all()
+        for item in [*stashed, *self.mailbox.close()]:
             if isinstance(item, Deliver):
                 continue  # a timer tick nobody sent: nothing to report
             message, sender, slot = item
@@ -629,6 +703,7 @@ class Cell(Parent):
         self.state = State.STOPPED
         if self.parent.children.get(self.name) is self:
             del self.parent.children[self.name]
+            self.parent.children_changed()
         # A start failure is raised from spawn(): the caller reports it, not us.
         if isinstance(reason, Failed) and self._started:
             logger.error(

@@ -7,13 +7,16 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, TypeVarTuple, final
 
 from . import _watch
 from ._actor import Actor
-from ._messages import Normal, StopReason
+from ._messages import MailboxOverflow, Normal, StopReason
 
 if TYPE_CHECKING:
     from typing import Never
 
     from ._cell import Cell
     from ._ref import ActorRef
+    from ._router import Router
+    from ._routing import Routing
+    from ._stash import Stash
     from ._system import ActorSystem
     from ._timers import Timers
     from ._watch import Terminated
@@ -86,6 +89,7 @@ class ActorContext(Generic[M_contra]):
         stop_timeout: float | None = None,
         max_bytes: int | None = None,
         weigher: Callable[[M], int] | None = None,
+        overflow: MailboxOverflow = MailboxOverflow.BLOCK,
     ) -> ActorRef[M]:
         """Start a child actor in this actor's nursery; returns once the child is ready.
 
@@ -93,7 +97,38 @@ class ActorContext(Generic[M_contra]):
         :meth:`ActorSystem.spawn`.
         """
         return await self._cell.spawn_child(
-            actor, name, mailbox_size, stop_timeout, max_bytes=max_bytes, weigher=weigher
+            actor,
+            name,
+            mailbox_size,
+            stop_timeout,
+            max_bytes=max_bytes,
+            weigher=weigher,
+            overflow=overflow,
+        )
+
+    async def spawn_pool(
+        self,
+        factory: Callable[[], Actor[M]],
+        *,
+        size: int,
+        routing: Routing | None = None,
+        name: str | None = None,
+        mailbox_size: int | None = None,
+        max_restarts: int = 3,
+        within: float = 5.0,
+    ) -> Router[M]:
+        """Start a pool of routees as a child of this actor; see :meth:`ActorSystem.spawn_pool`."""
+        from ._router import spawn_pool
+
+        return await spawn_pool(
+            self._cell,
+            factory,
+            size=size,
+            routing=routing,
+            name=name,
+            mailbox_size=mailbox_size,
+            max_restarts=max_restarts,
+            within=within,
         )
 
     def start_soon(
@@ -155,6 +190,21 @@ class ActorContext(Generic[M_contra]):
     def unwatch(self, ref: ActorRef[Never]) -> None:
         """Stop watching ``ref``; a ``Terminated`` for it not yet handled is discarded."""
         _watch.unwatch(self, ref)
+
+    @property
+    def stash(self) -> Stash:
+        """This actor's stash (see :class:`Stash`), made on first use.
+
+        It holds up to the mailbox's capacity; it survives supervised
+        restarts (its messages go back to the mailbox, in order) and is
+        dead-lettered when the actor stops for good.
+        """
+        cell = self._cell
+        if cell.stash is None:
+            from ._stash import Stash
+
+            cell.stash = Stash(cell, cell.mailbox.statistics().capacity)
+        return cell.stash
 
     def stop(self, reason: StopReason | None = None) -> None:
         """Stop this actor after the current message (queued messages go to dead letters).

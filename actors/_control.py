@@ -56,6 +56,8 @@ class StopRequest(Control):
         if not self.drain:
             return self.reason
         cell._draining = True
+        if cell.thread_inbox is not None:
+            cell.thread_inbox.absorb()  # what threads handed over is drained too
         cell.mailbox.refuse_senders()
         return None
 

@@ -8,6 +8,9 @@ written against trio's vocabulary keeps working::
     ├── ActorStoppedError        (trio.BrokenResourceError)  the target is gone
     ├── AskTimeoutError          (trio.TooSlowError)         no reply within the deadline
     ├── SelfAskError             (RuntimeError)              an actor asked itself
+    ├── MailboxFullError                                     refused by the FAIL overflow policy
+    ├── StashFullError           (in _stash.py)              stashed into a full stash
+    ├── NoRouteesError           (in _router.py)             a router had no routee
     ├── UnhandledMessageError    (TypeError)                 no handler for this message type
     ├── ActorDefinitionError     (TypeError)                 the actor class is malformed
     ├── SystemClosedError        (trio.ClosedResourceError)  the system is shut down
@@ -40,6 +43,15 @@ class AskTimeoutError(ActorError, trio.TooSlowError):
     """An ``ask`` got no reply within its deadline.
 
     A reply that arrives later is discarded, counted and sent to dead letters.
+    """
+
+
+class MailboxFullError(ActorError):
+    """The target's mailbox was full and its overflow policy refused or dropped the message.
+
+    Raised at once by ``tell``, ``tell_nowait`` and ``ask`` under
+    :attr:`MailboxOverflow.FAIL`; an ask whose message a drop policy threw
+    away fails with it too (the message itself goes to dead letters).
     """
 
 

@@ -119,9 +119,11 @@ class GroupFeed(trio.abc.ReceiveChannel[GroupChange]):
 class Groups:
     """The groups of one system: members by group, groups by member, feeds by group."""
 
-    __slots__ = ("feeds", "groups_of", "members")
+    __slots__ = ("changes", "feeds", "groups_of", "members")
 
     def __init__(self) -> None:
+        #: Bumped on every membership change (group routers cache their routees by it).
+        self.changes = 0
         self.members: dict[str, dict[Cell, None]] = {}
         self.groups_of: dict[Cell, dict[str, None]] = {}
         self.feeds: dict[str, list[GroupFeed]] = {}
@@ -167,6 +169,7 @@ class Groups:
             del self.members[group]
 
     def publish(self, change: GroupChange) -> None:
+        self.changes += 1
         for feed in self.feeds.get(change.group, ()):
             feed._offer(change)
 

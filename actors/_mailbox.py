@@ -37,13 +37,15 @@ import outcome
 import trio
 
 from ._control import Deliver, Envelope
-from ._messages import ControlMessage, MailboxStatistics
+from ._messages import ControlMessage, MailboxOverflow, MailboxStatistics
 
 if TYPE_CHECKING:
     from ._control import Control
 
 #: What the user lanes hold: an envelope, or a runtime-made delivery (a timer tick).
 Item = Envelope | Deliver
+#: What a task waiting in :meth:`Mailbox.wait_for_room` holds in the senders' queue.
+_ROOM: Item = ((), None, None)
 #: The weigher of a byte-bounded mailbox: a message's size in bytes.
 Weigher = Callable[[Any], int]
 
@@ -63,13 +65,17 @@ class Mailbox:
         "_control",
         "_control_senders",
         "_data",
+        "_full_error",
         "_max_bytes",
         "_notices",
+        "_on_drop",
+        "_overflow",
         "_senders",
         "_weigher",
         "_weights",
         "bytes_high_water",
         "dead_lettered",
+        "dropped",
         "high_water",
         "processed",
         "receive_task",
@@ -82,6 +88,9 @@ class Mailbox:
         *,
         max_bytes: int | None = None,
         weigher: Weigher | None = None,
+        overflow: MailboxOverflow = MailboxOverflow.BLOCK,
+        full_error: Callable[[], BaseException] | None = None,
+        on_drop: Callable[[Item], None] | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"mailbox capacity must be at least 1, not {capacity!r}")
@@ -100,6 +109,9 @@ class Mailbox:
         self._closed_error = closed_error
         self._max_bytes = max_bytes
         self._weigher = weigher
+        self._overflow = MailboxOverflow(overflow)
+        self._full_error = full_error
+        self._on_drop = on_drop
         # Lanes are made on first use: a message handed straight to a waiting
         # receiver never touches them, so idle actors don't pay for empty deques.
         self._data: deque[Item] | None = None
@@ -115,6 +127,7 @@ class Mailbox:
         self.high_water = 0
         self.processed = 0
         self.dead_lettered = 0
+        self.dropped = 0
 
     @property
     def closed(self) -> bool:
@@ -157,15 +170,41 @@ class Mailbox:
             if data is None:
                 data = self._data = deque()
             if self._senders or len(data) >= self._capacity:
-                raise trio.WouldBlock
+                self._overflowed(item, 0)
+                return
             data.append(item)
             if len(data) > self.high_water:
                 self.high_water = len(data)
             return
         weight = self._weigh(message)
         if self._senders or not self._admits(weight):
-            raise trio.WouldBlock
+            self._overflowed(item, weight)
+            return
         self._push(item, weight)
+
+    def _overflowed(self, item: Item, weight: int) -> None:
+        """The ordinary lane has no room for ``item``: apply the overflow policy."""
+        policy = self._overflow
+        if policy is MailboxOverflow.BLOCK:
+            raise trio.WouldBlock
+        if policy is MailboxOverflow.FAIL:
+            assert self._full_error is not None
+            raise self._full_error()
+        if policy is MailboxOverflow.DROP_NEWEST:
+            self._drop(item)
+            return
+        data = self._data
+        assert data is not None
+        while not self._admits(weight):
+            self._drop(data.popleft())
+            if self._weights is not None:
+                self._bytes -= self._weights.popleft()
+        self._push(item, weight)
+
+    def _drop(self, item: Item) -> None:
+        self.dropped += 1
+        if self._on_drop is not None:
+            self._on_drop(item)
 
     async def send(self, item: Item) -> None:
         """Queue ``item``, waiting in arrival order while its lane has no room."""
@@ -201,6 +240,35 @@ class Mailbox:
 
         await trio.lowlevel.wait_task_rescheduled(abort)
 
+    async def wait_for_room(self) -> None:
+        """Wait, in line with the waiting senders, until the ordinary lane is at most half full.
+
+        For a task that then moves many messages in with :meth:`send_nowait`
+        (the thread inbox): one wake-up per half a mailbox rather than one per
+        message. Raises the closed error once the mailbox refuses senders.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._closed:
+            raise self._closed_error()
+        if not self._senders and self._half_empty():
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
+        task = trio.lowlevel.current_task()
+        self._senders[task] = (_ROOM, 0)
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            del self._senders[task]
+            self._admit_senders()
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def _half_empty(self) -> bool:
+        data = self._data
+        if data and len(data) > self._capacity // 2:
+            return False
+        return self._max_bytes is None or self._bytes <= self._max_bytes // 2
+
     def send_notice(self, item: Control | Deliver) -> None:
         """Queue a runtime notice; it is received before any user message."""
         if self.receive_task is not None:
@@ -208,6 +276,34 @@ class Mailbox:
             trio.lowlevel.reschedule(task, outcome.Value(item))
         else:
             self._notices.append(item)
+
+    def put_back(self, items: list[Envelope], *, front: bool = True) -> None:
+        """Put ``items`` in the ordinary lane, in order, at its head or (``front=False``) its tail.
+
+        For the runtime only: unstashing and restarts put stashed messages
+        back at the head; a draining stop appends what OS threads had handed
+        over. No bound applies: the items were admitted once, and the stash or
+        thread inbox that held them is bounded.
+        """
+        if not items:
+            return
+        if self._data is None:
+            self._data = deque()
+        if front:
+            self._data.extendleft(reversed(items))
+        else:
+            self._data.extend(items)
+        if self._max_bytes is not None:
+            weights = [self._weigh(item[0]) for item in items]
+            if self._weights is None:
+                self._weights = deque()
+            if front:
+                self._weights.extendleft(reversed(weights))
+            else:
+                self._weights.extend(weights)
+            self._bytes += sum(weights)
+            self.bytes_high_water = max(self.bytes_high_water, self._bytes)
+        self.high_water = max(self.high_water, len(self._data))
 
     def _weigh(self, message: object) -> int:
         assert self._weigher is not None
@@ -258,6 +354,12 @@ class Mailbox:
         while senders:
             task = next(iter(senders))
             item, weight = senders[task]
+            if item is _ROOM:
+                # A bulk sender's turn: wake it once there is room for a batch.
+                if self._half_empty():
+                    del senders[task]
+                    trio.lowlevel.reschedule(task)
+                return
             if not self._admits(weight):
                 return
             del senders[task]
@@ -336,6 +438,8 @@ class Mailbox:
             processed=self.processed,
             dead_lettered=self.dead_lettered,
             senders_waiting=len(self._senders) + len(self._control_senders or ()),
+            overflow=self._overflow,
+            dropped=self.dropped,
             control_depth=0 if self._control is None else len(self._control),
             max_bytes=self._max_bytes,
             queued_bytes=self._bytes,

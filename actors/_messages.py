@@ -118,6 +118,26 @@ class DeadLetter:
     error: BaseException | None = None
 
 
+class MailboxOverflow(enum.Enum):
+    """What an actor's mailbox does with an ordinary message when it is full.
+
+    Set per actor at spawn (``spawn(actor, overflow=...)``); the control lane
+    always waits for room. Every drop is counted in
+    :attr:`MailboxStatistics.dropped` and goes to dead letters with reason
+    ``DROPPED``; an ask whose message is dropped fails at once with
+    :exc:`MailboxFullError`.
+    """
+
+    #: The sender waits for room (``tell_nowait`` raises :exc:`trio.WouldBlock`). The default.
+    BLOCK = "block"
+    #: The new message is dropped; the sender carries on.
+    DROP_NEWEST = "drop newest"
+    #: The oldest queued messages are dropped to make room for the new one.
+    DROP_OLDEST = "drop oldest"
+    #: The sender gets :exc:`MailboxFullError` at once (``tell``, ``tell_nowait`` and ``ask``).
+    FAIL = "fail"
+
+
 @final
 @attrs.frozen
 class MailboxStatistics:
@@ -143,3 +163,5 @@ class MailboxStatistics:
     max_bytes: int | None = None
     queued_bytes: int = 0
     bytes_high_water: int = 0
+    overflow: MailboxOverflow = MailboxOverflow.BLOCK
+    dropped: int = 0

@@ -10,9 +10,16 @@ from typing import TYPE_CHECKING, Generic, TypeVar, TypeVarTuple, final
 import trio
 
 from ._cell import current_cell
-from ._exceptions import ActorStoppedError, AskTimeoutError, SelfAskError, WrongThreadError
+from ._exceptions import (
+    ActorStoppedError,
+    AskTimeoutError,
+    MailboxFullError,
+    SelfAskError,
+    WrongThreadError,
+)
 from ._messages import DeadLetterReason, MailboxStatistics, Normal, Request, StopReason
 from ._reply import Expired, ReplySlot
+from ._threads import ThreadInbox
 
 if TYPE_CHECKING:
     from ._cell import Cell
@@ -157,19 +164,50 @@ class ActorRef(Generic[M_contra]):
                 slot.abandoned = True
 
     def tell_from_thread(self, message: M_contra) -> None:
-        """From a plain OS thread: queue ``message``, blocking the thread while the mailbox is full.
+        """From a plain OS thread: queue ``message``, blocking the thread while the actor is full.
 
-        This goes through the system's trio token, so the actor is only ever
-        touched by its own trio thread. Raises :exc:`ActorStoppedError` if the
-        actor or the whole system has stopped.
+        The message goes into the actor's thread inbox, a bounded thread-safe
+        queue (the mailbox's capacity) that the trio thread drains in
+        batches, waking once per batch rather than once per message; the
+        thread blocks while the inbox is full. Messages from one thread keep
+        their order. Raises :exc:`UnhandledMessageError` in the thread for a
+        message the actor has no handler for, and :exc:`ActorStoppedError` if
+        the actor or the whole system has stopped; a message accepted just
+        before the actor stopped goes to dead letters.
         """
-        self._from_thread(self.tell, message)
+        self._into_thread_inbox(message, block=True)
+
+    def tell_from_thread_nowait(self, message: M_contra) -> None:
+        """From a plain OS thread: as :meth:`tell_from_thread`, but raise :exc:`trio.WouldBlock` when full."""
+        self._into_thread_inbox(message, block=False)
+
+    def _into_thread_inbox(self, message: object, *, block: bool) -> None:
+        cell = self._cell
+        if threading.get_ident() == cell.system.thread_id:
+            raise _trio_thread("tell_from_thread", cell.path)
+        if type(message) not in cell.handlers:
+            cell.check_message(message)
+        ThreadInbox.of(cell).put(message, block=block)
 
     def ask_from_thread(self, message: Request[R], *, timeout: float | None = None) -> R:
         """From a plain OS thread: ask and block the thread until the reply (or error)."""
 
+        cell = self._cell
+        inbox = cell.thread_inbox
+        told = 0 if inbox is None else inbox.accepted
+
         async def ask() -> R:
-            return await self.ask(message, timeout=timeout)
+            limit = cell.system.ask_timeout if timeout is None else timeout
+            if inbox is not None and told:
+                # Messages this thread told before must reach the mailbox first,
+                # within the same deadline.
+                started = trio.current_time()
+                with trio.move_on_after(limit) as waited:
+                    await inbox.wait_delivered(told)
+                if waited.cancelled_caught:
+                    raise _ask_timeout(cell.path, message, limit)
+                limit -= trio.current_time() - started
+            return await self.ask(message, timeout=limit)
 
         return self._from_thread(ask)
 
@@ -204,14 +242,13 @@ class ActorRef(Generic[M_contra]):
             await cell.mailbox.send((message, _current_cell(), None))
         except ActorStoppedError:
             cell.dead_letter(message, _current_cell(), DeadLetterReason.STOPPED)
+        except MailboxFullError as exc:
+            cell.dead_letter(message, _current_cell(), DeadLetterReason.DROPPED, exc)
 
     def _from_thread(self, function: Callable[[*Ts], Awaitable[R]], *args: *Ts) -> R:
         cell = self._cell
         if threading.get_ident() == cell.system.thread_id:
-            raise WrongThreadError(
-                f"a *_from_thread method of {cell.path} was called from the actor system's "
-                "own trio thread, where it would deadlock; use await ref.tell() / ref.ask()"
-            )
+            raise _trio_thread("ask_from_thread", cell.path)
         try:
             return trio.from_thread.run(function, *args, trio_token=cell.system.token)
         except trio.RunFinishedError as exc:
@@ -227,6 +264,13 @@ def _ask_timeout(path: str, message: object, timeout: float) -> AskTimeoutError:
     return AskTimeoutError(
         f"actor {path} did not answer {type(message).__qualname__} within {timeout}s; "
         "pass a larger timeout= or check that the actor is not blocked"
+    )
+
+
+def _trio_thread(method: str, path: str) -> WrongThreadError:
+    return WrongThreadError(
+        f"ActorRef.{method}() of {path} was called from the actor system's own trio thread, "
+        "where it would deadlock; use await ref.tell() / ref.ask()"
     )
 
 

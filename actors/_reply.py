@@ -22,12 +22,15 @@ class ReplySlot(Generic[R]):
     False and the caller dead-letters the late reply.
     """
 
-    __slots__ = ("_outcome", "_task", "abandoned")
+    __slots__ = ("_outcome", "_task", "abandoned", "stashed")
 
     def __init__(self) -> None:
         self._outcome: outcome.Outcome[R] | None = None
         self._task: trio.lowlevel.Task | None = None
         self.abandoned = False
+        #: Set while the ask is in its target's stash: the handler that stashed
+        #: it does not answer it (see ``_stash.py``).
+        self.stashed = False
 
     @property
     def settled(self) -> bool:
@@ -36,6 +39,8 @@ class ReplySlot(Generic[R]):
     def settle(self, result: outcome.Outcome[R]) -> bool:
         if self.abandoned:
             return False
+        if self.stashed:
+            return True
         if self._outcome is not None:
             return True
         self._outcome = result

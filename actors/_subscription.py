@@ -10,6 +10,7 @@ mailbox with ``await ref.tell()`` (:func:`forward`).
 from __future__ import annotations
 
 import contextlib
+import enum
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
@@ -19,7 +20,7 @@ import outcome
 import trio
 
 from ._cell import current_cell
-from ._exceptions import ActorError, ActorStoppedError, UnhandledMessageError
+from ._exceptions import ActorError, ActorStoppedError, MailboxFullError, UnhandledMessageError
 from ._messages import DeadLetterReason
 
 if TYPE_CHECKING:
@@ -28,6 +29,19 @@ if TYPE_CHECKING:
     from ._topic import Topic
 
 T = TypeVar("T")
+
+
+class OverflowPolicy(enum.Enum):
+    """What a topic does when a subscriber's queue is full."""
+
+    #: The publisher waits until every subscriber has room (the slowest sets the pace).
+    BLOCK = "block"
+    #: The subscriber's oldest queued message is dropped to make room.
+    DROP_OLDEST = "drop oldest"
+    #: The new message is dropped for that subscriber.
+    DROP_NEWEST = "drop newest"
+    #: The subscriber is removed and told it lagged once it has read what was queued.
+    DISCONNECT = "disconnect"
 
 
 class SubscriberLaggedError(ActorError, trio.BrokenResourceError):
@@ -64,13 +78,16 @@ class SubscriberStatistics:
     """A snapshot of one subscription.
 
     ``subscriber`` is the actor's path, or ``topic:<name>/channel-<n>`` for
-    a channel; ``depth`` counts messages queued for it; ``accepted`` counts
-    messages put in its queue; ``dropped`` counts those it lost to the
-    overflow policy; ``active`` is false once the subscription has ended.
+    a channel; ``policy`` is this subscription's overflow policy (the topic's
+    unless the subscriber chose one); ``depth`` counts messages queued for
+    it; ``accepted`` counts messages put in its queue; ``dropped`` counts
+    those it lost to the overflow policy; ``active`` is false once the
+    subscription has ended.
     """
 
     topic: str
     subscriber: str
+    policy: OverflowPolicy
     buffer: int
     depth: int
     accepted: int
@@ -85,19 +102,31 @@ class SubscriberQueue(Generic[T]):
         "accepted",
         "actor_cell",
         "attached",
+        "blocks",
         "capacity",
         "dropped",
         "end",
         "items",
         "label",
+        "policy",
         "receive_task",
         "topic",
     )
 
-    def __init__(self, topic: Topic[T], label: str, capacity: int, cell: Cell | None) -> None:
+    def __init__(
+        self,
+        topic: Topic[T],
+        label: str,
+        capacity: int,
+        cell: Cell | None,
+        policy: OverflowPolicy,
+    ) -> None:
         self.topic = topic
         self.label = label
         self.capacity = capacity
+        self.policy = policy
+        #: A full queue of a BLOCK subscriber makes publishers wait.
+        self.blocks = policy is OverflowPolicy.BLOCK
         self.actor_cell = cell
         self.items: deque[T] = deque()
         self.receive_task: trio.lowlevel.Task | None = None
@@ -117,7 +146,7 @@ class SubscriberQueue(Generic[T]):
     def receive_nowait(self) -> T:
         items = self.items
         if items:
-            if self.attached and len(items) == self.capacity:
+            if self.blocks and self.attached and len(items) == self.capacity:
                 self.topic._room_made()
             return items.popleft()
         if self.end is not None:
@@ -150,6 +179,7 @@ class SubscriberQueue(Generic[T]):
         return SubscriberStatistics(
             topic=self.topic.name,
             subscriber=self.label,
+            policy=self.policy,
             buffer=self.capacity,
             depth=len(self.items),
             accepted=self.accepted,
@@ -274,4 +304,6 @@ async def _tell(topic: Topic[T], queue: SubscriberQueue[T], ref: ActorRef[Any], 
         return False  # noqa: ASYNC910 - the forwarder's loop checkpoints
     except UnhandledMessageError as exc:
         topic._dead_letter(message, queue.label, DeadLetterReason.UNDELIVERABLE, exc)
+    except MailboxFullError as exc:  # the actor's own overflow policy is FAIL
+        topic._dead_letter(message, queue.label, DeadLetterReason.DROPPED, exc)
     return True  # noqa: ASYNC910 - the forwarder's loop checkpoints

@@ -26,7 +26,7 @@ from ._actor import Actor, handler
 from ._backoff import Backoff
 from ._cell import Cell, State, Supervision, TaskFailed
 from ._exceptions import ActorError, ErrorReply
-from ._messages import Cancelled, Failed, Request, StopReason
+from ._messages import Cancelled, Failed, MailboxOverflow, Request, StopReason
 from ._system import DEFAULT_STOP_TIMEOUT
 
 if TYPE_CHECKING:
@@ -68,8 +68,8 @@ class ChildSpec(Generic[M_contra]):
 
     ``factory`` makes a fresh actor for every (re)start. ``shutdown`` bounds
     the child's stop (its ``stop_timeout``). ``backoff`` spaces out restarts
-    (without it, restarts are immediate). ``mailbox_size``, ``max_bytes`` and
-    ``weigher`` bound the mailbox as in :meth:`ActorSystem.spawn`.
+    (without it, restarts are immediate). ``mailbox_size``, ``max_bytes``,
+    ``weigher`` and ``overflow`` shape the mailbox as in :meth:`ActorSystem.spawn`.
     """
 
     name: str
@@ -80,6 +80,7 @@ class ChildSpec(Generic[M_contra]):
     backoff: Backoff | None = None
     max_bytes: int | None = None
     weigher: Callable[[M_contra], int] | None = None
+    overflow: MailboxOverflow = MailboxOverflow.BLOCK
 
 
 @final
@@ -196,6 +197,7 @@ class Supervisor(Actor[SupervisorMessage]):
             supervision=_ChildPolicy(self, spec),
             max_bytes=spec.max_bytes,
             weigher=spec.weigher,
+            overflow=spec.overflow,
         )
 
     def _record_restart(self, failed: Cell, reason: StopReason) -> bool:

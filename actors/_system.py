@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any, TypeVar, final, overload
 import attrs
 import trio
 
-from . import _groups, _introspection, _registry, _topic
+from . import _groups, _introspection, _registry, _router, _topic
 from ._actor import Actor
 from ._cell import Cell, Parent, check_thread
 from ._dead_letters import DeadLetters
 from ._deadlines import AskDeadlines
 from ._events import publish_dead_letter
 from ._exceptions import SystemClosedError
+from ._messages import MailboxOverflow
 
 if TYPE_CHECKING:
     from typing import Never
@@ -27,7 +28,10 @@ if TYPE_CHECKING:
     from ._groups import GroupFeed
     from ._introspection import SystemSnapshot
     from ._ref import ActorRef
-    from ._topic import OverflowPolicy, Topic
+    from ._router import Router
+    from ._routing import Routing
+    from ._subscription import OverflowPolicy
+    from ._topic import Topic
 
 M = TypeVar("M")
 T = TypeVar("T")
@@ -77,6 +81,7 @@ class ActorSystem(Parent):
         self.system = self
         self.path = "/"
         self.children: dict[str, Cell] = {}
+        self.children_changes = 0
         self.mailbox_size = mailbox_size
         self.ask_timeout = ask_timeout
         self.stop_timeout = stop_timeout
@@ -109,6 +114,7 @@ class ActorSystem(Parent):
         stop_timeout: float | None = None,
         max_bytes: int | None = None,
         weigher: Callable[[M], int] | None = None,
+        overflow: MailboxOverflow = MailboxOverflow.BLOCK,
     ) -> ActorRef[M]:
         """Start a top-level actor and return its ref once ``on_start`` has finished.
 
@@ -125,9 +131,21 @@ class ActorSystem(Parent):
         bound gets through on its own instead of blocking forever. Waiting
         senders are served in arrival order. :class:`ControlMessage` messages
         are not weighed.
+
+        ``overflow`` (a :class:`MailboxOverflow`) says what a full mailbox does
+        with a new ordinary message: wait (``BLOCK``, the default), drop it
+        (``DROP_NEWEST``), drop the oldest queued (``DROP_OLDEST``) or raise
+        :exc:`MailboxFullError` in the sender (``FAIL``). Drops are counted and
+        dead-lettered.
         """
         return await self.spawn_child(
-            actor, name, mailbox_size, stop_timeout, max_bytes=max_bytes, weigher=weigher
+            actor,
+            name,
+            mailbox_size,
+            stop_timeout,
+            max_bytes=max_bytes,
+            weigher=weigher,
+            overflow=overflow,
         )
 
     @property
@@ -248,6 +266,55 @@ class ActorSystem(Parent):
         """
         with _groups.group_changes(self, group, buffer=buffer) as feed:
             yield feed
+
+    # -- routers ------------------------------------------------------------------------------
+
+    async def spawn_pool(
+        self,
+        factory: Callable[[], Actor[M]],
+        *,
+        size: int,
+        routing: Routing | None = None,
+        name: str | None = None,
+        mailbox_size: int | None = None,
+        max_restarts: int = 3,
+        within: float = 5.0,
+    ) -> Router[M]:
+        """Start a pool of ``size`` routees made by ``factory`` and return its :class:`Router`.
+
+        The pool is a :class:`Supervisor` (named ``name``) with one permanent
+        child per routee (``routee-1``, ``routee-2``, ...), each with its own
+        ``mailbox_size``: a routee that crashes is restarted with a fresh
+        actor from ``factory`` and keeps its ref and its queued messages,
+        within the restart intensity ``max_restarts`` per ``within`` seconds
+        (past it the pool fails, as any supervisor). ``routing`` (default
+        :class:`RoundRobin`) picks the routee of each message. Returns once
+        every routee has started; :meth:`Router.resize` changes the size.
+        """
+        return await _router.spawn_pool(
+            self,
+            factory,
+            size=size,
+            routing=routing,
+            name=name,
+            mailbox_size=mailbox_size,
+            max_restarts=max_restarts,
+            within=within,
+        )
+
+    def group_router(
+        self, group: str, *, handles: type[M], routing: Routing | None = None
+    ) -> Router[M]:
+        """A :class:`Router` over the members of ``group``, as they join and leave.
+
+        ``handles`` is the message type the router sends (each member is
+        checked to handle it, as in :meth:`group_members`); ``routing``
+        defaults to :class:`RoundRobin`. The router reads the membership
+        live: a member that leaves or stops gets nothing more, one that joins
+        takes its share at once. With no member, sends raise
+        :exc:`NoRouteesError`.
+        """
+        return _router.group_router(self, group, handles, routing)
 
     # -- topics -----------------------------------------------------------------------------
 

@@ -18,7 +18,6 @@ nursery, and when the system shuts down every topic is closed.
 from __future__ import annotations
 
 import contextlib
-import enum
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
@@ -32,6 +31,7 @@ from ._exceptions import ActorError, ActorStoppedError, UnhandledMessageError, W
 from ._messages import DeadLetter, DeadLetterReason
 from ._subscription import (
     Lagged,
+    OverflowPolicy,
     SubscriberLaggedError,
     SubscriberQueue,
     Subscription,
@@ -51,19 +51,6 @@ T = TypeVar("T")
 DEFAULT_TOPIC_BUFFER = 100
 #: Per-subscriber queue bound of the system event stream.
 EVENT_STREAM_BUFFER = 1000
-
-
-class OverflowPolicy(enum.Enum):
-    """What a topic does when a subscriber's queue is full."""
-
-    #: The publisher waits until every subscriber has room (the slowest sets the pace).
-    BLOCK = "block"
-    #: The subscriber's oldest queued message is dropped to make room.
-    DROP_OLDEST = "drop oldest"
-    #: The new message is dropped for that subscriber.
-    DROP_NEWEST = "drop newest"
-    #: The subscriber is removed and told it lagged once it has read what was queued.
-    DISCONNECT = "disconnect"
 
 
 class TopicClosedError(ActorError, trio.ClosedResourceError):
@@ -171,26 +158,28 @@ class Topic(Generic[T]):
     def publish_nowait(self, message: T) -> None:
         """Deliver ``message`` to every subscriber's queue without waiting.
 
-        Raises :exc:`trio.WouldBlock` only under ``BLOCK``, when a subscriber's
-        queue is full (or another publisher is already waiting): then nobody
-        gets the message. Under the other policies it always succeeds.
+        Raises :exc:`trio.WouldBlock` only when the queue of a subscriber
+        whose policy is ``BLOCK`` is full (or another publisher is already
+        waiting): then nobody gets the message. When no subscriber blocks, it
+        always succeeds.
         """
         self._check_open("publish")
-        if self.policy is OverflowPolicy.BLOCK and (self._full or self._waiting):
+        if self._full or self._waiting:
             raise trio.WouldBlock
         self._deliver(message)
 
     async def publish(self, message: T) -> None:
         """Deliver ``message`` to every subscriber's queue.
 
-        Under ``BLOCK`` this waits until every subscriber has room, then
-        delivers to all at once; cancelled while waiting, it delivers to
-        none. Under the other policies it never waits (apart from the
-        checkpoint). Waiting publishers are served first come, first served.
+        While the queue of a ``BLOCK`` subscriber is full, this waits until
+        it has room, then delivers to all at once; cancelled while waiting,
+        it delivers to none. Subscribers with the other policies never make
+        it wait (apart from the checkpoint). Waiting publishers are served
+        first come, first served.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         self._check_open("publish")
-        if self.policy is not OverflowPolicy.BLOCK or not (self._full or self._waiting):
+        if not (self._full or self._waiting):
             self._deliver(message)
             await trio.lowlevel.cancel_shielded_checkpoint()
             return
@@ -234,7 +223,7 @@ class Topic(Generic[T]):
             if len(items) < queue.capacity:
                 items.append(message)
                 queue.accepted += 1
-                if len(items) == queue.capacity:
+                if queue.blocks and len(items) == queue.capacity:
                     self._full += 1
             else:
                 self._overflow(queue, message)
@@ -244,11 +233,11 @@ class Topic(Generic[T]):
         self._dropped += 1
         lost = message
         error: BaseException | None = None
-        if self.policy is OverflowPolicy.DROP_OLDEST:
+        if queue.policy is OverflowPolicy.DROP_OLDEST:
             lost = queue.items.popleft()
             queue.items.append(message)
             queue.accepted += 1
-        elif self.policy is OverflowPolicy.DISCONNECT:
+        elif queue.policy is OverflowPolicy.DISCONNECT:
             self._disconnected += 1
             self._detach(queue)
             error = self._lagged_error(queue)
@@ -286,21 +275,29 @@ class Topic(Generic[T]):
     # -- subscribing ------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def subscribe(self, *, buffer: int | None = None) -> Iterator[TopicReceiveChannel[T]]:
+    def subscribe(
+        self, *, buffer: int | None = None, policy: OverflowPolicy | None = None
+    ) -> Iterator[TopicReceiveChannel[T]]:
         """Receive the messages published while the ``with`` block is open::
 
             with prices.subscribe(buffer=10) as receive_channel:
                 async for price in receive_channel:
                     ...
 
-        ``buffer`` bounds this subscriber's queue (default: the topic's).
-        Leaving the block ends the subscription and discards what is queued.
+        ``buffer`` bounds this subscriber's queue and ``policy`` says what
+        happens when it is full (default: the topic's own); see
+        :meth:`subscribe_actor`. Leaving the block ends the subscription and
+        discards what is queued.
         """
         self._check_open("subscribe")
         self._channels_made += 1
         label = f"topic:{self.name}/channel-{self._channels_made}"
         queue = SubscriberQueue(
-            self, label, _check_buffer(self.buffer if buffer is None else buffer), None
+            self,
+            label,
+            _check_buffer(self.buffer if buffer is None else buffer),
+            None,
+            self.policy if policy is None else OverflowPolicy(policy),
         )
         self._attach(queue)
         channel = TopicReceiveChannel(queue)
@@ -309,28 +306,40 @@ class Topic(Generic[T]):
         finally:
             channel.close()
 
-    def subscribe_actor(self, ref: ActorRef[T], *, buffer: int | None = None) -> Subscription:
+    def subscribe_actor(
+        self,
+        ref: ActorRef[T],
+        *,
+        buffer: int | None = None,
+        policy: OverflowPolicy | None = None,
+    ) -> Subscription:
         """Deliver every message published from now on to the actor ``ref``.
 
-        The subscription ends by itself when the actor stops (messages still
-        queued for it go to dead letters, like the rest of its mailbox). Under
-        ``DISCONNECT`` the actor must handle :class:`Lagged`. Raises
-        :exc:`ActorStoppedError` if the actor has stopped and ``ValueError``
-        if it is already subscribed to this topic.
+        ``buffer`` and ``policy`` are this subscription's own (default: the
+        topic's): a slow subscriber that may lose messages can pick
+        ``DROP_OLDEST`` on a ``BLOCK`` topic, and a subscriber that must see
+        everything can pick ``BLOCK`` on a dropping topic (publishers then
+        wait for it when its queue is full). The subscription ends by itself
+        when the actor stops (messages still queued for it go to dead
+        letters, like the rest of its mailbox). Under ``DISCONNECT`` the actor
+        must handle :class:`Lagged`. Raises :exc:`ActorStoppedError` if the
+        actor has stopped and ``ValueError`` if it is already subscribed to
+        this topic.
         """
         self._check_open("subscribe")
+        policy = self.policy if policy is None else OverflowPolicy(policy)
         cell = ref._cell
         if not ref.is_alive:
             raise ActorStoppedError(
                 f"actor {cell.path} has stopped; it cannot subscribe to topic {self.name!r}"
             )
-        if self.policy is OverflowPolicy.DISCONNECT and not (
+        if policy is OverflowPolicy.DISCONNECT and not (
             Lagged in cell.handlers or resolve_handler(cell.handlers, Lagged)
         ):
             raise UnhandledMessageError(
                 f"actor {cell.path} has no handler for actors.Lagged, which topic "
                 f"{self.name!r} (policy DISCONNECT) tells a subscriber that falls behind; "
-                "add a handler for it, or use a topic with another policy"
+                "add a handler for it, or subscribe with another policy"
             )
         if cell in self._actors:
             raise ValueError(
@@ -339,7 +348,7 @@ class Topic(Generic[T]):
             )
         capacity = _check_buffer(self.buffer if buffer is None else buffer)
         nursery = self._system._open_nursery("subscribe an actor to a topic")
-        queue: SubscriberQueue[T] = SubscriberQueue(self, cell.path, capacity, cell)
+        queue: SubscriberQueue[T] = SubscriberQueue(self, cell.path, capacity, cell, policy)
         self._attach(queue)
         self._actors[cell] = queue
         if cell not in self._watched:
@@ -355,7 +364,7 @@ class Topic(Generic[T]):
     def _detach(self, queue: SubscriberQueue[T]) -> None:
         if not queue.attached:
             return
-        if len(queue.items) >= queue.capacity:
+        if queue.blocks and len(queue.items) >= queue.capacity:
             self._room_made()
         queue.attached = False
         del self._queues[queue]

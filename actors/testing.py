@@ -4,14 +4,11 @@ Everything runs on the trio clock, so with pytest-trio's ``autojump_clock``
 fixture every timeout below is virtual: a test that waits "3 seconds" for a
 message that never comes finishes at once.
 
-This module imports pytest (install the ``test`` extra). Use the
-``actor_system`` fixture by loading this module as a pytest plugin in your
-top-level ``conftest.py`` (with pytest-trio in ``trio_mode``)::
-
-    pytest_plugins = ["actors.testing"]
-
-or by importing the fixture there (``from actors.testing import
-actor_system``). A test then reads like an Akka TestKit test::
+This module imports pytest (install the ``test`` extra). It is a pytest
+plugin, registered by the package's ``pytest11`` entry point: with
+trio-actors installed (and pytest-trio in ``trio_mode``), every test can ask
+for the ``actor_system`` fixture. A test then reads like an Akka TestKit
+test::
 
     async def test_greeter_replies(actor_system, autojump_clock):
         probe = await spawn_probe(actor_system)

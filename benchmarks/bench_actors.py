@@ -9,6 +9,15 @@ describe the machine they ran on.
   over a raw ``await send`` + ``async for`` consumer, both with a bound of 100.
 - ``ask_ratio``: ``await ref.ask(msg)`` round trips over a raw request/reply
   pair of memory channels (bound 100).
+- ``router_ratio``: ``await router.tell(msg)`` through a round-robin pool router
+  of 8 counting actors (mailbox bound 100 each), over ``actor_tell``'s direct
+  ``await ref.tell(msg)`` to one such actor; both include draining the
+  mailboxes (``stop(drain=True)``).
+- ``thread_tell_ratio``: 8 OS threads telling a counting actor (mailbox bound
+  100) with ``ref.tell_from_thread(msg)`` (the batched thread inbox), over 8
+  threads each calling ``trio.from_thread.run(ref.tell, msg)`` per message
+  (the round trip it replaced); both until the actor has handled every
+  message.
 - ``fanout_ratio``: deliveries per second from ``await topic.publish(msg)`` to
   ``BENCH_FANOUT`` (1,000) channel subscribers (policy BLOCK, buffer 100 each),
   over the same fan-out by hand to as many raw memory channels (bound 100):
@@ -57,6 +66,8 @@ REPS = int(os.environ.get("BENCH_REPS", "5"))
 TARGET_S = float(os.environ.get("BENCH_TARGET_S", "0.25"))
 IDLE_ACTORS = int(os.environ.get("BENCH_IDLE_ACTORS", "5000"))
 FANOUT = int(os.environ.get("BENCH_FANOUT", "1000"))
+ROUTEES = 8
+THREADS = 8
 BOUND = 100
 
 
@@ -121,6 +132,52 @@ async def actor_tell(system: actors.ActorSystem, n: int) -> float:
     elapsed = time.perf_counter() - start
     assert sink.count == n
     return elapsed
+
+
+async def router_tell(system: actors.ActorSystem, n: int) -> float:
+    sinks = [Sink() for _ in range(ROUTEES)]
+    made = iter(sinks)
+    router = await system.spawn_pool(lambda: next(made), size=ROUTEES, mailbox_size=BOUND)
+    start = time.perf_counter()
+    for i in range(n):
+        await router.tell(Ping(i))
+    for ref in router.routees:
+        await ref.stop(drain=True)
+    elapsed = time.perf_counter() - start
+    await router.stop()
+    assert sum(sink.count for sink in sinks) == n
+    return elapsed
+
+
+async def from_threads(system: actors.ActorSystem, n: int, batched: bool) -> float:
+    sink = Sink()
+    ref = await system.spawn(sink, mailbox_size=BOUND)
+    per_thread = n // THREADS
+
+    def produce() -> None:
+        if batched:
+            for i in range(per_thread):
+                ref.tell_from_thread(Ping(i))
+        else:
+            for i in range(per_thread):
+                trio.from_thread.run(ref.tell, Ping(i))
+
+    start = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for _ in range(THREADS):
+            nursery.start_soon(trio.to_thread.run_sync, produce)
+    await ref.stop(drain=True)
+    elapsed = time.perf_counter() - start
+    assert sink.count == per_thread * THREADS
+    return elapsed * n / (per_thread * THREADS)
+
+
+async def thread_tell(system: actors.ActorSystem, n: int) -> float:
+    return await from_threads(system, n, batched=True)
+
+
+async def thread_round_trip(system: actors.ActorSystem, n: int) -> float:
+    return await from_threads(system, n, batched=False)
 
 
 async def raw_ask(system: actors.ActorSystem, n: int) -> float:
@@ -299,6 +356,9 @@ Variant = Callable[[actors.ActorSystem, int], Awaitable[float]]
 VARIANTS: dict[str, Variant] = {
     "raw_tell": raw_tell,
     "actor_tell": actor_tell,
+    "router_tell": router_tell,
+    "thread_round_trip": thread_round_trip,
+    "thread_tell": thread_tell,
     "raw_ask": raw_ask,
     "actor_ask": actor_ask,
     "thin_spawn": thin_spawn,
@@ -344,6 +404,8 @@ async def measure() -> dict[str, object]:
         "bench": "actors",
         "tell_ratio": round(median["actor_tell"] / median["raw_tell"], 3),
         "ask_ratio": round(median["actor_ask"] / median["raw_ask"], 3),
+        "router_ratio": round(median["router_tell"] / median["actor_tell"], 3),
+        "thread_tell_ratio": round(median["thread_tell"] / median["thread_round_trip"], 3),
         "fanout_ratio": round(median["topic_fanout"] / median["raw_fanout"], 3),
         "spawn_ratio": round(median["spawn"] / median["thin_spawn"], 3),
         "spawn_ready_ratio": round(median["spawn"] / median["ready_spawn"], 3),

@@ -6,7 +6,8 @@ import pytest
 
 import actors
 
-pytest_plugins = ["actors.testing"]
+# actors.testing is a pytest plugin registered by the package's pytest11 entry point:
+# installing trio-actors gives pytest its fixtures, no pytest_plugins line needed.
 
 
 @pytest.fixture

@@ -189,7 +189,7 @@ TUTORIAL = [
             "meter thread: sent 10 readings; the counter says 55",
             "meter thread: refused: ActorRef.tell_nowait() was called from a thread other",
             "trio thread: total = 55",
-            "trio thread: refused: a *_from_thread method of /counter was called",
+            "trio thread: refused: ActorRef.tell_from_thread() of /counter was called",
             "checksum of 'actors' = 652",
         ],
     ),

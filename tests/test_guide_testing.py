@@ -1,6 +1,6 @@
 """Testing actors with ``actors.testing``: the tests the testing guide shows, as users write them.
 
-The suite's ``conftest.py`` loads the plugin (``pytest_plugins = ["actors.testing"]``), which
+The plugin is loaded by the package's ``pytest11`` entry point (``actors.testing``), which
 provides the ``actor_system`` fixture; pytest-trio provides ``autojump_clock``, under which
 every timeout below passes in virtual time: the whole file runs in a fraction of a second.
 """

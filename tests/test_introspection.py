@@ -181,8 +181,10 @@ async def test_snapshot_shows_registered_names_and_groups(system: actors.ActorSy
     node = system.snapshot().find("/counter")
 
     assert (node.names, node.groups) == (("totals", "sums"), ("workers", "adders"))
-    assert actors.format_tree(system.snapshot()).splitlines()[1].endswith(
-        "names totals, sums  groups workers, adders  age 0.0s"
+    assert (
+        actors.format_tree(system.snapshot())
+        .splitlines()[1]
+        .endswith("names totals, sums  groups workers, adders  age 0.0s")
     )
     system.unregister("sums")
     system.leave_group("adders", counter)

@@ -312,3 +312,30 @@ async def test_an_idle_actor_holds_no_caught_exception(system: actors.ActorSyste
     await trio.testing.wait_all_tasks_blocked()
     assert _live_would_blocks() == before
     assert all(ref.is_alive for ref in idle)
+
+
+@attrs.define(eq=False)
+class SlowToStop(actors.Actor[Add]):
+    """A stop hook that awaits before it records: only a shielded hook gets to record."""
+
+    log: list[str]
+
+    async def on_stop(self, reason: actors.StopReason) -> None:
+        await trio.sleep(1)
+        self.log.append(f"stopped after a second: {type(reason).__name__}")
+
+    @actors.handler
+    def add(self, message: Add) -> None:
+        pass
+
+
+async def test_a_stop_hook_that_awaits_still_finishes_when_the_system_is_cancelled(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    log: list[str] = []
+    with trio.move_on_after(10) as scope:
+        async with actors.open_system() as system:
+            await system.spawn(SlowToStop(log))
+            await trio.sleep_forever()
+    assert scope.cancelled_caught
+    assert log == ["stopped after a second: Cancelled"]

@@ -273,3 +273,150 @@ async def test_a_supervised_child_spec_carries_the_byte_bound(
     )
     children = await supervisor.ask(actors.WhichChildren())
     assert children["worker"].statistics().max_bytes == 5
+
+
+# -- overflow policy per actor ------------------------------------------------------------------
+
+
+def dropped_letters(system: actors.ActorSystem) -> list[object]:
+    return [
+        letter.message
+        for letter in system.dead_letters.recent()
+        if letter.reason is actors.DeadLetterReason.DROPPED
+    ]
+
+
+async def overflowing_worker(
+    system: actors.ActorSystem, overflow: actors.MailboxOverflow, **bounds: int
+) -> tuple[Worker, actors.ActorRef[Work | Stats | Mark]]:
+    """A busy worker whose ordinary lane (capacity 2 unless given) is full: Work 1 and 2."""
+    worker = Worker()
+    ref = await system.spawn(
+        worker,
+        mailbox_size=bounds.get("mailbox_size", 2),
+        overflow=overflow,
+        max_bytes=bounds.get("max_bytes"),
+        weigher=weigh if "max_bytes" in bounds else None,
+    )
+    for n in range(3):
+        ref.tell_nowait(Work(n))
+        await trio.testing.wait_all_tasks_blocked()
+    return worker, ref
+
+
+async def test_drop_newest_drops_the_new_message_and_reports_it(
+    system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
+) -> None:
+    worker, ref = await overflowing_worker(system, actors.MailboxOverflow.DROP_NEWEST)
+    with trio.fail_after(0.5):  # never waits
+        await ref.tell(Work(3))
+        ref.tell_nowait(Work(4))
+    stats = ref.statistics()
+    assert (stats.overflow, stats.dropped, stats.depth) == (
+        actors.MailboxOverflow.DROP_NEWEST,
+        2,
+        2,
+    )
+    await ref.stop(drain=True)
+    assert worker.handled == [0, 1, 2]
+    assert dropped_letters(system) == [Work(3), Work(4)]
+
+
+async def test_drop_oldest_keeps_the_newest_and_reports_the_rest(
+    system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
+) -> None:
+    worker, ref = await overflowing_worker(system, actors.MailboxOverflow.DROP_OLDEST)
+    for n in (3, 4, 5):
+        await ref.tell(Work(n))
+    ref.tell_nowait(Mark(1))  # the control lane is not subject to the policy
+    assert ref.statistics().dropped == 3
+    await ref.stop(drain=True)
+    assert worker.order == ["work 0", "mark 1", "work 4", "work 5"]
+    assert dropped_letters(system) == [Work(1), Work(2), Work(3)]
+
+
+async def test_drop_oldest_under_a_byte_bound_drops_until_the_new_one_fits(
+    system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
+) -> None:
+    worker, ref = await overflowing_worker(
+        system, actors.MailboxOverflow.DROP_OLDEST, mailbox_size=100, max_bytes=3
+    )
+    ref.tell_nowait(Work(3))  # 1 + 1 + 1 bytes: at the bound
+    ref.tell_nowait(Work(4, size=2))  # drops Work 1 and Work 2
+    assert ref.statistics().queued_bytes == 3
+    await ref.stop(drain=True)
+    assert worker.handled == [0, 3, 4]
+    assert dropped_letters(system) == [Work(1), Work(2)]
+
+
+async def test_fail_raises_in_the_sender_at_once(
+    system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
+) -> None:
+    worker, ref = await overflowing_worker(system, actors.MailboxOverflow.FAIL)
+    with trio.fail_after(0.5):
+        with pytest.raises(actors.MailboxFullError, match="overflow policy FAIL"):
+            await ref.tell(Work(3))
+        with pytest.raises(actors.MailboxFullError):
+            ref.tell_nowait(Work(4))
+    assert ref.statistics().dropped == 0  # refused, not dropped: the sender knows
+    await ref.stop(drain=True)
+    assert worker.handled == [0, 1, 2]
+    assert dropped_letters(system) == []
+
+
+@attrs.frozen
+class Double(actors.Request[int]):
+    n: int
+
+
+@attrs.define(eq=False)
+class Doubler(actors.Actor[Double]):
+    @actors.handler
+    async def double(self, message: Double) -> int:
+        await trio.sleep(1)
+        return 2 * message.n
+
+
+@pytest.mark.parametrize(
+    "overflow",
+    [
+        actors.MailboxOverflow.DROP_NEWEST,
+        actors.MailboxOverflow.DROP_OLDEST,
+        actors.MailboxOverflow.FAIL,
+    ],
+)
+async def test_an_ask_whose_message_is_dropped_fails_at_once(
+    system: actors.ActorSystem,
+    autojump_clock: trio.testing.MockClock,
+    overflow: actors.MailboxOverflow,
+) -> None:
+    ref = await system.spawn(Doubler(), mailbox_size=1, overflow=overflow)
+    answers: list[int | str] = []
+
+    async def ask(n: int) -> None:
+        try:
+            answers.append(await ref.ask(Double(n), timeout=60))
+        except actors.MailboxFullError:
+            answers.append(f"full {n}")
+
+    async with trio.open_nursery() as nursery:
+        for n in range(3):  # one handled, one queued, one over the bound
+            nursery.start_soon(ask, n)
+            await trio.testing.wait_all_tasks_blocked()
+    assert trio.current_time() < 3  # nobody waited for a deadline
+    if overflow is actors.MailboxOverflow.DROP_OLDEST:
+        assert answers == ["full 1", 0, 4]
+    else:
+        assert answers == ["full 2", 0, 2]
+
+
+async def test_a_supervised_child_spec_carries_the_overflow_policy(
+    system: actors.ActorSystem,
+) -> None:
+    supervisor = await system.spawn(
+        actors.Supervisor(
+            [actors.ChildSpec("worker", Worker, overflow=actors.MailboxOverflow.DROP_OLDEST)]
+        )
+    )
+    children = await supervisor.ask(actors.WhichChildren())
+    assert children["worker"].statistics().overflow is actors.MailboxOverflow.DROP_OLDEST

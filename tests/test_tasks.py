@@ -133,3 +133,62 @@ async def test_tasks_cannot_start_after_the_actor_stopped(system: actors.ActorSy
     await context.ref.stop()
     with pytest.raises(actors.ActorStoppedError, match="cannot start tasks"):
         context.start_soon(trio.sleep, 1)
+
+
+@attrs.frozen
+class StartWork:
+    pass
+
+
+@attrs.frozen
+class Busy:
+    pass
+
+
+@attrs.frozen
+class WorkDone:
+    value: str
+
+
+@attrs.define(eq=False)
+class Piper(actors.Actor[StartWork | Busy | WorkDone | FetchFailed]):
+    log: list[str] = attrs.Factory(list)
+
+    @actors.handler
+    def start(self, message: StartWork) -> None:
+        self.ctx.pipe_to_self(self._work, on_result=WorkDone, on_error=FetchFailed)
+
+    async def _work(self) -> str:
+        await trio.sleep(7)
+        return "result"
+
+    @actors.handler
+    async def busy(self, message: Busy) -> None:
+        await trio.sleep(5)
+        self.log.append("busy done")
+
+    @actors.handler
+    def done(self, message: WorkDone) -> None:
+        self.log.append(message.value)
+
+    @actors.handler
+    def failed(self, message: FetchFailed) -> None:
+        self.log.append(f"failed: {message.error}")
+
+
+async def test_a_piped_result_refused_by_a_draining_stop_is_a_dead_letter(
+    system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
+) -> None:
+    piper = Piper()
+    ref = await system.spawn(piper)
+    await ref.tell(StartWork())
+    await ref.tell(Busy())
+    await ref.tell(Busy())
+    with system.dead_letters.subscribe() as letters:
+        # The draining stop takes effect after the first Busy (t=5 s) and drains the
+        # second (until t=10 s); the piped result comes at t=7 s and is refused.
+        await ref.stop(drain=True)
+        letter = letters.receive_nowait()
+    assert piper.log == ["busy done", "busy done"]
+    assert letter.message == WorkDone("result")
+    assert letter.reason is actors.DeadLetterReason.STOPPED

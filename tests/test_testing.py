@@ -298,9 +298,16 @@ async def test_a_faulty_actor_keeps_its_name_and_state(actor_system: actors.Acto
 # -- the fixture from a user's conftest -------------------------------------------------------
 
 
-def test_the_plugin_loads_from_a_users_conftest(tmp_path: pathlib.Path) -> None:
+@pytest.mark.parametrize(
+    "conftest",
+    ["", 'pytest_plugins = ["actors.testing"]\n'],
+    ids=["entry point only", "and an explicit pytest_plugins"],
+)
+def test_the_plugin_is_loaded_by_installing_the_package(
+    tmp_path: pathlib.Path, conftest: str
+) -> None:
     (tmp_path / "pytest.ini").write_text("[pytest]\ntrio_mode = true\n")
-    (tmp_path / "conftest.py").write_text('pytest_plugins = ["actors.testing"]\n')
+    (tmp_path / "conftest.py").write_text(conftest)
     (tmp_path / "test_user.py").write_text(
         textwrap.dedent(
             """
@@ -326,3 +333,7 @@ def test_the_plugin_loads_from_a_users_conftest(tmp_path: pathlib.Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+def test_every_test_of_this_suite_has_a_time_bound(pytestconfig: pytest.Config) -> None:
+    assert float(pytestconfig.getini("timeout")) > 0

@@ -247,6 +247,79 @@ async def test_drop_newest_keeps_the_oldest_and_dead_letters_the_rest(
     assert [letter.message for letter in dropped_letters(system)] == [3, 4]
 
 
+# -- a policy per subscription -------------------------------------------------------------------
+
+
+async def test_a_subscriber_may_drop_on_a_blocking_topic_without_slowing_it(
+    system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
+) -> None:
+    numbers: actors.Topic[int] = system.topic("numbers", buffer=10)
+    with (
+        numbers.subscribe() as careful,
+        numbers.subscribe(policy=actors.OverflowPolicy.DROP_OLDEST, buffer=2) as hasty,
+    ):
+        with trio.fail_after(1):  # the dropping subscriber never makes the publisher wait
+            for value in range(10):
+                await numbers.publish(value)
+        assert drained(hasty) == [8, 9]
+        assert drained(careful) == list(range(10))
+        assert hasty.statistics().policy is actors.OverflowPolicy.DROP_OLDEST
+        assert careful.statistics().policy is actors.OverflowPolicy.BLOCK
+        assert (hasty.statistics().dropped, careful.statistics().dropped) == (8, 0)
+    assert numbers.statistics().policy is actors.OverflowPolicy.BLOCK  # the default is unchanged
+    assert [letter.message for letter in dropped_letters(system)] == list(range(8))
+
+
+async def test_a_blocking_subscriber_on_a_dropping_topic_makes_publishers_wait(
+    system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
+) -> None:
+    numbers: actors.Topic[int] = system.topic(
+        "numbers", policy=actors.OverflowPolicy.DROP_NEWEST, buffer=1
+    )
+    with (
+        numbers.subscribe() as dropping,
+        numbers.subscribe(policy=actors.OverflowPolicy.BLOCK, buffer=2) as careful,
+    ):
+        numbers.publish_nowait(1)
+        numbers.publish_nowait(2)
+        with pytest.raises(trio.WouldBlock):
+            numbers.publish_nowait(3)
+        with trio.move_on_after(5) as waited:
+            await numbers.publish(3)
+        assert waited.cancelled_caught
+        assert drained(careful) == [1, 2]
+        await numbers.publish(3)
+        assert drained(careful) == [3]
+        assert drained(dropping) == [1]  # never read: 2 and 3 found it full
+        assert dropping.statistics().dropped == 2
+
+
+async def test_an_actor_subscription_may_choose_its_policy(
+    system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
+) -> None:
+    numbers: actors.Topic[Record] = system.topic("numbers", buffer=10)
+    release = trio.Event()
+    slow = Listener(release=release)
+    ref = await system.spawn(slow, mailbox_size=1)
+    subscription = numbers.subscribe_actor(ref, buffer=1, policy=actors.OverflowPolicy.DROP_NEWEST)
+    assert subscription.statistics().policy is actors.OverflowPolicy.DROP_NEWEST
+    with trio.fail_after(1):
+        for value in range(6):
+            await numbers.publish(Record(value))
+            await trio.testing.wait_all_tasks_blocked()
+    release.set()
+    await ref.stop(drain=True)
+    # 0 in the handler, 1 in the mailbox, 2 held by the forwarder waiting for room, 3 in
+    # the topic's queue of one: 4 and 5 were dropped. The draining stop refuses 2 and 3.
+    assert slow.seen == [0, 1]
+    assert subscription.statistics().dropped == 2
+    assert [letter.message for letter in dropped_letters(system)] == [Record(4), Record(5)]
+    with pytest.raises(actors.UnhandledMessageError, match="subscribe with another policy"):
+        numbers.subscribe_actor(
+            await system.spawn(Recorder([])), policy=actors.OverflowPolicy.DISCONNECT
+        )
+
+
 async def test_disconnect_lets_a_channel_read_its_queue_then_says_it_lagged(
     system: actors.ActorSystem,
 ) -> None:
