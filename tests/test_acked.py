@@ -311,7 +311,7 @@ async def test_what_is_still_unconfirmed_when_the_client_stops_is_reported(
                 acknowledged=True,
                 window=3,
                 buffer=2,
-                when_full=transport.WhenFull.DROP_NEWEST,
+                when_full=transport.Overflow.DROP_NEWEST,
             ) as client:
                 await client.wait_connected()
                 for i in range(10):

@@ -39,7 +39,7 @@ import trio
 
 import actors
 import transport
-from transport import WhenFull
+from transport import Overflow
 
 SENT = 2000
 DROPS_AT = (300, 800, 1300)  # the link is cut when the server has received this many
@@ -242,7 +242,7 @@ async def stream_under_cuts(
                     options=options,
                     backoff=QUICK,
                     buffer=BUFFER,
-                    when_full=WhenFull.DROP_OLDEST,
+                    when_full=Overflow.DROP_OLDEST,
                     acknowledged=acknowledged,
                     window=window,
                 ) as sender:

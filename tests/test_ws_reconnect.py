@@ -23,8 +23,8 @@ from tests.reconnect_support import (
     spawn_events,
     wait_for_state,
 )
-from transport import ClientState, WhenFull
-from transport._reconnect._policy import Outbox, close_refusal_reason, refusal_reason
+from transport import ClientState, Overflow
+from transport._reconnect._policy import SendBuffer, close_refusal_reason, refusal_reason
 
 
 @pytest.fixture
@@ -56,20 +56,20 @@ def test_which_failures_are_retried() -> None:
 @pytest.mark.parametrize(
     ("policy", "kept", "gave_way"),
     [
-        (WhenFull.DROP_OLDEST, [2, 3, 4], [0, 1]),
-        (WhenFull.DROP_NEWEST, [0, 1, 2], [3, 4]),
-        (WhenFull.FAIL, [0, 1, 2], [3, 4]),
+        (Overflow.DROP_OLDEST, [2, 3, 4], [0, 1]),
+        (Overflow.DROP_NEWEST, [0, 1, 2], [3, 4]),
+        (Overflow.FAIL, [0, 1, 2], [3, 4]),
     ],
 )
-def test_outbox_policies(policy: WhenFull, kept: list[int], gave_way: list[int]) -> None:
-    outbox: Outbox[int] = Outbox(3, policy)
+def test_outbox_policies(policy: Overflow, kept: list[int], gave_way: list[int]) -> None:
+    outbox: SendBuffer[int] = SendBuffer(3, policy)
     dropped = [d for d in (outbox.put(i) for i in range(5)) if d is not None]
     assert dropped == gave_way
     assert outbox.take_all() == kept
 
 
 def test_outbox_put_back_keeps_order_and_bound() -> None:
-    outbox: Outbox[int] = Outbox(2, WhenFull.DROP_NEWEST)
+    outbox: SendBuffer[int] = SendBuffer(2, Overflow.DROP_NEWEST)
     outbox.put(1)
     outbox.put(2)
     first = outbox.take()
@@ -77,7 +77,7 @@ def test_outbox_put_back_keeps_order_and_bound() -> None:
     assert outbox.put_back(first) == [3]
     assert outbox.take_all() == [1, 2]
     with pytest.raises(ValueError, match="buffer"):
-        Outbox(-1, WhenFull.FAIL)
+        SendBuffer(-1, Overflow.FAIL)
 
 
 def test_bad_configuration_is_refused_at_construction() -> None:
@@ -342,9 +342,9 @@ async def test_untrusted_certificate_is_not_retried(
         nursery.cancel_scope.cancel()
 
 
-@pytest.mark.parametrize("policy", list(WhenFull))
+@pytest.mark.parametrize("policy", [Overflow.DROP_OLDEST, Overflow.DROP_NEWEST, Overflow.FAIL])
 async def test_full_buffer_policies_report_every_message(
-    system: actors.ActorSystem, policy: WhenFull, autojump_clock: trio.testing.MockClock
+    system: actors.ActorSystem, policy: Overflow, autojump_clock: trio.testing.MockClock
 ) -> None:
     port = await closed_port()
     client = await transport.connect_reconnecting_client(
@@ -366,11 +366,11 @@ async def test_full_buffer_policies_report_every_message(
         await wait_for_state(client, ClientState.BACKING_OFF, failed_attempts=2)
         reports = drain(letters)
     kept = {
-        WhenFull.DROP_OLDEST: ["m2", "m3", "told"],
-        WhenFull.DROP_NEWEST: ["m0", "m1", "m2"],
-        WhenFull.FAIL: ["m0", "m1", "m2"],
+        Overflow.DROP_OLDEST: ["m2", "m3", "told"],
+        Overflow.DROP_NEWEST: ["m0", "m1", "m2"],
+        Overflow.FAIL: ["m0", "m1", "m2"],
     }[policy]
-    if policy is WhenFull.FAIL:
+    if policy is Overflow.FAIL:
         assert list(refused) == [3]
         assert "buffer of 3 messages is full" in str(refused[3])
         assert [r.reason for r in reports] == [actors.DeadLetterReason.REJECTED]
@@ -540,7 +540,7 @@ async def test_a_connection_dying_mid_flush_puts_back_reports_and_keeps_order(
         options=options,
         backoff=actors.Backoff(minimum=0.001, maximum=0.001, jitter=0),
         buffer=buffer,
-        when_full=WhenFull.DROP_NEWEST,
+        when_full=Overflow.DROP_NEWEST,
     )
     sent: list[str] = []
     with system.dead_letters.subscribe() as letters:

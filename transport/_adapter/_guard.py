@@ -15,9 +15,9 @@ import trio
 import wsproto
 import wsproto.connection
 import wsproto.events
-import wsproto.frame_protocol
 import wsproto.utilities
 
+from ._hooks import close_frame, open_connection, payload_announced, take_handshake
 from ._limits import BackendLimits, InboundGuard, Violation
 
 
@@ -34,8 +34,10 @@ class GuardedConnection(wsproto.WSConnection):
       :func:`~._library.route_inbound`): nothing is yielded, the state stays
       OPEN so that the replies to the messages before the error can still be
       written, and the owner sends the Close frame itself later
-      (:meth:`~._library.Backend.fail`): strict close order;
-    - or (no owner yet, or it declines) this connection reports its state as
+      (:meth:`~._library.Backend.fail`): strict close order. A violation found
+      once open but before the owner could be told is held until it is
+      (:meth:`report_pending`);
+    - or (no owner, or it declines) this connection reports its state as
       REMOTE_CLOSING and yields a close event: the library answers it with a
       Close frame carrying the code (built here, as wsproto would), marks the
       connection closed and closes the stream.
@@ -66,6 +68,11 @@ class GuardedConnection(wsproto.WSConnection):
             return super().state
         return wsproto.connection.ConnectionState.REMOTE_CLOSING
 
+    @property
+    def is_open(self) -> bool:
+        """True once the opening handshake succeeded (whatever happened since)."""
+        return self._handshake_events is not None
+
     def send(self, event: wsproto.events.Event) -> bytes:
         if self.violation is None:
             data = super().send(event)
@@ -79,8 +86,7 @@ class GuardedConnection(wsproto.WSConnection):
             return super().send(event)  # a reply to a message that came before the error
         if isinstance(event, wsproto.events.CloseConnection) and not self._close_sent:
             self._close_sent = True
-            frames = wsproto.frame_protocol.FrameProtocol(self.client, [])
-            return bytes(frames.close(event.code, event.reason))
+            return close_frame(self, event.code, event.reason)
         raise wsproto.utilities.LocalProtocolError(
             f"Event {event} cannot be sent in state {self.state}."
         )
@@ -91,9 +97,8 @@ class GuardedConnection(wsproto.WSConnection):
             self._drop_handshake()
 
     def _drop_handshake(self) -> None:
-        if self._handshake_events is None and self.connection is not None:
-            self._handshake_events = list(self.handshake.events())
-            del self.handshake
+        if self._handshake_events is None:
+            self._handshake_events = take_handshake(self)
 
     def _library_events(self) -> Generator[wsproto.events.Event, None, None]:
         pending = self._handshake_events
@@ -102,8 +107,7 @@ class GuardedConnection(wsproto.WSConnection):
             return
         while pending:
             yield pending.pop(0)
-        assert self.connection is not None
-        yield from self.connection.events()
+        yield from open_connection(self).events()
 
     def events(self) -> Generator[wsproto.events.Event, None, None]:
         if self.violation is not None:
@@ -116,7 +120,7 @@ class GuardedConnection(wsproto.WSConnection):
                     yield close
                 return
             yield event
-        remaining = self._payload_announced()
+        remaining = payload_announced(self)
         if remaining is not None:
             violation = self._guard.on_frame_header(remaining)
             if violation is not None:
@@ -161,13 +165,3 @@ class GuardedConnection(wsproto.WSConnection):
         assert self.report is not None
         assert self.violation is not None
         self._reported = self.report(self.violation)
-
-    def _payload_announced(self) -> int | None:
-        # Payload bytes a data frame's header announced and that have not arrived yet,
-        # read from wsproto's frame decoder (None between frames and for control frames).
-        decoder = getattr(getattr(self.connection, "_proto", None), "_frame_decoder", None)
-        header = getattr(decoder, "header", None)
-        if header is None or header.opcode.iscontrol():
-            return None
-        consumed = getattr(decoder, "payload_consumed", 0)
-        return int(header.payload_len) - int(consumed)

@@ -17,9 +17,10 @@ from .._client._connect import closed_on_exit
 from .._codec import Codec
 from .._connection._actor import Spawner
 from .._connection._messages import DEFAULT_OPTIONS, Close, ConnectionOptions
+from .._overflow import Overflow
 from ._client import ConnectedHook, ReconnectingClient
 from ._inbox_reader import InboxReader
-from ._policy import ClientState, WhenFull
+from ._policy import ClientState
 from ._types import (
     DEFAULT_BACKOFF,
     ClientEvent,
@@ -78,7 +79,7 @@ class ReconnectingConnection(InboxReader):
         """Send ``message`` (text for ``str``, binary for ``bytes``) now, or once reconnected.
 
         Returns when the client has handed it to the connection or buffered it.
-        Raises :exc:`BufferFullError` when the buffer is full under ``WhenFull.FAIL``
+        Raises :exc:`BufferFullError` when the buffer is full under ``Overflow.FAIL``
         and :exc:`actors.ActorStoppedError` once the client has stopped.
         """
         await self.ref.ask(Send(message), timeout=math.inf)
@@ -86,7 +87,7 @@ class ReconnectingConnection(InboxReader):
     def send_nowait(self, message: str | bytes) -> None:
         """Queue ``message`` in the client's mailbox or raise :exc:`trio.WouldBlock`.
 
-        A refusal under ``WhenFull.FAIL`` then goes to dead letters (``REJECTED``).
+        A refusal under ``Overflow.FAIL`` then goes to dead letters (``REJECTED``).
         """
         self.ref.tell_nowait(frame_of(message))
 
@@ -132,7 +133,7 @@ async def connect_reconnecting_client(
     backoff: actors.Backoff = DEFAULT_BACKOFF,
     max_attempts: int | None = None,
     buffer: int = 100,
-    when_full: WhenFull = WhenFull.DROP_OLDEST,
+    when_full: Overflow = Overflow.DROP_OLDEST,
     on_connected: ConnectedHook | None = None,
     subscriber: actors.ActorRef[ClientEvent] | None = None,
     acknowledged: bool = False,
@@ -177,7 +178,7 @@ async def open_reconnecting_client(
     backoff: actors.Backoff = DEFAULT_BACKOFF,
     max_attempts: int | None = None,
     buffer: int = 100,
-    when_full: WhenFull = WhenFull.DROP_OLDEST,
+    when_full: Overflow = Overflow.DROP_OLDEST,
     on_connected: ConnectedHook | None = None,
     subscriber: actors.ActorRef[ClientEvent] | None = None,
     acknowledged: bool = False,
