@@ -16,7 +16,8 @@ The throughput figures come from three server processes, each started once:
 ``raw`` (trio-websocket's ``serve_websocket`` with its defaults, handlers that
 echo or count), ``ours`` (``transport.serve_websocket`` with the default
 :class:`transport.ConnectionOptions`) and ``ours_deep`` (the same with an
-``inbound_queue_size`` of ``DEEP_INBOUND``, for the one-way phases only: our
+``inbound_queue_size`` of ``DEEP_INBOUND`` and byte budgets of ``DEEP_INBOUND_BYTES``, for
+the one-way phases only: our
 reader never waits for the application, by design, so a client that streams
 faster than the handler consumes can overflow the default 1,024-message queue and be
 closed with 1013; the deep queue lets the whole stream in, and the rate measured
@@ -46,11 +47,19 @@ calibrated to about ``BENCH_TARGET_S`` seconds per phase.
   are reported beside them. Every connection is reset by the client afterwards
   and each server is shut down through its standard input.
 
+- ``control_p99_ms``: the 99th percentile, in milliseconds, of the latency of
+  ``ref.ask(transport.GetStatistics())`` to one client connection while 50 trio
+  tasks (``connection.send``) and 8 OS threads (``ref.tell_from_thread``) send
+  32-byte text messages on it as fast as it takes them; the server is raw
+  trio-websocket, reading and discarding. Control never waits behind data, so this
+  stays near one frame write however many senders wait (target: 50 ms or less).
+
 ``rates`` holds the medians: round trips or messages per second, MB/s (10^6
 payload bytes) for 64 KiB, server CPU microseconds per message. Loopback only.
 
 Run: ``python benchmarks/bench_transport.py`` (env ``BENCH_REPS`` (5),
-``BENCH_IDLE_REPS`` (3), ``BENCH_CONNS`` (1000), ``BENCH_TARGET_S`` (0.25)).
+``BENCH_IDLE_REPS`` (3), ``BENCH_CONNS`` (1000), ``BENCH_TARGET_S`` (0.25),
+``BENCH_CONTROL_ASKS`` (400)).
 """
 
 from __future__ import annotations
@@ -88,10 +97,18 @@ CONNS = int(os.environ.get("BENCH_CONNS", "1000"))
 TARGET_S = float(os.environ.get("BENCH_TARGET_S", "0.25"))
 #: Inbound queue of the server for the one-way phases: more than one phase sends.
 DEEP_INBOUND = 2**18
+DEEP_INBOUND_BYTES = 2**32
 #: Throughput repetitions past the second start only before this many seconds.
 THROUGHPUT_BUDGET_S = 25.0
 #: An idle-memory repetition past the first starts only if it can end before this.
 BUDGET_S = 105.0
+#: Statistics asks of the control phase, and its senders (trio tasks, OS threads).
+CONTROL_ASKS = int(os.environ.get("BENCH_CONTROL_ASKS", "400"))
+CONTROL_TASKS = 50
+CONTROL_THREADS = 8
+#: Seconds between two asks of the control phase, and its budget (past it, no more asks).
+CONTROL_PAUSE_S = 0.002
+CONTROL_BUDGET_S = 20.0
 #: No socket read, server start or server exit is waited for longer than this.
 IO_TIMEOUT_S = 20.0
 
@@ -187,8 +204,12 @@ async def serve(stack: str, ssl_context: ssl.SSLContext | None) -> None:
             nursery.cancel_scope.cancel()
         return
     options = transport.ConnectionOptions()
+    budget = 128 * 2**20  # serve_websocket's default
     if stack == "ours_deep":
-        options = transport.ConnectionOptions(inbound_queue_size=DEEP_INBOUND)
+        options = transport.ConnectionOptions(
+            inbound_queue_size=DEEP_INBOUND, inbound_max_bytes=DEEP_INBOUND_BYTES
+        )
+        budget = DEEP_INBOUND_BYTES
     async with actors.open_system("bench") as system:
         counter = await system.spawn(Counter(), name="counter")
         async with trio.open_nursery() as nursery:
@@ -202,6 +223,7 @@ async def serve(stack: str, ssl_context: ssl.SSLContext | None) -> None:
                     ssl_context=ssl_context,
                     options=options,
                     max_connections=CONNS + 256,
+                    max_inbound_bytes=budget,
                 )
             )
             await serve_until_stdin_closes(ours.port)
@@ -457,6 +479,62 @@ def throughput(began: float) -> tuple[dict[str, float], dict[str, float], int]:
     )
 
 
+# ============================================================================ control latency
+
+
+async def control_latencies(port: int) -> list[float]:
+    """Seconds each statistics ask took while 50 tasks and 8 threads sent on the connection."""
+    options = transport.ConnectionOptions(ping_interval=None)
+    latencies: list[float] = []
+    sending = True
+
+    def thread_sender(ref: actors.ActorRef[transport.ConnectionMessage]) -> None:
+        message = transport.SendText("t" * 32)
+        while sending:
+            try:
+                ref.tell_from_thread(message)
+            except (actors.ActorStoppedError, trio.RunFinishedError):
+                return
+
+    async with actors.open_system("bench-control") as system:
+        connection = await transport.connect_websocket(
+            system, f"ws://{HOST}:{port}/", options=options
+        )
+        ref = connection.ref
+
+        async def task_sender() -> None:
+            while True:
+                await connection.send("x" * 32)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(CONTROL_TASKS):
+                nursery.start_soon(task_sender)
+            for _ in range(CONTROL_THREADS):
+                nursery.start_soon(
+                    partial(trio.to_thread.run_sync, thread_sender, ref, abandon_on_cancel=True)
+                )
+            await trio.sleep(0.2)  # every sender running, the connection's queue full
+            began = time.perf_counter()
+            while len(latencies) < CONTROL_ASKS and (
+                len(latencies) < 20 or time.perf_counter() - began < CONTROL_BUDGET_S
+            ):
+                asked = time.perf_counter()
+                await ref.ask(transport.GetStatistics(), timeout=IO_TIMEOUT_S)
+                latencies.append(time.perf_counter() - asked)
+                await trio.sleep(CONTROL_PAUSE_S)
+            sending = False
+            nursery.cancel_scope.cancel()
+        await connection.close()
+    return latencies
+
+
+def control_p99_ms() -> float:
+    """The 99th percentile of the statistics asks' latency, in milliseconds."""
+    with server_process("raw", "-") as raw:
+        latencies = trio.run(control_latencies, raw.port)
+    return round(statistics.quantiles(latencies, n=100)[98] * 1e3, 1)
+
+
 # ============================================================================== idle memory
 
 
@@ -549,6 +627,7 @@ def main() -> dict[str, object]:
         ca.issue_cert(HOST).private_key_and_cert_chain_pem.write_to_path(pem)
         rate, cpu, reps = throughput(began)
         rss, accept_cpu, idle_reps = idle_memory(began, pem, client_tls)
+        control = control_p99_ms()
 
     def ratio(a: float, b: float) -> float:
         return round(a / b, 3)
@@ -572,6 +651,7 @@ def main() -> dict[str, object]:
         "accept_cpu_ratio_ws": ratio(accept_cpu["ours_ws"], accept_cpu["raw_ws"]),
         "accept_cpu_ratio_wss": ratio(accept_cpu["ours_wss"], accept_cpu["raw_wss"]),
         "accept_cpu_us": {name: round(value) for name, value in accept_cpu.items()},
+        "control_p99_ms": control,
         "idle_memory": f"server process VmRSS growth over {CONNS} idle connections",
         "rates": rates,
         "reps": reps,

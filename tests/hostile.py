@@ -103,9 +103,9 @@ class Ending:
 
 @final
 class HostileClient:
-    """One raw TCP connection to a server under test."""
+    """One raw connection to a server under test (loopback TCP, or a memory stream)."""
 
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self._buffer = bytearray()
 
@@ -191,6 +191,7 @@ class HostileClient:
 
     async def abort(self) -> None:
         """Close with a TCP RST (SO_LINGER 0) instead of a FIN."""
+        assert isinstance(self.stream, trio.SocketStream)
         self.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         await self.stream.aclose()
 

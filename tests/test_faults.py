@@ -99,6 +99,7 @@ async def short_connection(port: int, kind: int) -> None:
             await client.abort()
             return
     finally:
+        assert isinstance(client.stream, trio.SocketStream)
         if client.stream.socket.fileno() != -1:
             await client.aclose()
 

@@ -1,6 +1,7 @@
 """Hostile frames from a raw-socket client: each earns its Close code, at once.
 
-Every case of :data:`tests.hostile.FRAME_CASES` is sent right after a good handshake.
+Every case of :data:`tests.hostile.FRAME_CASES` is sent right after a good handshake and
+two valid messages, whose echoes must come first (strict close order).
 The server must answer with a Close frame carrying the RFC 6455 code (1002 protocol
 error, 1007 invalid payload, 1009 too big) instead of dropping TCP, within a bound,
 and keep serving well-behaved clients.
@@ -16,9 +17,12 @@ import trio
 import actors
 import transport
 from tests.hostile import (
+    BINARY,
     FRAME_CASES,
+    TEXT,
     FrameCase,
     HostileClient,
+    frame,
     settled,
     start_server,
     still_serves,
@@ -36,7 +40,11 @@ async def test_hostile_frame_is_closed_with_its_code(
         server = await start_server(nursery, system)
         client = await HostileClient.open(server.port)
         with trio.fail_after(ANSWER_WITHIN):
-            await client.send(case.data)
+            # Strict close order (guarantee 7): the echoes of the messages that came
+            # before, in the same read, go out before the Close.
+            await client.send(frame(TEXT, b"first") + frame(BINARY, b"second") + case.data)
+            assert await client.next_message() == b"first"
+            assert await client.next_message() == b"second"
             ending = await client.ending()
             assert ending.code == case.code, ending
             assert await client.closed()  # and the server closes TCP after its Close frame

@@ -124,23 +124,45 @@ async def test_a_write_that_hangs_is_aborted_write_timeout_after_it_started(
     assert peer.code == transport.CloseCode.ABNORMAL_CLOSURE
 
 
-async def test_a_stop_lets_the_write_under_way_and_the_queued_frames_finish_before_the_1001(
-    system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
+@pytest.mark.parametrize(
+    ("drain", "written", "took"),
+    [
+        # A draining stop: three frames and the Close, one second each.
+        (True, 3, 3.25),
+        # A plain stop: the frame under way and the Close; the queued frames are the
+        # mailbox's messages, reported as dead letters (a Close writes them first).
+        (False, 1, 1.25),
+    ],
+)
+async def test_a_stop_lets_the_write_under_way_finish_before_the_1001(
+    system: actors.ActorSystem,
+    autojump_clock: trio.testing.MockClock,
+    drain: bool,
+    written: int,
+    took: float,
 ) -> None:
     slow, client, server = await stalling_pair(
         system, ConnectionOptions(ping_interval=None, write_timeout=4)
     )
     slow.delay = 1.0
-    for i in range(3):
-        client.send_nowait(f"m{i}")
+    frames = [f"m{i}" for i in range(3)]
+    for frame in frames:
+        client.send_nowait(frame)
     await trio.sleep(0.75)  # the writer is half-way through m0
     start = trio.current_time()
     with trio.fail_after(10):
-        await client.ref.stop()
-    # Three frames and the Close, one second each: no frame was cut, none was dropped.
-    assert trio.current_time() - start == pytest.approx(3.25, abs=0.01)
-    assert client.statistics().messages_sent == 3
-    assert [await server.receive() for _ in range(3)] == ["m0", "m1", "m2"]
+        await client.ref.stop(drain=drain)
+    # No frame was cut, none was lost.
+    assert trio.current_time() - start == pytest.approx(took, abs=0.01)
+    assert client.statistics().messages_sent == written
+    assert [await server.receive() for _ in range(written)] == frames[:written]
+    letters = [
+        letter for letter in system.dead_letters.recent() if letter.recipient == client.ref.path
+    ]
+    assert [letter.message for letter in letters] == [
+        transport.SendText(frame) for frame in frames[written:]
+    ]
+    assert {letter.reason for letter in letters} <= {actors.DeadLetterReason.STOPPED}
     closed = await wait_closed(server)
     assert (closed.code, closed.by_peer) == (transport.CloseCode.GOING_AWAY, True)
 

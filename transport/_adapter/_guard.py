@@ -9,7 +9,7 @@ answers with a Close frame.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 
 import trio
 import wsproto
@@ -27,11 +27,20 @@ class GuardedConnection(wsproto.WSConnection):
     When wsproto detects a protocol error it yields a close event but leaves
     its state OPEN, and the library then drops TCP without a Close frame. So
     do the limits of :class:`InboundGuard` when they are broken. In both cases
-    this connection records the :class:`Violation`, reports its state as
-    REMOTE_CLOSING and yields a close event: the library answers it with a
-    Close frame carrying the code (built here, as wsproto would), marks the
-    connection closed and closes the stream. Everything the peer sends after
-    that is ignored.
+    this connection records the :class:`Violation`. Everything the peer sends
+    after that is ignored. Then either:
+
+    - the connection's owner takes it (``report`` returns true; see
+      :func:`~._library.route_inbound`): nothing is yielded, the state stays
+      OPEN so that the replies to the messages before the error can still be
+      written, and the owner sends the Close frame itself later
+      (:meth:`~._library.Backend.fail`): strict close order. A violation found
+      once open but before the owner could be told is held until it is
+      (:meth:`report_pending`);
+    - or (no owner, or it declines) this connection reports its state as
+      REMOTE_CLOSING and yields a close event: the library answers it with a
+      Close frame carrying the code (built here, as wsproto would), marks the
+      connection closed and closes the stream.
 
     A server's request is parsed once, by this connection: the adapter reads it
     before the library exists (``_request``), puts the request event back
@@ -47,6 +56,12 @@ class GuardedConnection(wsproto.WSConnection):
         # Events read by the adapter before the library, to be read again by it.
         self._held: list[wsproto.events.Event] = []
         self.violation: Violation | None = None
+        #: Told of a violation; true if it takes the close on itself (see the class docstring).
+        self.report: Callable[[Violation], bool] | None = None
+        self._reported = False
+        # A violation found before the connection's owner could be told (frames that
+        # came with the handshake): held until report_pending().
+        self._pending = False
         self._close_sent = False
         # Once open, the finished HTTP/1.1 handshake (an h11 parser and its buffers) is
         # dropped; the events it still held are kept here until they are read.
@@ -58,13 +73,26 @@ class GuardedConnection(wsproto.WSConnection):
             return super().state
         if self._close_sent:
             return wsproto.connection.ConnectionState.CLOSED
+        if self._reported or self._pending:
+            return super().state
         return wsproto.connection.ConnectionState.REMOTE_CLOSING
+
+    @property
+    def is_open(self) -> bool:
+        """True once the opening handshake succeeded (whatever happened since)."""
+        return self._handshake_events is not None
 
     def send(self, event: wsproto.events.Event) -> bytes:
         if self.violation is None:
             data = super().send(event)
             self._drop_handshake()
             return data
+        if (
+            (self._reported or self._pending)
+            and not self._close_sent
+            and not isinstance(event, wsproto.events.CloseConnection)
+        ):
+            return super().send(event)  # a reply to a message that came before the error
         if isinstance(event, wsproto.events.CloseConnection) and not self._close_sent:
             self._close_sent = True
             return close_frame(self, event.code, event.reason)
@@ -107,14 +135,18 @@ class GuardedConnection(wsproto.WSConnection):
         for event in self._library_events():
             violation = self._check(event)
             if violation is not None:
-                yield self._fail(violation)
+                close = self._fail(violation)
+                if close is not None:
+                    yield close
                 return
             yield event
         remaining = payload_announced(self)
         if remaining is not None:
             violation = self._guard.on_frame_header(remaining)
             if violation is not None:
-                yield self._fail(violation)
+                close = self._fail(violation)
+                if close is not None:
+                    yield close
 
     def _check(self, event: wsproto.events.Event) -> Violation | None:
         guard = self._guard
@@ -134,6 +166,22 @@ class GuardedConnection(wsproto.WSConnection):
             return Violation(event.code, event.reason or "")
         return None
 
-    def _fail(self, violation: Violation) -> wsproto.events.CloseConnection:
+    def _fail(self, violation: Violation) -> wsproto.events.CloseConnection | None:
         self.violation = violation
+        report = self.report
+        if report is None and self._handshake_events is not None:
+            self._pending = True  # open, not routed yet: the owner is told on routing
+            return None
+        if report is not None and report(violation):
+            self._reported = True
+            return None
         return wsproto.events.CloseConnection(code=violation.code, reason=violation.reason)
+
+    def report_pending(self) -> None:
+        """Tell ``report`` of a violation found before it was set (see ``_fail``)."""
+        if not self._pending:
+            return
+        self._pending = False
+        assert self.report is not None
+        assert self.violation is not None
+        self._reported = self.report(self.violation)

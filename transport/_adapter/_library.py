@@ -34,7 +34,7 @@ from ._hooks import (
     send_ping_frame,
     wait_open,
 )
-from ._limits import DEFAULT_LIMITS, BackendLimits
+from ._limits import DEFAULT_LIMITS, BackendLimits, Violation
 from ._request import (
     DEFAULT_HANDSHAKE_TIMEOUT,
     Headers,
@@ -107,6 +107,23 @@ class Backend:
         """Send a Close frame, wait for the peer's, then close the stream (caller bounds it)."""
         with contextlib.suppress(tw.ConnectionClosed, wsproto.utilities.LocalProtocolError):
             await self._ws.aclose(code, reason or None)
+
+    async def fail(self, code: int, reason: str) -> None:
+        """Write a Close frame with ``code``, then close the stream (caller bounds it).
+
+        For a protocol error or a broken limit that the owner took on itself (see
+        :func:`route_inbound`): the reader stops, the peer's Close is not waited for
+        (RFC 6455 section 7.1.7), and a TCP stream closes lingering, so that the peer
+        reads the Close frame before the connection goes. Nothing else writes by now:
+        the owner has written what came before.
+        """
+        self._reader.cancel()
+        data = self._connection.send(
+            wsproto.events.CloseConnection(code=code, reason=reason or None)
+        )
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._stream.send_all(data)
+        await close_lingering(self._stream)
 
     def shield_reader(self) -> None:
         """Shield the library's reader from cancellation from outside.
@@ -263,8 +280,11 @@ async def client_handshake(
     if rejected:
         exc = rejected[0]
         raise HandshakeRejected(exc.status_code, decode_headers(exc.headers or ()), exc.body or b"")
-    if waiting.cancelled_caught or ws.closed is not None:
+    if not connection.is_open:
         raise HandshakeError(f"the connection to {host} closed during the websocket handshake")
+    # Open, even if the peer's first messages and its Close came in the same read as the
+    # 101 (the reader may have ended already): they wait in the library's queue, and the
+    # connection actor takes them before it sees the end.
     return Backend(ws, stream, decode_headers(ws.handshake_headers), reader, connection)
 
 
@@ -354,7 +374,10 @@ if TYPE_CHECKING:
 
 
 def route_inbound(
-    backend: Backend, deliver: Callable[[str | bytes], None], ended: Callable[[], None]
+    backend: Backend,
+    deliver: Callable[[str | bytes], None],
+    ended: Callable[[], None],
+    violated: Callable[[Violation], bool] | None = None,
 ) -> None:
     """Have the library's reader hand every inbound message to ``deliver``, at once.
 
@@ -376,6 +399,13 @@ def route_inbound(
     which the library stops reading without marking the connection closed (a peer
     that resets while its Close is answered). Like ``deliver`` it must neither block
     nor raise.
+
+    ``violated`` is called, from inside the reader too, when the peer breaks the
+    protocol or a limit. If it returns true, its caller takes the close on itself:
+    the library neither answers nor closes, the messages delivered before stay
+    deliverable and replies to them can still be sent, and the caller stops the
+    reader and ends with :meth:`Backend.fail`. If it returns false (or is not given),
+    the library answers with the Close frame at once.
     """
     ws = backend._ws
     sink = installed_sink(ws)
@@ -395,6 +425,11 @@ def route_inbound(
     sink.route(deliver, ended)
     # The library closes its receive side on a close of its own: the sink hears that too.
     route_receive_side(ws, sink)
+    if violated is not None:
+        connection = backend._connection
+        connection.report = violated
+        # A violation in the frames that came with the handshake, after their messages.
+        connection.report_pending()
 
 
 async def send_ping_to(backend: Backend, payload: bytes, pong: PongListener) -> None:

@@ -1,24 +1,35 @@
 """The connection actor: the one owner of a WebSocket stream.
 
-Its tasks besides the actor's own message loop:
+One door into the writer: every frame reaches the stream through the actor's
+mailbox (``WebSocketConnection.send`` tells it, like ``ref.tell(SendText(...))``),
+and the actor's own message loop is the *writer*: its frame handlers write each
+frame themselves. So frames from one sender are written in the order it sent them,
+whichever call it used; the mailbox is bounded in messages and in bytes, and
+waiting senders are served in arrival order. :class:`Close`, :class:`GetStatistics`
+and the keepalive's pings are control messages: they overtake queued frames and
+are handled after at most the frame being written.
+
+Each write is shielded and bounded by ``write_timeout`` (a frame's by up to a quarter
+more, see :meth:`ConnectionActor._write`): a write that does not finish in time is
+cut, and the stream is closed before any other task runs, so a half-written frame is
+never followed by anything.
+
+Its tasks besides the message loop:
 
 - the library's *reader* is the only task that reads. It hands each message,
   decoded, to the bounded inbound queue from inside its own loop
   (``route_inbound``): it never waits on the application, and the overflow policy
-  decides when the queue is full. Once the connection is open it is shielded from
-  cancellation from outside (it answers pings and sees the peer's Close while the
-  connection closes); the io task stops it. It reports its own end;
-- the *io task* owns the library's nursery, and once the connection is open it is
-  the *writer*, the only task that writes messages. It takes frames from the
-  outbox, which the actor and the connection's handle fill (bounded: senders wait
-  for room). It also runs the timers between writes: keepalive pings and their
-  pong timeout, and the idle timeout. Each write is shielded and bounded by
-  ``write_timeout`` (a frame's by up to a quarter more, see ``_write_frames``):
-  a write that does not finish in time is cut, and the stream
-  is closed before any other task runs, so a half-written frame is never followed
-  by anything. When the actor is stopped or cancelled from outside, the io task
-  sees the cancellation between writes and turns it into a close with 1001,
-  bounded by ``write_timeout + close_timeout``;
+  decides when a message does not fit (in count or in bytes). Once the connection
+  is open it is shielded from cancellation from outside (it answers pings and sees
+  the peer's Close while the connection closes); the io task stops it. It reports
+  its own end. A protocol error it detects ends its reading: the messages before
+  it stay deliverable, and the Close follows the application's replies (strict
+  close order, bounded by ``close_timeout``);
+- the *io task* owns the library's nursery. Once the connection is open it runs
+  the timers (keepalive pings are told to the loop, the pong timeout and the idle
+  timeout), and when the loop has written the frames that precede a close it runs
+  the close handshake. When the actor is stopped or cancelled from outside, it
+  turns that into a close with 1001, bounded by ``write_timeout + close_timeout``;
 - the server's handler task, or the *forwarder* to a subscriber actor.
 
 The actor stops with :class:`ConnectionClosed`, which its subscriber also receives
@@ -39,11 +50,12 @@ import trio
 import actors
 
 from .._adapter._library import Backend, BackendClosed, route_inbound, send_ping_to
+from .._adapter._limits import Violation
 from .._census import SourceKind, report_ended, report_started
 from .._close_codes import CloseCode, ConnectionClosed, Situation, close_code_for
 from .._codec import DecodePolicy, EncodeError, as_decode_error
 from .._overflow import close_situation
-from ._inbound import InboundQueue, deliver_last, forward
+from ._inbound import ByteBudget, InboundQueue, deliver_last, forward
 from ._messages import (
     Close,
     ConnectionInfo,
@@ -60,9 +72,9 @@ from ._messages import (
     SendText,
     SubscriberMessage,
     Undecodable,
+    frame_weight,
     payload_size,
 )
-from ._outbox import Outbox
 
 if TYPE_CHECKING:
     from ._handle import WebSocketConnection
@@ -94,8 +106,25 @@ class ApplicationEnded:
 
 
 @final
+@attrs.frozen
+class KeepalivePing(actors.ControlMessage):
+    """The io task's request to the writer: write a keepalive Ping now (internal)."""
+
+
+@final
+@attrs.frozen
+class BeginClose(actors.ControlMessage):
+    """A close began outside the message loop: count, in the loop, the messages queued
+    before it (internal; see ``ConnectionActor._request_close``)."""
+
+
+#: Everything a connection actor's mailbox carries.
+ActorMessage = ConnectionMessage | ApplicationEnded | KeepalivePing | BeginClose
+
+
+@final
 @attrs.define(eq=False)
-class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
+class ConnectionActor(actors.Actor[ActorMessage]):
     """Owns one WebSocket connection; spawned by the client and server functions."""
 
     # Dropped once the handshake ran: a server's opener holds the request it answered.
@@ -103,8 +132,8 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
     _options: ConnectionOptions
     _subscriber: actors.ActorRef[SubscriberMessage] | None = None
     _application: Application | None = None
+    _budget: ByteBudget | None = None
     _inbound: InboundQueue[Received] = attrs.field(init=False)
-    _outbox: Outbox[Frame] = attrs.field(init=False)
     _counters: Counters = attrs.field(init=False)
     _info: ConnectionInfo | None = attrs.field(init=False, default=None)
     _start_error: BaseException | None = attrs.field(init=False, default=None)
@@ -114,28 +143,43 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
     _backend: Backend | None = attrs.field(init=False, default=None)
     _outcome: ConnectionClosed | None = attrs.field(init=False, default=None)
     _closing: bool = attrs.field(init=False, default=False)
+    # Mailbox messages still to handle before the Close frame (those queued or waiting
+    # when the close began); the io task runs the close handshake once they are done.
+    _before_close: int = attrs.field(init=False, default=0)
+    _counted: bool = attrs.field(init=False, default=False)
+    _close_ready: bool = attrs.field(init=False, default=False)
+    # A protocol error the connection took on itself (strict close order), and the
+    # time by which it closes even if the application has not taken everything.
+    _violation: Violation | None = attrs.field(init=False, default=None)
+    _violation_deadline: float = attrs.field(init=False, default=math.inf)
+    # The io task, while it waits between its timers.
+    _io_waiting: trio.lowlevel.Task | None = attrs.field(init=False, default=None)
     # The handler's end; the event is made only when the io task has to wait for it.
     _application_ended: bool = attrs.field(init=False, default=False)
     _application_done: trio.Event | None = attrs.field(init=False, default=None)
-    # The timers the writer runs between writes (math.inf: off).
+    # The timers the io task runs (math.inf: off).
     _next_ping: float = attrs.field(init=False, default=math.inf)
+    _ping_told: bool = attrs.field(init=False, default=False)
     _pong: _Pong | None = attrs.field(init=False, default=None)
     _idle_timeout: float | None = attrs.field(init=False, default=None)
-    # A write failed because the library reports the connection closed.
+    # The writer: a write in progress, its deadline (shared by the writes of a busy
+    # spell, see _write), and whether a write failed because the library reports the
+    # connection closed.
+    _writing: bool = attrs.field(init=False, default=False)
+    _write_deadline: float = attrs.field(init=False, default=-math.inf)
     _write_failed: bool = attrs.field(init=False, default=False)
-    _in_flight: Frame | None = attrs.field(init=False, default=None)
     _last_inbound: float = attrs.field(init=False, default=0.0)
     _dead_letters: actors.DeadLetters = attrs.field(init=False)
     _path: str = attrs.field(init=False, default="")
-    _ref: actors.ActorRef[ConnectionMessage | ApplicationEnded] | None = attrs.field(
-        init=False, default=None
-    )
+    _ref: actors.ActorRef[ActorMessage] | None = attrs.field(init=False, default=None)
     _thread_id: int = attrs.field(init=False, default=0)
 
     def __attrs_post_init__(self) -> None:
         options = self._options
-        self._inbound = InboundQueue(options.inbound_queue_size, options.overflow)
-        self._outbox = Outbox(options.outbound_queue_size)
+        self._inbound = InboundQueue(
+            options.inbound_queue_size, options.overflow, options.inbound_max_bytes, self._budget
+        )
+        self._inbound.on_end = self._inbound_taken
         self._counters = Counters(outbound_capacity=options.outbound_queue_size)
 
     def handle(self) -> WebSocketConnection:
@@ -150,7 +194,6 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
             self._counters,
             self._inbound,
             self._options.codec,
-            outbox=self._outbox,
             thread_id=self._thread_id,
         )
 
@@ -192,15 +235,15 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
             if self._inbound.closed:
                 self._dead_letter_inbound()
 
-    # -- mailbox --------------------------------------------------------------------
+    # -- mailbox: the frames (the loop is the writer) ----------------------------------
 
     @actors.handler
     async def send_text(self, message: SendText) -> None:
-        await self._enqueue(message)
+        await self._write(message, message.text)
 
     @actors.handler
     async def send_bytes(self, message: SendBytes) -> None:
-        await self._enqueue(message)
+        await self._write(message, message.data)
 
     @actors.handler
     async def send_message(self, message: SendMessage) -> None:
@@ -209,30 +252,96 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
         except EncodeError as exc:  # the sender is gone: report, don't fail the connection
             logger.warning("%s cannot send %r: %s", self._path, message.message, exc)
             self._dead_letter(message, actors.DeadLetterReason.FAILED, exc)
-            await trio.lowlevel.checkpoint()
-            return
-        await self._enqueue(SendText(data) if isinstance(data, str) else SendBytes(data))
-
-    @actors.handler
-    def close(self, message: Close) -> None:
-        self._request_close(None, message.reason, code=message.code)
+            self._handled_before_close(counted=self._counted)
+            return  # noqa: ASYNC910 - a handler: the actor's loop checkpoints
+        frame = SendText(data) if isinstance(data, str) else SendBytes(data)
+        await self._write(frame, data)
 
     @actors.handler
     def application_ended(self, message: ApplicationEnded) -> None:
-        self._request_close(message.situation, message.reason, error=message.error)
+        self._handled_before_close(counted=self._counted)
+        self._request_close(message.situation, message.reason, error=message.error, in_loop=True)
+
+    # -- mailbox: control (overtakes queued frames) ------------------------------------
+
+    @actors.handler
+    def close(self, message: Close) -> None:
+        self._request_close(None, message.reason, code=message.code, in_loop=True)
+
+    @actors.handler
+    def begin_close(self, message: BeginClose) -> None:
+        self._count_before_close()
 
     @actors.handler
     def get_statistics(self, message: GetStatistics) -> ConnectionStatistics:
         return self._statistics()
 
     def _statistics(self) -> ConnectionStatistics:
-        return self._counters.snapshot(self._inbound, len(self._outbox))
+        assert self._ref is not None
+        return self._counters.snapshot(self._inbound, self._ref.statistics())
 
-    async def _enqueue(self, frame: Frame) -> None:  # noqa: ASYNC910 - put checkpoints unless the outbox is closed
-        try:
-            await self._outbox.put(frame)
-        except trio.ClosedResourceError:
+    @actors.handler
+    async def keepalive_ping(self, message: KeepalivePing) -> None:  # noqa: ASYNC910 - the write checkpoints
+        self._ping_told = False
+        backend = self._backend
+        if backend is None or self._closing or self._write_failed:
+            return  # noqa: ASYNC910 - a handler: the actor's loop checkpoints
+        options = self._options
+        counters = self._counters
+        counters.pings_sent += 1
+        self._pong = pong = _Pong(counters, trio.current_time())
+        self._writing = True
+        with _write_bound(options.write_timeout) as scope:
+            try:
+                await send_ping_to(backend, counters.pings_sent.to_bytes(8, "big"), pong)
+            except BackendClosed:
+                self._pong = None
+                self._next_ping = math.inf  # no more pings: the reader sees the end
+        self._writing = False
+        self._wake_io()  # its next timer is the pong timeout now
+        if scope.cancelled_caught:
+            await self._abort(backend, "a keepalive ping could not be written")
+
+    async def _write(self, frame: Frame, data: str | bytes) -> None:  # noqa: ASYNC910 - the write checkpoints
+        """Write one frame: shielded, and bounded by ``write_timeout``.
+
+        A scope's deadline is moved only when it falls outside between
+        ``write_timeout`` and a quarter more from now (the writes of a busy spell
+        share it; a scope costs microseconds). A write cut by it aborts the
+        connection before anything else runs. Nothing here waits after the write, so
+        a stop from outside never catches a frame that was written.
+        """
+        backend = self._backend
+        # Whether the messages before a close had been counted when this one began.
+        counted = self._counted
+        if backend is None or self._write_failed or self._close_ready:
             self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
+            self._handled_before_close(counted=counted)
+            return  # noqa: ASYNC910 - a handler: the actor's loop checkpoints
+        write_timeout = self._options.write_timeout
+        bound = trio.current_time() + write_timeout
+        deadline = self._write_deadline
+        if not bound <= deadline <= bound + write_timeout * WRITE_TIMEOUT_SLACK:
+            deadline = self._write_deadline = bound + write_timeout * WRITE_TIMEOUT_SLACK
+        self._writing = True
+        with trio.CancelScope(shield=True, deadline=deadline) as scope:  # noqa: ASYNC912 - the write checkpoints
+            try:
+                await backend.send(data)
+            except BackendClosed:
+                # Dead-letter until the reader has seen the end (and its code).
+                self._write_failed = True
+                self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
+            else:
+                counters = self._counters
+                counters.messages_sent += 1
+                counters.bytes_sent += frame_weight(frame)
+        self._writing = False
+        if scope.cancelled_caught:
+            # Cut mid-frame: close the stream before any other task runs.
+            self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
+            with trio.CancelScope(shield=True):
+                await self._abort(backend, f"a write did not finish within {write_timeout}s")
+        self._handled_before_close(counted=counted)
 
     # -- closing --------------------------------------------------------------------
 
@@ -243,16 +352,77 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
         *,
         code: int | None = None,
         error: BaseException | None = None,
+        in_loop: bool = False,
     ) -> None:
-        """Start a local close: queued frames are written, then the Close frame."""
+        """Start a local close: the messages queued in the mailbox now (or waiting for
+        room) are handled first, then the io task writes the Close frame.
+
+        They are counted in the message loop (``in_loop``, or through a
+        :class:`BeginClose` control message): from outside, a message may be on its
+        way from the mailbox to the loop, in neither.
+        """
         if self._closing:
             return
         self._closing = True
+        self._counters.closing = True
         if code is None:
             assert situation is not None
             code = close_code_for(situation)
         self._note_outcome(ConnectionClosed(code, reason, by_peer=False, error=error))
-        self._outbox.close()
+        if in_loop:
+            self._count_before_close()
+            return
+        assert self._ref is not None
+        try:
+            self._ref.tell_nowait(BeginClose())
+        except trio.WouldBlock:  # the control lane is full: count here, nearly as well
+            self._count_before_close()
+        except actors.ActorStoppedError:
+            pass  # the loop has ended: the io task closes
+
+    def _count_before_close(self) -> None:
+        if self._counted:
+            return
+        self._counted = True
+        assert self._ref is not None
+        queued = self._ref.statistics()
+        self._before_close = queued.depth + queued.senders_waiting
+        if self._before_close <= 0 and not self._writing:
+            self._ready_to_close()
+
+    def _handled_before_close(self, *, counted: bool) -> None:
+        """An ordinary message was handled: the close may be ready (the loop's call).
+
+        ``counted``: the messages before the close had been counted when its handler
+        started (the message being handled then was not in the mailbox any more).
+        """
+        if not counted or self._close_ready:
+            return
+        self._before_close -= 1
+        assert self._ref is not None
+        # Fewer may come than counted (a waiting sender gave up): an empty mailbox is
+        # the end too.
+        if self._before_close <= 0 or self._ref.statistics().depth == 0:
+            self._ready_to_close()
+
+    def _ready_to_close(self) -> None:
+        self._close_ready = True
+        self._wake_io()
+
+    def _wake_io(self) -> None:
+        task = self._io_waiting
+        if task is not None:
+            self._io_waiting = None
+            trio.lowlevel.reschedule(task)
+
+    async def _io_wait(self) -> None:
+        """Park the io task until :meth:`_wake_io` (cheaper than an event per wait)."""
+        self._io_waiting = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(self._abort_io_wait)
+
+    def _abort_io_wait(self, _: object) -> trio.lowlevel.Abort:
+        self._io_waiting = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
     def _note_outcome(self, outcome: ConnectionClosed) -> None:
         if self._outcome is None:
@@ -260,6 +430,8 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
 
     def _reader_ended(self) -> None:
         """The library marked the connection closed, or its reader ended: no more input."""
+        if self._violation is not None:
+            return  # the reader was stopped at a protocol error: the close is ours
         backend = self._backend
         assert backend is not None
         if self._outcome is None:
@@ -267,17 +439,49 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
             code, reason = closed if closed is not None else (CloseCode.ABNORMAL_CLOSURE, "")
             self._note_outcome(ConnectionClosed(code, reason, by_peer=backend.closed_by_peer()))
         self._closing = True
-        self._outbox.close()
+        self._counters.closing = True
+        self._ready_to_close()
+
+    def _violated(self, violation: Violation) -> bool:
+        """The peer broke the protocol or a limit (the reader's call, from the frame guard).
+
+        Strict close order: the reader stops, the messages it delivered before stay
+        in the inbound queue, and the Close with the violation's code follows the
+        replies the application writes to them, once it has taken them all (or
+        ``close_timeout`` has passed). False while already closing: the library
+        answers at once.
+        """
+        backend = self._backend
+        if self._closing or backend is None:
+            return False
+        self._violation = violation
+        self._note_outcome(ConnectionClosed(violation.code, violation.reason, by_peer=False))
+        self._violation_deadline = trio.current_time() + self._options.close_timeout
+        backend.stop_reading()
+        inbound = self._inbound
+        inbound.close()
+        consumer = (
+            inbound.read
+            or self._subscriber is not None
+            or (self._application is not None and not self._application_ended)
+        )
+        if not consumer and not len(inbound):
+            self._inbound_taken()  # nothing came before it, and nobody reads
+        self._wake_io()
+        return True
+
+    def _inbound_taken(self) -> None:
+        """The consumer has taken every message of the closed inbound queue."""
+        violation = self._violation
+        if violation is not None:
+            self._request_close(None, violation.reason, code=violation.code)
 
     async def _abort(self, backend: Backend, reason: str) -> None:
         self._note_outcome(ConnectionClosed(CloseCode.ABNORMAL_CLOSURE, reason))
         self._closing = True
-        self._outbox.close()
+        self._counters.closing = True
+        self._ready_to_close()
         await backend.abort()
-
-    def _dead_letter_outbound(self) -> None:
-        for frame in self._outbox.drain():
-            self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
 
     def _dead_letter_inbound(self) -> None:
         # A server handler that has ended never reads what is left (guarantee 5).
@@ -314,11 +518,10 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
             outcome = self._final_outcome(error)
             self._counters.closed = outcome
             report_ended(self.ctx.system, self, self._statistics())
+            self._counters.closing = True
             self._inbound.close()
             if self._application is not None and self._application_ended:
                 self._dead_letter_inbound()
-            self._outbox.close()
-            self._dead_letter_outbound()
         if self._start_error is not None:
             assert self._ready is not None
             self._ready.set()
@@ -384,7 +587,7 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
         self._backend = backend
         # From here on the library's reader delivers straight into the inbound queue,
         # and only this task stops it (_io).
-        route_inbound(backend, self._deliver, self._reader_ended)
+        route_inbound(backend, self._deliver, self._reader_ended, self._violated)
         backend.shield_reader()
         assert self._ready is not None
         self._ready.set()
@@ -394,20 +597,22 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
             nursery.start_soon(
                 forward, self._inbound, self._subscriber, self._undelivered, forwarded
             )
-        # This task is the writer (the only one); it returns once the outbox has closed
-        # and the close handshake is done, or the connection was aborted.
+        # This task runs the timers until the loop has written what precedes the close,
+        # then the close handshake.
         try:
-            await self._write_loop(backend)
+            await self._run_timers(backend)
         except trio.Cancelled:
             if nursery.cancel_scope.cancel_called:
                 raise  # the reader or the forwarder failed: nothing to close gracefully
-            # Stopped or cancelled from outside, between writes: close with 1001 (the
-            # reader, shielded, still reads the peer's answer), bounded in time.
+            # Stopped or cancelled from outside (the loop has ended: the mailbox's frames
+            # went to dead letters): close with 1001 (the reader, shielded, still reads
+            # the peer's answer), bounded in time.
             self._request_close(Situation.SHUTDOWN, "going away")
             grace = options.write_timeout + options.close_timeout
             with trio.CancelScope(shield=True, deadline=trio.current_time() + grace):
-                await self._write_loop(backend)
+                await self._close_handshake(backend)
             raise
+        await self._close_handshake(backend)
         self._inbound.close()
         with trio.move_on_after(options.close_timeout):  # noqa: ASYNC912 - no wait if nothing runs
             if forwarded is not None:
@@ -417,22 +622,44 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
                 await self._application_done.wait()
         nursery.cancel_scope.cancel()
 
+    async def _close_handshake(self, backend: Backend) -> None:
+        """Write the Close frame and wait for the peer's (bounded), unless there is
+        nothing to close: the peer closed, or the connection was aborted."""
+        outcome = self._outcome
+        if (
+            self._write_failed
+            or outcome is None
+            or outcome.by_peer
+            or outcome.code == CloseCode.ABNORMAL_CLOSURE
+        ):
+            await trio.lowlevel.checkpoint()
+            return
+        options = self._options
+        with _write_bound(options.write_timeout + options.close_timeout) as scope:
+            if self._violation is not None:
+                await backend.fail(outcome.code, outcome.reason)
+            else:
+                await backend.close(outcome.code, outcome.reason)
+        if scope.cancelled_caught:
+            await self._abort(backend, "the close handshake timed out")
+
     def _deliver(self, message: str | bytes) -> None:
         """What the library's reader calls with each inbound message (never blocks or raises)."""
         counters = self._counters
         counters.messages_received += 1
-        # Inlined payload_size: this runs once per message.
-        counters.bytes_received += len(message) if message.isascii() else payload_size(message)
         if self._idle_timeout is not None:
             self._last_inbound = trio.current_time()
+        size = payload_size(message)
+        counters.bytes_received += size
         try:  # decoding is plain code: the reader never awaits on it
             received = Received(self._options.codec.decode(message))
         except Exception as exc:  # noqa: BLE001 - bad input never stops the reader
             received = self._undecodable(exc, message)
         inbound = self._inbound
-        dropped = inbound.put(received)
-        if dropped is not None:
-            self._dead_letter(dropped, actors.DeadLetterReason.DROPPED)
+        dropped = inbound.put(received, size)
+        if dropped:
+            for message_dropped in dropped:
+                self._dead_letter(message_dropped, actors.DeadLetterReason.DROPPED)
             situation = close_situation(inbound.policy)
             if situation is not None:
                 self._request_close(situation, "inbound queue overflow")
@@ -447,125 +674,51 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
             self._request_close(None, "undecodable message", code=error.close_code)
         return Received(notice)
 
-    async def _write_loop(self, backend: Backend) -> None:
-        """Write the outbox's frames and run the timers, until the outbox closes; then
-        run the close handshake.
-
-        Cancellable only while it waits: each write (of a frame, a ping or the Close)
-        runs in a shielded scope bounded by its own timeout (a frame's by up to a
-        quarter more) and by the deadline this loop runs under. A write cut by that
-        bound aborts the connection at once.
-        """
-        options = self._options
-        # The deadline this loop runs under (the bounded close of _serve), taken here:
-        # the timers' wake-ups below must not bound the writes.
-        limit = trio.current_effective_deadline()
-        while True:
-            # One scope per timer period, not per frame: a scope costs microseconds.
-            due = self._timers_due()
-            written: bool | None = False
-            if due == math.inf:
-                written = await self._write_frames(backend, limit)
-            else:
-                with trio.move_on_at(due):
-                    written = await self._write_frames(backend, limit)
-            if written is None:
-                return  # aborted
-            if written:
-                break
-            if not await self._run_timers(backend, limit):
-                return  # aborted
-        outcome = self._outcome
-        if (
-            self._write_failed
-            or outcome is None
-            or outcome.by_peer
-            or outcome.code == CloseCode.ABNORMAL_CLOSURE
-        ):
-            # Nothing to close: the peer closed, or the connection was aborted.
-            return  # noqa: ASYNC910 - the frames' loop waited unless the outbox was closed at once
-        # A stop from outside that came meanwhile is seen here, so that the close below
-        # runs under its bound (in _serve) rather than cut at once.
-        await trio.lowlevel.checkpoint_if_cancelled()
-        timeout = options.write_timeout + options.close_timeout
-        with _write_bound(timeout, limit) as scope:
-            await backend.close(outcome.code, outcome.reason)
-        if scope.cancelled_caught:
-            await self._abort(backend, "the close handshake timed out")
-
-    async def _write_frames(self, backend: Backend, limit: float) -> bool | None:  # noqa: ASYNC910 - waits and writes checkpoint
-        """Write frames until the outbox has closed and is empty (True), or the
-        connection was aborted (None); the caller's timer scope may interrupt a wait."""
-        write_timeout = self._options.write_timeout
-        slack = write_timeout * WRITE_TIMEOUT_SLACK
-        counters = self._counters
-        outbox = self._outbox
-        checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
-        current_time = trio.current_time
-        while True:
-            # Waiting is the only place this task is cancelled from outside.
-            await outbox.wait()
-            # A scope costs microseconds to make and some 600 bytes to keep, so one
-            # serves the frames of a busy spell: shielded only while a frame is
-            # written, its deadline bounds each write to between write_timeout and
-            # (1 + WRITE_TIMEOUT_SLACK) times that, and is moved only when it falls
-            # outside. Once it passes while the writer waits, the spell is over.
-            with trio.CancelScope() as scope:
-                while True:
-                    await checkpoint_if_cancelled()
-                    frame = outbox.take()
-                    if frame is None:
-                        if outbox.closed:
-                            return True
-                        await outbox.wait()
-                        continue
-                    if self._write_failed:
-                        self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
-                        continue
-                    data = frame.text if isinstance(frame, SendText) else frame.data
-                    bound = min(current_time() + write_timeout, limit)
-                    if not bound <= scope.deadline <= bound + slack:
-                        scope.deadline = min(bound + slack, limit)
-                    self._in_flight = frame
-                    scope.shield = True
-                    try:
-                        await backend.send(data)
-                    except BackendClosed:
-                        # Dead-letter until the reader has seen the end (and its code).
-                        self._write_failed = True
-                        self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
-                    else:
-                        counters.messages_sent += 1
-                        counters.bytes_sent += len(data) if data.isascii() else payload_size(data)
-                    scope.shield = False
-                    self._in_flight = None
-            frame = self._in_flight
-            if frame is not None:
-                # Cut mid-frame: close the stream before any other task runs.
-                self._in_flight = None
-                self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
-                await self._abort(backend, f"a write did not finish within {write_timeout}s")
-                return None
-
-    # -- the timers (run by the writer between writes) --------------------------------
+    # -- the timers (run by the io task) ------------------------------------------------
 
     def _timers_due(self) -> float:
-        """When the writer must next run the timers (math.inf: never)."""
+        """When the io task must next run the timers (math.inf: never)."""
+        if self._closing:
+            # Only the wait for the loop to write what precedes the Close is bounded.
+            return math.inf if self._close_ready else self._violation_deadline
         pong = self._pong
         if pong is not None:
             due = pong.sent_at + self._options.pong_timeout
-        elif self._closing:
+        elif self._ping_told:
             due = math.inf
         else:
             due = self._next_ping
         if self._idle_timeout is not None:
             due = min(due, self._last_inbound + self._idle_timeout)
-        return due
+        return min(due, self._violation_deadline)
 
-    async def _run_timers(self, backend: Backend, limit: float) -> bool:
-        """Keepalive and idle timeout; False if the connection was aborted."""
+    async def _run_timers(self, backend: Backend) -> None:  # noqa: ASYNC910 - returns at once when the close is ready
+        """Keepalive, idle timeout and the bound of a strict close, until the close is
+        ready (the loop has handled what precedes it) or the connection has ended."""
+        while not self._close_ready:
+            due = self._timers_due()
+            if due == math.inf:  # no scope to keep while idle without timers
+                await self._io_wait()
+            else:
+                with trio.move_on_at(due):
+                    await self._io_wait()
+            if not await self._timers_step(backend):
+                return
+
+    async def _timers_step(self, backend: Backend) -> bool:
+        """Run the timers that are due; False if the connection was aborted."""
+        if self._close_ready:
+            return True  # noqa: ASYNC910 - a step of the io task's loop, which waits
         options = self._options
         now = trio.current_time()
+        if now >= self._violation_deadline:
+            # The application did not take what came before the error in time.
+            violation = self._violation
+            assert violation is not None
+            self._violation_deadline = math.inf
+            self._request_close(None, violation.reason, code=violation.code)
+        if self._closing:
+            return True  # noqa: ASYNC910 - a step of the io task's loop, which waits
         pong = self._pong
         if pong is not None:
             if pong.answered:
@@ -573,32 +726,24 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
             elif now >= pong.sent_at + options.pong_timeout:
                 await self._abort(backend, f"keepalive: no pong within {options.pong_timeout}s")
                 return False
-        if pong is None and not self._closing and now >= self._next_ping:
+        if pong is None and not self._ping_told and now >= self._next_ping:
             interval = options.ping_interval
             assert interval is not None
-            counters = self._counters
-            counters.pings_sent += 1
-            self._pong = _Pong(counters, now)
-            with _write_bound(options.write_timeout, limit) as scope:
-                try:
-                    await send_ping_to(backend, counters.pings_sent.to_bytes(8, "big"), self._pong)
-                except BackendClosed:
-                    self._pong = None
-                    interval = math.inf  # no more pings: the reader sees the end
-            if scope.cancelled_caught:
-                await self._abort(backend, "a keepalive ping could not be written")
-                return False
+            assert self._ref is not None
+            with contextlib.suppress(trio.WouldBlock, actors.ActorStoppedError):
+                self._ref.tell_nowait(KeepalivePing())
+                self._ping_told = True
             self._next_ping = now + interval
         idle_timeout = self._idle_timeout
         if idle_timeout is not None and now >= self._last_inbound + idle_timeout:
-            self._request_close(Situation.IDLE_TIMEOUT, "idle timeout")
             self._idle_timeout = None
-        return True  # noqa: ASYNC910 - a step of the writer's loop, which checkpoints
+            self._request_close(Situation.IDLE_TIMEOUT, "idle timeout")
+        return True  # noqa: ASYNC910 - a step of the io task's loop, which waits
 
 
-def _write_bound(timeout: float, limit: float) -> trio.CancelScope:
-    """A shielded scope that ends ``timeout`` from now, or at ``limit`` if sooner."""
-    return trio.CancelScope(shield=True, deadline=min(trio.current_time() + timeout, limit))
+def _write_bound(timeout: float) -> trio.CancelScope:
+    """A shielded scope that ends ``timeout`` from now."""
+    return trio.CancelScope(shield=True, deadline=trio.current_time() + timeout)
 
 
 @final
@@ -629,5 +774,20 @@ async def spawn_connection(
 ) -> WebSocketConnection:
     """Spawn a connection actor under ``parent``; returns once the handshake succeeded."""
     actor = ConnectionActor(opener, options, subscriber, application)
-    await parent.spawn(actor, name=name)
+    await spawn_actor(parent, actor, options, name)
     return actor.handle()
+
+
+async def spawn_actor(
+    parent: Spawner, actor: ConnectionActor, options: ConnectionOptions, name: str | None
+) -> actors.ActorRef[ActorMessage]:
+    """Spawn ``actor`` (made with ``options``) with its mailbox sized as the connection's
+    outbound queue: ``outbound_queue_size`` messages and ``outbound_max_bytes`` of frame
+    payload."""
+    return await parent.spawn(
+        actor,
+        name=name,
+        mailbox_size=options.outbound_queue_size,
+        max_bytes=options.outbound_max_bytes,
+        weigher=frame_weight,
+    )

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
     from .._close_codes import ConnectionClosed
     from ._inbound import InboundQueue
-    from ._outbox import Outbox
 
 
 @final
@@ -51,15 +50,16 @@ class WebSocketConnection:
     has arrived with :meth:`receive_nowait` until :exc:`trio.WouldBlock`
     handles a burst in one go.
 
-    :meth:`send` puts the frame straight into the queue of the connection's
-    writer (the only task that writes), without the hop through the actor's
-    mailbox; ``ref.tell(SendText(...))`` goes through the mailbox. Each path
-    keeps its own order, and a :meth:`close` (or the handler's return) is
-    written after every frame sent before it, but a frame told to ``ref`` may
-    be written after one sent here later.
+    There is one door into the connection's writer, its actor's mailbox:
+    :meth:`send` tells the frame to ``ref`` exactly as
+    ``ref.tell(SendText(...))`` does, and the actor's message loop writes it.
+    Frames from one sender are written in the order it sent them, whichever
+    call it used; senders waiting for room are served in arrival order. A
+    :meth:`close` overtakes queued frames, but the frames queued before it are
+    written first.
     """
 
-    __slots__ = ("_counters", "_inbound", "_outbox", "_thread_id", "codec", "info", "ref")
+    __slots__ = ("_counters", "_inbound", "_thread_id", "codec", "info", "ref")
 
     def __init__(
         self,
@@ -69,7 +69,6 @@ class WebSocketConnection:
         inbound: InboundQueue[Received],
         codec: Codec | None = None,
         *,
-        outbox: Outbox[Frame] | None = None,
         thread_id: int | None = None,
     ) -> None:
         #: The connection actor's ref: tell it :class:`SendText`, :class:`SendBytes`,
@@ -81,7 +80,6 @@ class WebSocketConnection:
         self.codec: Codec = codec if codec is not None else RawCodec()
         self._counters = counters
         self._inbound = inbound
-        self._outbox = outbox
         self._thread_id = thread_id
 
     def __repr__(self) -> str:
@@ -90,8 +88,8 @@ class WebSocketConnection:
     async def send(self, message: str | bytes) -> None:
         """Queue ``message`` for sending (text for ``str``, binary for ``bytes``).
 
-        Waits while the connection's outbound queue (``outbound_queue_size``)
-        is full. Raises :exc:`actors.ActorStoppedError` once the connection
+        Waits while the connection's outbound queue (``outbound_queue_size``
+        messages, ``outbound_max_bytes`` bytes) is full. Raises :exc:`actors.ActorStoppedError` once the connection
         actor has stopped; a message accepted while the connection was closing
         goes to dead letters.
         """
@@ -114,40 +112,26 @@ class WebSocketConnection:
         self._send_nowait(_frame(self.codec.encode(message)))
 
     async def _send(self, frame: Frame) -> None:
-        # Straight into the writer's outbox while the connection is open; once it is
-        # closing, through the mailbox, which dead-letters the frame (or raises
-        # ActorStoppedError once the actor has stopped).
-        outbox = self._outbox
-        if outbox is not None and not outbox.closed and self._on_trio_thread("send"):
-            try:
-                await outbox.put(frame)
-            except trio.ClosedResourceError:
-                pass
-            else:
-                return
+        self._on_trio_thread("send")
         await self.ref.tell(frame)
 
     def _send_nowait(self, frame: Frame) -> None:
-        outbox = self._outbox
-        if outbox is not None and not outbox.closed and self._on_trio_thread("send_nowait"):
-            outbox.put_nowait(frame)
-            return
+        self._on_trio_thread("send_nowait")
         self.ref.tell_nowait(frame)
 
     async def _send_kept(self, data: KeptBySender) -> bool:
         """Queue a protocol message its sender makes again if this connection ends.
 
-        False, queueing nothing, once the connection is closing: never through the
-        mailbox, so it is never dead-lettered (see :class:`KeptBySender`).
+        False, queueing nothing, once the connection is closing; one queued and then
+        not written is never dead-lettered either (see :class:`KeptBySender`).
         """
-        outbox = self._outbox
-        if outbox is None or outbox.closed:
+        if self._counters.closing:
             await trio.lowlevel.checkpoint()
             return False
         try:
-            await outbox.put(SendBytes(data))
-        except trio.ClosedResourceError:
-            return False  # noqa: ASYNC910 - put checkpoints unless the outbox is closed
+            await self.ref.tell(SendBytes(data))
+        except actors.ActorStoppedError:
+            return False  # noqa: ASYNC910 - tell checkpoints unless it fails at once
         return True
 
     def _on_trio_thread(self, method: str) -> bool:
@@ -231,9 +215,8 @@ class WebSocketConnection:
         return self._counters.closed
 
     def statistics(self) -> ConnectionStatistics:
-        """A snapshot of the connection's counters."""
-        depth = 0 if self._outbox is None else len(self._outbox)
-        return self._counters.snapshot(self._inbound, depth)
+        """A snapshot of the connection's counters and queues."""
+        return self._counters.snapshot(self._inbound, self.ref.statistics())
 
 
 @final

@@ -1,6 +1,8 @@
 """The connection's inbound queue: bounded, never blocks the network reader.
 
-When the queue is full the :class:`Overflow` decides what gives way; the
+The queue is bounded in messages and in bytes, per connection and (through a
+shared :class:`ByteBudget`) per server. When a message does not fit, the
+:class:`Overflow` decides what gives way; the
 caller (the connection actor) counts and dead-letters whatever was dropped and
 closes the connection when the policy says so. :func:`forward` drains the queue
 into a subscriber actor.
@@ -22,52 +24,158 @@ T = TypeVar("T")
 
 
 @final
+class ByteBudget:
+    """A budget of inbound bytes shared by the connections of one server.
+
+    Each connection's inbound queue charges the bytes it holds here and gives
+    them back as the application takes them; a message that would take
+    ``used`` past ``limit`` meets the connection's overflow policy, like one
+    past the connection's own bound. Plain counters: only trio's thread
+    touches them.
+    """
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"a byte budget must be at least 1 byte, not {limit!r}")
+        self.limit = limit
+        self.used = 0
+
+
+@final
 class InboundQueue(Generic[T]):
-    """A bounded FIFO whose producer never waits, and whose single consumer does."""
+    """A bounded FIFO whose producer never waits, and whose single consumer does.
 
-    __slots__ = ("_closed", "_items", "_receiving", "_waiter", "capacity", "dropped", "policy")
+    Bounded in messages (``capacity``) and in bytes (``max_bytes``, and the
+    shared ``budget`` if any). One message larger than ``max_bytes`` is still
+    taken when the queue is empty (a message within the size limit always gets
+    through, alone); the shared budget has no such exception.
+    """
 
-    def __init__(self, capacity: int, policy: Overflow) -> None:
+    __slots__ = (
+        "_bytes",
+        "_closed",
+        "_ended",
+        "_items",
+        "_receiving",
+        "_sizes",
+        "_waiter",
+        "budget",
+        "bytes_high_water",
+        "capacity",
+        "dropped",
+        "max_bytes",
+        "on_end",
+        "policy",
+        "read",
+    )
+
+    def __init__(
+        self,
+        capacity: int,
+        policy: Overflow,
+        max_bytes: int | None = None,
+        budget: ByteBudget | None = None,
+    ) -> None:
         if capacity < 1:
             raise ValueError(f"inbound_queue_size must be at least 1, not {capacity!r}")
         self.capacity = capacity
+        self.max_bytes = max_bytes
+        self.budget = budget
         self.policy = policy
         self.dropped = 0
+        self.bytes_high_water = 0
+        #: Called once, when the consumer has taken everything of a closed queue.
+        self.on_end: Callable[[], None] | None = None
         # Made on first use, like the actors' mailboxes: an idle connection holds no
         # (pre-allocated) deque.
         self._items: collections.deque[T] | None = None
+        self._sizes: collections.deque[int] | None = None
+        self._bytes = 0
         # The one consumer, while it waits for an item (cheaper than a ParkingLot).
         self._waiter: trio.lowlevel.Task | None = None
         self._closed = False
+        self._ended = False
         self._receiving = False
+        #: True once a consumer has asked for an item.
+        self.read = False
 
     def __len__(self) -> int:
         return 0 if self._items is None else len(self._items)
+
+    @property
+    def queued_bytes(self) -> int:
+        """The bytes of the messages waiting for the consumer."""
+        return self._bytes
 
     @property
     def closed(self) -> bool:
         """True once no more items will be put."""
         return self._closed
 
-    def put(self, item: T) -> T | None:
-        """Queue ``item`` without waiting; return the item the policy dropped, if any."""
+    @property
+    def waiting(self) -> bool:
+        """True while the consumer waits for an item."""
+        return self._waiter is not None
+
+    def _fits(self, size: int) -> bool:
+        items = self._items
+        if items:
+            if len(items) >= self.capacity:
+                return False
+            if self.max_bytes is not None and self._bytes + size > self.max_bytes:
+                return False
+        budget = self.budget
+        return budget is None or budget.used + size <= budget.limit
+
+    def put(self, item: T, size: int = 0) -> list[T]:
+        """Queue ``item`` (``size`` bytes) without waiting; return what the policy dropped."""
         if self._closed:
             self.dropped += 1
-            return item
+            return [item]
         items = self._items
         if items is None:
             items = self._items = collections.deque()
-        dropped: T | None = None
-        if len(items) >= self.capacity:
-            self.dropped += 1
-            if self.policy is Overflow.DROP_OLDEST:
-                dropped = items.popleft()
-            else:
-                return item
+            self._sizes = collections.deque()
+        sizes = self._sizes
+        assert sizes is not None
+        dropped: list[T] = []
+        if not self._fits(size):
+            if self.policy is not Overflow.DROP_OLDEST:
+                self.dropped += 1
+                return [item]
+            while items and not self._fits(size):
+                self.dropped += 1
+                dropped.append(items.popleft())
+                self._release(sizes.popleft())
+            if not self._fits(size):  # the shared budget is spent by other connections
+                self.dropped += 1
+                dropped.append(item)
+                return dropped
         items.append(item)
+        sizes.append(size)
+        self._bytes += size
+        if self._bytes > self.bytes_high_water:
+            self.bytes_high_water = self._bytes
+        if self.budget is not None:
+            self.budget.used += size
         if self._waiter is not None:
             self._wake()
         return dropped
+
+    def _release(self, size: int) -> None:
+        self._bytes -= size
+        if self.budget is not None:
+            self.budget.used -= size
+
+    def _take(self) -> T:
+        items = self._items
+        sizes = self._sizes
+        assert items is not None
+        assert sizes is not None
+        self._release(sizes.popleft())
+        return items.popleft()
 
     def close(self) -> None:
         """No more items: the consumer gets what is queued, then :exc:`trio.EndOfChannel`."""
@@ -81,17 +189,28 @@ class InboundQueue(Generic[T]):
             return []
         items = list(self._items)
         self._items.clear()
+        assert self._sizes is not None
+        self._release(sum(self._sizes))
+        self._sizes.clear()
         return items
+
+    def _end(self) -> trio.EndOfChannel:
+        if not self._ended:
+            self._ended = True
+            if self.on_end is not None:
+                self.on_end()
+        return trio.EndOfChannel()
 
     def get_nowait(self) -> T:
         """The oldest item; :exc:`trio.WouldBlock` if there is none yet,
         :exc:`trio.EndOfChannel` once closed and empty."""
         if self._receiving:
             raise _busy()
+        self.read = True
         if self._items:
-            return self._items.popleft()
+            return self._take()
         if self._closed:
-            raise trio.EndOfChannel
+            raise self._end()
         raise trio.WouldBlock
 
     async def get(self) -> T:
@@ -99,20 +218,19 @@ class InboundQueue(Generic[T]):
         if self._receiving:
             raise _busy()
         self._receiving = True
+        self.read = True
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
-            items = self._items
-            if items:
-                item = items.popleft()
+            if self._items:
+                item = self._take()
             else:
                 while not self._items:
                     if self._closed:
-                        raise trio.EndOfChannel
+                        raise self._end()
                     self._waiter = trio.lowlevel.current_task()
                     await trio.lowlevel.wait_task_rescheduled(self._abort_wait)
                 # Waiting was the checkpoint.
-                assert self._items is not None
-                return self._items.popleft()
+                return self._take()
         finally:
             self._receiving = False
         await trio.lowlevel.cancel_shielded_checkpoint()

@@ -48,10 +48,14 @@ class SendMessage:
 
 @final
 @attrs.frozen
-class Close:
+class Close(actors.ControlMessage):
     """Tell a connection to close: queued outbound messages go first, then a Close frame.
 
-    ``code`` must be sendable (1000-1003, 1007-1014, or 3000-4999).
+    A control message: it overtakes the frames queued in the connection's mailbox
+    and is handled after at most the frame being written. The frames already
+    queued (or waiting for room) when it is handled are written, then the Close
+    frame; frames sent after it go to dead letters. ``code`` must be sendable
+    (1000-1003, 1007-1014, or 3000-4999).
     """
 
     code: int = 1000
@@ -63,8 +67,12 @@ class Close:
 
 @final
 @attrs.frozen
-class GetStatistics(actors.Request["ConnectionStatistics"]):
-    """Ask a connection for its :class:`ConnectionStatistics`."""
+class GetStatistics(actors.ControlMessage, actors.Request["ConnectionStatistics"]):
+    """Ask a connection for its :class:`ConnectionStatistics`.
+
+    A control message: answered after at most the frame being written, however
+    many frames are queued or senders wait.
+    """
 
 
 class KeptBySender(bytes):
@@ -80,6 +88,18 @@ class KeptBySender(bytes):
 
 #: A message frame waiting to be written.
 Frame = SendText | SendBytes
+
+
+def frame_weight(message: object) -> int:
+    """What a message weighs in a connection's outbound byte bound: a frame's payload
+    bytes (text as UTF-8), nothing for the other messages."""
+    if isinstance(message, SendText):
+        return payload_size(message.text)
+    if isinstance(message, SendBytes):
+        return len(message.data)
+    return 0
+
+
 #: Every message a connection actor accepts.
 ConnectionMessage = SendText | SendBytes | SendMessage | Close | GetStatistics
 
@@ -117,20 +137,34 @@ class Undecodable:
 SubscriberMessage = Received | ConnectionClosed
 
 
+#: The default byte bound of each of a connection's two queues (inbound, outbound): with
+#: a server's shared inbound budget (128 MiB by default), 1,000 busy connections hold at
+#: most some 384 MiB of queued messages.
+DEFAULT_QUEUE_BYTES = 256 * 1024
+
+
 @final
 @attrs.frozen(kw_only=True)
 class ConnectionOptions:
     """Limits, queues and timers of one connection (seconds for every duration).
 
-    - ``max_message_size``: the largest inbound message in bytes (UTF-8 bytes
+    - ``max_message_size``: the largest inbound message (bytes; UTF-8 bytes
       for text, not characters); a larger one closes the connection with 1009.
-    - ``inbound_queue_size`` and ``overflow``: the bounded queue between the
-      network reader and the application, and what gives way when it is full.
-      The reader never waits for the application, and one network read can
-      carry many small messages, so this is sized for bursts; the queue grows
-      only while messages wait, an idle connection holds none.
-    - ``outbound_queue_size``: frames waiting for the writer; beyond it, a
-      sender's ``tell`` waits (backpressure).
+    - ``inbound_queue_size``, ``inbound_max_bytes`` and ``overflow``: the
+      bounded queue between the network reader and the application (in
+      messages and in payload bytes, text counted as UTF-8), and what gives way
+      when a message does not fit. The reader never waits for the application,
+      and one network read can carry many small messages, so the count is sized
+      for bursts; the queue grows only while messages wait, an idle connection
+      holds none. One message larger than ``inbound_max_bytes`` (up to
+      ``max_message_size``) still gets in when the queue is empty. A server adds
+      one byte budget shared by all its connections (``serve_websocket``'s
+      ``max_inbound_bytes``).
+    - ``outbound_queue_size`` and ``outbound_max_bytes``: frames waiting in the
+      connection's mailbox to be written, in messages and in payload bytes;
+      beyond either a sender's ``send`` or ``tell`` waits (backpressure), and
+      waiting senders are served in arrival order. One frame larger than
+      ``outbound_max_bytes`` still goes through when nothing else waits.
     - ``handshake_timeout``: TCP connect, TLS and HTTP upgrade together.
     - ``write_timeout``: one frame write; a write that has not finished
       within it is cut, at most a quarter of ``write_timeout`` later, and
@@ -152,8 +186,10 @@ class ConnectionOptions:
 
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     inbound_queue_size: int = 1024
+    inbound_max_bytes: int = DEFAULT_QUEUE_BYTES
     overflow: Overflow = Overflow.CLOSE_TRY_AGAIN_LATER
     outbound_queue_size: int = 64
+    outbound_max_bytes: int = DEFAULT_QUEUE_BYTES
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
     write_timeout: float = 10.0
     close_timeout: float = 5.0
@@ -166,7 +202,13 @@ class ConnectionOptions:
 
     def __attrs_post_init__(self) -> None:
         check_overflow(self.overflow, INBOUND_OVERFLOW, "overflow")
-        for name in ("max_message_size", "inbound_queue_size", "outbound_queue_size"):
+        for name in (
+            "max_message_size",
+            "inbound_queue_size",
+            "inbound_max_bytes",
+            "outbound_queue_size",
+            "outbound_max_bytes",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
         for name in ("handshake_timeout", "write_timeout", "close_timeout", "pong_timeout"):
@@ -209,7 +251,10 @@ class ConnectionStatistics:
     refused (each also a dead letter); ``bytes_received`` and ``bytes_sent`` count
     message payloads (text as its UTF-8 bytes); ``latency`` is the round trip of the last keepalive
     ping, ``None`` until one was answered; ``closed`` is set once the
-    connection has ended.
+    connection has ended. ``inbound_bytes`` and ``outbound_bytes`` are the payload
+    bytes queued each way now; the ``*_bytes_high_water`` figures the most each
+    queue has held (they stay within the byte bounds, but for one message larger
+    than the bound that got in alone).
     """
 
     messages_received: int
@@ -225,13 +270,17 @@ class ConnectionStatistics:
     undecodable: int = 0
     bytes_received: int = 0
     bytes_sent: int = 0
+    inbound_bytes: int = 0
+    inbound_bytes_high_water: int = 0
+    outbound_bytes: int = 0
+    outbound_bytes_high_water: int = 0
 
 
 def payload_size(message: str | bytes) -> int:
     """The size of a message's payload in bytes (text counted as its UTF-8 bytes)."""
-    if isinstance(message, str) and not message.isascii():
-        return len(message.encode("utf-8", "surrogatepass"))
-    return len(message)
+    if isinstance(message, bytes) or message.isascii():
+        return len(message)
+    return len(message.encode("utf-8", "surrogatepass"))
 
 
 @attrs.define(eq=False)
@@ -247,9 +296,11 @@ class Counters:
     bytes_sent: int = 0
     latency: float | None = None
     closed: ConnectionClosed | None = None
+    #: Set when the connection starts closing: frames sent from then on are not written.
+    closing: bool = False
 
     def snapshot(
-        self, inbound: InboundQueue[Received], outbound_depth: int
+        self, inbound: InboundQueue[Received], outbound: actors.MailboxStatistics
     ) -> ConnectionStatistics:
         return ConnectionStatistics(
             messages_received=self.messages_received,
@@ -257,7 +308,7 @@ class Counters:
             inbound_depth=len(inbound),
             inbound_capacity=inbound.capacity,
             inbound_dropped=inbound.dropped,
-            outbound_depth=outbound_depth,
+            outbound_depth=outbound.depth,
             outbound_capacity=self.outbound_capacity,
             pings_sent=self.pings_sent,
             latency=self.latency,
@@ -265,4 +316,8 @@ class Counters:
             undecodable=self.undecodable,
             bytes_received=self.bytes_received,
             bytes_sent=self.bytes_sent,
+            inbound_bytes=inbound.queued_bytes,
+            inbound_bytes_high_water=inbound.bytes_high_water,
+            outbound_bytes=outbound.queued_bytes,
+            outbound_bytes_high_water=outbound.bytes_high_water,
         )

@@ -29,7 +29,8 @@ from .._adapter._limits import DEFAULT_INBOUND_LIMITS, InboundLimits
 from .._adapter._request import PlainRequest, ServerRequest, read_request, reject_stream
 from .._census import SourceKind, report_ended, report_started
 from .._close_codes import CloseCode
-from .._connection._actor import Application, ConnectionActor, Spawner
+from .._connection._actor import Application, ConnectionActor, Spawner, spawn_actor
+from .._connection._inbound import ByteBudget
 from .._connection._messages import DEFAULT_OPTIONS, Close, ConnectionMessage, ConnectionOptions
 from .._exceptions import HandshakeError
 from ._handshake import (
@@ -41,6 +42,9 @@ from ._handshake import (
     answer_plain,
     answer_request,
 )
+
+#: The inbound bytes a server's connections may hold together by default.
+DEFAULT_SERVER_INBOUND_BYTES = 128 * 1024 * 1024
 
 logger = logging.getLogger("transport")
 
@@ -102,6 +106,8 @@ class ConnectionHost(actors.Actor[HostMessage]):
     _options: ConnectionOptions
     _max_connections: int
     _inbound: InboundLimits = DEFAULT_INBOUND_LIMITS
+    # The inbound bytes all its connections may hold together.
+    _budget: ByteBudget | None = None
     _accept_scope: trio.CancelScope = attrs.field(init=False, factory=trio.CancelScope)
     _connections: dict[str, actors.ActorRef[ConnectionMessage]] = attrs.field(
         init=False, factory=dict
@@ -204,8 +210,8 @@ class ConnectionHost(actors.Actor[HostMessage]):
         self._serial += 1
         name = f"connection-{self._serial}"
         opener = accepted_opener(request, stream, accept, self._options, self._inbound)
-        actor = ConnectionActor(opener, self._options, None, self._application)
-        ref = await self.ctx.spawn(actor, name=name)
+        actor = ConnectionActor(opener, self._options, None, self._application, self._budget)
+        ref = await spawn_actor(self.ctx, actor, self._options, name)
         self._accepted += 1
         self._connections[name] = ref
         if len(self._connections) > 2 * self.ctx.child_count + 16:
@@ -291,6 +297,7 @@ async def serve_websocket(
     options: ConnectionOptions = DEFAULT_OPTIONS,
     max_connections: int = 1000,
     limits: InboundLimits = DEFAULT_INBOUND_LIMITS,
+    max_inbound_bytes: int = DEFAULT_SERVER_INBOUND_BYTES,
     shutdown_timeout: float = 10.0,
     name: str | None = None,
     task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED,
@@ -308,7 +315,10 @@ async def serve_websocket(
     actor. Past ``max_connections`` (open connections plus handshakes in
     progress) new clients get HTTP 503. ``limits`` bounds what each client may
     send besides ``options.max_message_size``: frames per message and an
-    optional message rate (:class:`InboundLimits`). On cancellation (or
+    optional message rate (:class:`InboundLimits`). ``max_inbound_bytes`` is
+    the byte budget all connections' inbound queues share (besides each one's
+    ``options.inbound_max_bytes``): a message that would take the server past
+    it meets its connection's overflow policy. On cancellation (or
     ``server.aclose()``) the server stops accepting, closes its connections
     with 1001 and waits for them up to ``shutdown_timeout``.
     """
@@ -323,7 +333,8 @@ async def serve_websocket(
                 port, ssl_context, host=host, https_compatible=True
             )
         )
-    actor = ConnectionHost(listeners, handler, policy, options, max_connections, limits)
+    budget = ByteBudget(max_inbound_bytes)
+    actor = ConnectionHost(listeners, handler, policy, options, max_connections, limits, budget)
     try:
         ref: actors.ActorRef[HostMessage] = await parent.spawn(actor, name=name)
     except BaseException:

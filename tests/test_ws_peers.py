@@ -1,0 +1,67 @@
+"""Against a second WebSocket implementation (``websockets``, in a subprocess), over loopback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+import actors
+import transport
+
+PEERS = Path(__file__).resolve().parent / "peer_servers.py"
+# Each connect takes milliseconds; the bound only turns a hang into a failure.
+TIMEOUT = 60
+CONNECTS = 100
+
+
+@asynccontextmanager
+async def peer_server(kind: str) -> AsyncIterator[int]:
+    """Run ``peer_servers.py kind``; yield its port; stop it by closing its stdin."""
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-W", "error", str(PEERS), kind],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert process.stdin is not None
+    assert process.stdout is not None
+    try:
+        with trio.fail_after(TIMEOUT):
+            line = b""
+            while not line.endswith(b"\n"):
+                chunk = await process.stdout.receive_some()
+                assert chunk, "the peer server ended before listening"
+                line += chunk
+        word, port = line.decode().split()
+        assert word == "port"
+        yield int(port)
+    finally:
+        with trio.CancelScope(shield=True):
+            await process.stdin.aclose()
+            with trio.move_on_after(TIMEOUT):
+                await process.wait()
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+
+async def test_a_server_that_speaks_and_closes_at_once_is_heard_every_time() -> None:
+    """The text and the Close that come in the same read as the 101 are delivered:
+    a message, then the end with the server's code, never a handshake error."""
+    options = transport.ConnectionOptions(ping_interval=None)
+    async with peer_server("speak-first") as port, actors.open_system("peers") as system:
+        with trio.fail_after(TIMEOUT):
+            for _ in range(CONNECTS):
+                connection = await transport.connect_websocket(
+                    system, f"ws://127.0.0.1:{port}/", options=options
+                )
+                assert await connection.receive() == "bye"
+                with pytest.raises(trio.EndOfChannel):
+                    await connection.receive()
+                closed = await connection.ref.wait_stopped()
+                assert closed == transport.ConnectionClosed(1001, "going away", by_peer=True)
