@@ -109,11 +109,13 @@ async def test_server_drop_reconnects_reruns_hook_and_flushes_the_buffer(
     subscriber, events = await spawn_events(system)
     client = await transport.connect_reconnecting_client(
         system,
-        endpoint.url,
-        options=OPTIONS,
-        backoff=EXACT,
-        on_connected=log_in,
-        subscriber=subscriber,
+        transport.ReconnectingClient(
+            url=endpoint.url,
+            options=OPTIONS,
+            backoff=EXACT,
+            on_connected=log_in,
+            subscriber=subscriber,
+        ),
     )
     first = await events.receive()
     assert isinstance(first, transport.Connected)
@@ -153,7 +155,7 @@ async def test_inbound_keeps_flowing_to_the_same_reader_across_reconnects(
     system: actors.ActorSystem, endpoint: Endpoint, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with transport.open_reconnecting_client(
-        system, endpoint.url, options=OPTIONS, backoff=EXACT
+        system, transport.ReconnectingClient(url=endpoint.url, options=OPTIONS, backoff=EXACT)
     ) as client:
         assert await client.receive() == "welcome 0"
         await endpoint.connections[0].close(1001)
@@ -186,7 +188,10 @@ async def test_nothing_is_lost_while_connections_keep_dropping(
     with system.dead_letters.subscribe(buffer=total) as letters:
         async with trio.open_nursery() as nursery:
             async with transport.open_reconnecting_client(
-                system, endpoint.url, options=OPTIONS, backoff=quick, buffer=total
+                system,
+                transport.ReconnectingClient(
+                    url=endpoint.url, options=OPTIONS, backoff=quick, buffer=total
+                ),
             ) as client:
 
                 async def drop_every(count: int) -> None:
@@ -223,7 +228,8 @@ async def test_server_down_at_start_backs_off_then_connects(
 ) -> None:
     port = await closed_port()
     client = await transport.connect_reconnecting_client(
-        system, f"ws://127.0.0.1:{port}/", options=OPTIONS, backoff=EXACT
+        system,
+        transport.ReconnectingClient(url=f"ws://127.0.0.1:{port}/", options=OPTIONS, backoff=EXACT),
     )
     start = trio.current_time()
     await client.send("waited")
@@ -249,7 +255,7 @@ async def test_http_5xx_is_retried_on_schedule_and_4xx_is_not(
 ) -> None:
     endpoint.reject = [503, 503, 502]
     client = await transport.connect_reconnecting_client(
-        system, endpoint.url, options=OPTIONS, backoff=EXACT
+        system, transport.ReconnectingClient(url=endpoint.url, options=OPTIONS, backoff=EXACT)
     )
     await client.wait_connected()
     times = endpoint.handshakes
@@ -258,7 +264,7 @@ async def test_http_5xx_is_retried_on_schedule_and_4xx_is_not(
 
     endpoint.reject = [401]
     client = await transport.connect_reconnecting_client(
-        system, endpoint.url, options=OPTIONS, backoff=EXACT
+        system, transport.ReconnectingClient(url=endpoint.url, options=OPTIONS, backoff=EXACT)
     )
     reason = await client.ref.wait_stopped()
     assert isinstance(reason, transport.GaveUp)
@@ -275,11 +281,13 @@ async def test_attempt_cap_gives_up_and_dead_letters_the_buffer(
     subscriber, events = await spawn_events(system)
     client = await transport.connect_reconnecting_client(
         system,
-        f"ws://127.0.0.1:{port}/",
-        options=OPTIONS,
-        backoff=EXACT,
-        max_attempts=3,
-        subscriber=subscriber,
+        transport.ReconnectingClient(
+            url=f"ws://127.0.0.1:{port}/",
+            options=OPTIONS,
+            backoff=EXACT,
+            max_attempts=3,
+            subscriber=subscriber,
+        ),
     )
     start = trio.current_time()
     with system.dead_letters.subscribe() as letters:
@@ -318,10 +326,12 @@ async def test_untrusted_certificate_is_not_retried(
         untrusting = ssl.create_default_context()  # the system store knows nothing of our CA
         client = await transport.connect_reconnecting_client(
             system,
-            f"wss://127.0.0.1:{endpoint.port}/",
-            ssl_context=untrusting,
-            options=OPTIONS,
-            backoff=EXACT,
+            transport.ReconnectingClient(
+                url=f"wss://127.0.0.1:{endpoint.port}/",
+                ssl_context=untrusting,
+                options=OPTIONS,
+                backoff=EXACT,
+            ),
         )
         start = trio.current_time()
         reason = await client.ref.wait_stopped()
@@ -335,7 +345,10 @@ async def test_untrusted_certificate_is_not_retried(
         trusting = ssl.create_default_context()
         ca.configure_trust(trusting)
         async with transport.open_reconnecting_client(
-            system, f"wss://127.0.0.1:{endpoint.port}/", ssl_context=trusting, options=OPTIONS
+            system,
+            transport.ReconnectingClient(
+                url=f"wss://127.0.0.1:{endpoint.port}/", ssl_context=trusting, options=OPTIONS
+            ),
         ) as client:
             await client.send("secure")
             assert await endpoint.take(1) == [(0, "secure")]
@@ -349,11 +362,13 @@ async def test_full_buffer_policies_report_every_message(
     port = await closed_port()
     client = await transport.connect_reconnecting_client(
         system,
-        f"ws://127.0.0.1:{port}/",
-        options=OPTIONS,
-        backoff=EXACT,
-        buffer=3,
-        when_full=policy,
+        transport.ReconnectingClient(
+            url=f"ws://127.0.0.1:{port}/",
+            options=OPTIONS,
+            backoff=EXACT,
+            buffer=3,
+            when_full=policy,
+        ),
     )
     with system.dead_letters.subscribe() as letters:
         refused: dict[int, transport.BufferFullError] = {}
@@ -393,7 +408,10 @@ async def test_a_close_code_that_is_not_transient_ends_the_client(
 ) -> None:
     subscriber, events = await spawn_events(system)
     client = await transport.connect_reconnecting_client(
-        system, endpoint.url, options=OPTIONS, backoff=EXACT, subscriber=subscriber
+        system,
+        transport.ReconnectingClient(
+            url=endpoint.url, options=OPTIONS, backoff=EXACT, subscriber=subscriber
+        ),
     )
     assert isinstance(await events.receive(), transport.Connected)
     assert await events.receive() == transport.Received("welcome 0")
@@ -415,7 +433,10 @@ async def test_a_failing_hook_closes_with_1011_and_gives_up(
         raise PermissionError("wrong password")
 
     client = await transport.connect_reconnecting_client(
-        system, endpoint.url, options=OPTIONS, backoff=EXACT, on_connected=bad_login
+        system,
+        transport.ReconnectingClient(
+            url=endpoint.url, options=OPTIONS, backoff=EXACT, on_connected=bad_login
+        ),
     )
     reason = await client.ref.wait_stopped()
     assert isinstance(reason, transport.GaveUp)
@@ -435,7 +456,10 @@ async def test_stopping_the_client_closes_with_1001_and_tells_the_subscriber(
             await endpoint.start(nursery)
             subscriber, events = await spawn_events(system)
             client = await transport.connect_reconnecting_client(
-                system, endpoint.url, options=OPTIONS, subscriber=subscriber
+                system,
+                transport.ReconnectingClient(
+                    url=endpoint.url, options=OPTIONS, subscriber=subscriber
+                ),
             )
             await client.wait_connected()
             await client.ref.stop()
@@ -453,7 +477,9 @@ async def test_stopping_the_client_closes_with_1001_and_tells_the_subscriber(
 async def test_statistics_by_ask(
     system: actors.ActorSystem, endpoint: Endpoint, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with transport.open_reconnecting_client(system, endpoint.url, options=OPTIONS) as client:
+    async with transport.open_reconnecting_client(
+        system, transport.ReconnectingClient(url=endpoint.url, options=OPTIONS)
+    ) as client:
         await client.wait_connected()
         stats = await client.ref.ask(transport.GetReconnectStatistics())
         assert stats.state is ClientState.CONNECTED
@@ -536,11 +562,13 @@ async def test_a_connection_dying_mid_flush_puts_back_reports_and_keeps_order(
     buffer = 6
     client = await transport.connect_reconnecting_client(
         system,
-        "ws://test.invalid/",
-        options=options,
-        backoff=actors.Backoff(minimum=0.001, maximum=0.001, jitter=0),
-        buffer=buffer,
-        when_full=Overflow.DROP_NEWEST,
+        transport.ReconnectingClient(
+            url="ws://test.invalid/",
+            options=options,
+            backoff=actors.Backoff(minimum=0.001, maximum=0.001, jitter=0),
+            buffer=buffer,
+            when_full=Overflow.DROP_NEWEST,
+        ),
     )
     sent: list[str] = []
     with system.dead_letters.subscribe() as letters:
