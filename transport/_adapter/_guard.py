@@ -36,7 +36,7 @@ class GuardedConnection(wsproto.WSConnection):
       written, and the owner sends the Close frame itself later
       (:meth:`~._library.Backend.fail`): strict close order. A violation found
       once open but before the owner could be told is held until it is
-      (:meth:`report_pending`);
+      (:meth:`report_pending`), if ``hold_violations`` says an owner will come;
     - or (no owner, or it declines) this connection reports its state as
       REMOTE_CLOSING and yields a close event: the library answers it with a
       Close frame carrying the code (built here, as wsproto would), marks the
@@ -49,7 +49,10 @@ class GuardedConnection(wsproto.WSConnection):
     """
 
     def __init__(
-        self, connection_type: wsproto.ConnectionType, limits: BackendLimits = DEFAULT_LIMITS
+        self,
+        connection_type: wsproto.ConnectionType,
+        limits: BackendLimits = DEFAULT_LIMITS,
+        hold_violations: bool = False,
     ) -> None:
         super().__init__(connection_type)
         self.set_limits(limits)
@@ -63,6 +66,8 @@ class GuardedConnection(wsproto.WSConnection):
         # A violation found before the connection's owner could be told (frames that
         # came with the handshake): held until report_pending().
         self._pending = False
+        # Whether an owner will route this connection (and so may be told later).
+        self._hold = hold_violations
         self._close_sent = False
         # Once open, the finished HTTP/1.1 handshake (an h11 parser and its buffers) is
         # dropped; the events it still held are kept here until they are read.
@@ -110,9 +115,12 @@ class GuardedConnection(wsproto.WSConnection):
         if self._handshake_events is None:
             self._handshake_events = take_handshake(self)
 
-    def set_limits(self, limits: BackendLimits) -> None:
-        """Apply ``limits`` to the frames from here on (before the connection opens)."""
+    def set_limits(self, limits: BackendLimits, *, hold_violations: bool | None = None) -> None:
+        """Apply ``limits`` to the frames from here on (before the connection opens);
+        ``hold_violations``, if given, as in the constructor."""
         self._guard = InboundGuard(limits.inbound, limits.max_message_size, trio.current_time)
+        if hold_violations is not None:
+            self._hold = hold_violations
 
     def hold(self, event: wsproto.events.Event) -> None:
         """Put ``event`` back: :meth:`events` yields it again before anything new."""
@@ -174,7 +182,7 @@ class GuardedConnection(wsproto.WSConnection):
     def _fail(self, violation: Violation) -> wsproto.events.CloseConnection | None:
         self.violation = violation
         report = self.report
-        if report is None and self._handshake_events is not None:
+        if report is None and self._hold and self._handshake_events is not None:
             self._pending = True  # open, not routed yet: the owner is told on routing
             return None
         if report is not None and report(violation):

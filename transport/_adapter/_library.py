@@ -157,16 +157,21 @@ class Backend:
 
 
 async def open_request(
-    request: ServerRequest, nursery: trio.Nursery, *, limits: BackendLimits = DEFAULT_LIMITS
+    request: ServerRequest,
+    nursery: trio.Nursery,
+    *,
+    limits: BackendLimits = DEFAULT_LIMITS,
+    hold_violations: bool = False,
 ) -> ServerHandshake:
     """Hand the request's stream to the library, its reader task started in ``nursery``.
 
     From here on only the owner of ``nursery`` may touch the stream. The library
     gets the wsproto connection that parsed the request, the request event held
-    in it: nothing is parsed twice.
+    in it: nothing is parsed twice. ``hold_violations``: as for
+    :func:`client_handshake`.
     """
     connection = request.connection  # it parsed the request and holds its event
-    connection.set_limits(limits)
+    connection.set_limits(limits, hold_violations=hold_violations)
     stream = request.stream
     ws = tw.WebSocketConnection(
         _LingeringStream(stream) if isinstance(stream, trio.SocketStream) else stream,
@@ -250,17 +255,21 @@ async def client_handshake(
     extra_headers: Sequence[tuple[str, str]] = (),
     limits: BackendLimits = DEFAULT_LIMITS,
     within: float = DEFAULT_HANDSHAKE_TIMEOUT,
+    hold_violations: bool = False,
 ) -> Backend:
     """Run the client side of the opening handshake over ``stream``.
 
     The library's reader task is started in ``nursery`` (the owning actor's).
+    With ``hold_violations`` (a connection actor that will route the reader), a protocol
+    error in frames that come with the 101 is held for :func:`route_inbound` instead of
+    being answered by the library at once (strict close order).
     Raises :exc:`TLSError`, :exc:`HandshakeRejected`,
     :exc:`HandshakeTimeoutError` or :exc:`HandshakeError`; the caller closes
     the stream on failure.
     """
     with handshake_deadline(within, f"opening a websocket to {host}{redact_target(resource)}"):
         await tls_handshake(stream)
-        connection = GuardedConnection(wsproto.ConnectionType.CLIENT, limits)
+        connection = GuardedConnection(wsproto.ConnectionType.CLIENT, limits, hold_violations)
         ws = tw.WebSocketConnection(
             stream,
             connection,
