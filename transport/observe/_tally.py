@@ -176,7 +176,7 @@ class Tally:
             self.failures += 1
         if isinstance(error, actors.RestartIntensityError):
             self.escalations += 1
-        record = describe(event)
+        record = event_record(event)
         if record is not None:
             self.recent.append(record)
             for watcher in self._watchers:
@@ -195,7 +195,7 @@ class Tally:
             send.close()
 
 
-def describe(event: actors.SystemEvent) -> EventRecord | None:
+def event_record(event: actors.SystemEvent) -> EventRecord | None:
     """The dashboard's line for ``event`` (``None`` for an event it does not know)."""
     now = trio.current_time()
     if isinstance(event, actors.ActorRestarted):
