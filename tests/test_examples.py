@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,12 @@ def run_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
+        body: bytes = response.read()
+    return body.decode()
+
+
 def test_demo_bounded_run_shows_the_room_the_bots_the_feed_and_the_threads() -> None:
     result = run_module("transport.apps", "demo", "--seconds", "4", "--seed", "1")
     out = result.stdout
@@ -40,6 +47,9 @@ def test_demo_bounded_run_shows_the_room_the_bots_the_feed_and_the_threads() -> 
         re.MULTILINE,
     )
     assert re.search(r"^ticker feed: listening on wss://127\.0\.0\.1:\d+/ ", out, re.MULTILINE)
+    assert re.search(
+        r"^dashboard: +open http://127\.0\.0\.1:\d+/ in a browser \(metrics at ", out, re.MULTILINE
+    )
     assert "running for 4s" in out
     line = r"^\[ *[\d.]+s\] "
     # Everyone joined, over their own WebSocket connection; the greeter and the commands bot.
@@ -95,6 +105,16 @@ async def test_demo_ends_cleanly_at_ctrl_c() -> None:
                 chunk = await process.stdout.receive_some()
                 assert chunk, output.decode()
                 output += chunk
+            # The running demo's own dashboard serves its metrics.
+            found = re.search(rb"^dashboard: +open (\S+) in a browser", output, re.MULTILINE)
+            assert found is not None, output.decode()
+            metrics = await trio.to_thread.run_sync(fetch, found[1].decode() + "metrics")
+            open_server = re.search(
+                r'^trio_actors_connections_open\{side="server"\} (\S+)$', metrics, re.MULTILINE
+            )
+            assert open_server is not None, metrics
+            assert float(open_server[1]) >= 5  # the five people in the chat, and the feed's
+            assert re.search(r'^trio_actors_actors\{state="running"\} [1-9]', metrics, re.MULTILINE)
             process.send_signal(signal.SIGINT)
             while chunk := await process.stdout.receive_some():
                 output += chunk

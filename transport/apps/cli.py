@@ -3,7 +3,8 @@
 ::
 
     trio-actors --version
-    trio-actors demo [--seconds S] [--seed N] [--port P] [--http-port P] [--redis URL]
+    trio-actors demo [--seconds S] [--seed N] [--port P] [--http-port P] [--dashboard-port P]
+                     [--no-dashboard] [--redis URL]
     trio-actors echo [--host H] [--port P] [--certfile F --keyfile F] [--max-message-size N]
     trio-actors chat [--host H] [--port P] [--http-port P] [--no-page] [--redis URL]
 
@@ -56,7 +57,7 @@ COMMANDS = {
         demo.add_arguments,
         demo.check_arguments,
         demo.main,
-        ("port", "http_port"),
+        ("port", "http_port", "dashboard_port"),
     ),
     "echo": Command(
         "a WebSocket echo server (ws://, or wss:// with --certfile and --keyfile)",

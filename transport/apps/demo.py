@@ -33,12 +33,14 @@ Every port is loopback and chosen free unless ``--port``/``--http-port`` say oth
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import itertools
 import logging
 import random
 import ssl
 import time
+from collections.abc import AsyncIterator
 from typing import Never
 
 import attrs
@@ -46,6 +48,7 @@ import trio
 
 import actors
 import transport
+import transport.observe
 from transport.apps.arguments import port, require_extra
 from transport.apps.chat_bots import ChatBot, CommandBot, Greeter
 from transport.apps.chat_protocol import Joined, Left, Posted, RoomEvent
@@ -247,6 +250,8 @@ async def main(arguments: argparse.Namespace) -> None:
 
     async with (
         actors.open_system("demo") as system,
+        # First, so that it counts every server, connection and client started below.
+        open_dashboard(system, arguments) as dashboard,
         open_rooms_backplane(system, redis_url) as backplane,
         trio.open_nursery() as nursery,
     ):
@@ -285,6 +290,10 @@ async def main(arguments: argparse.Namespace) -> None:
         print(
             f"ticker feed: listening on {feed.url} (drops subscribers every {FEED_DROP_AFTER:g}s)"
         )
+        if dashboard is not None:
+            print(
+                f"dashboard:   open {dashboard.url} in a browser (metrics at {dashboard.url}metrics)"
+            )
         # Who connects where: with two servers, the people are split between them.
         first, last = servers[0].chat.url, servers[-1].chat.url
         where = {
@@ -340,6 +349,19 @@ async def main(arguments: argparse.Namespace) -> None:
         nursery.cancel_scope.cancel()
 
 
+@contextlib.asynccontextmanager
+async def open_dashboard(
+    system: actors.ActorSystem, arguments: argparse.Namespace
+) -> AsyncIterator[transport.observe.Observer | None]:
+    """The live dashboard and ``/metrics`` of the demo's system, unless ``--no-dashboard``."""
+    if arguments.no_dashboard:
+        await trio.lowlevel.checkpoint()
+        yield None
+        return
+    async with transport.observe.open_observer(system, HOST, arguments.dashboard_port) as observer:
+        yield observer
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``trio-actors demo``."""
     parser.add_argument(
@@ -348,6 +370,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="seed the dice and the prices")
     parser.add_argument("--port", type=port, default=0, help="chat WebSocket port (0: any free)")
     parser.add_argument("--http-port", type=port, default=0, help="web page port (0: any free)")
+    parser.add_argument(
+        "--dashboard-port",
+        type=port,
+        default=0,
+        help="port of the live dashboard and its /metrics (0: any free)",
+    )
+    parser.add_argument(
+        "--no-dashboard", action="store_true", help="run without the dashboard and /metrics"
+    )
     parser.add_argument(
         "--redis",
         default=None,
@@ -360,5 +391,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def check_arguments(arguments: argparse.Namespace) -> None:
     """The demo's own packages (the ``demo`` extra, and ``redis`` for ``--redis``)."""
     require_extra("trustme", "demo", "the demo's local TLS feed")
+    if not arguments.no_dashboard:
+        require_extra("prometheus_client", "demo", "the dashboard (or run with --no-dashboard)")
     if arguments.redis is not None:
         require_extra("coredis", "redis", "--redis")
