@@ -82,8 +82,8 @@ async def test_join_members_changes_and_leave(kind: str, server: RedisServer | N
     async with actors.open_system("test") as system, open_backplane(system, kind, server) as bp:
         alice = await system.spawn(Member(), name="alice")
         bob = await system.spawn(Member(), name="bob")
-        a = transport.ClusterMember(bp.node, alice.path)
-        b = transport.ClusterMember(bp.node, bob.path)
+        a = transport.Backplane.Member(bp.node, alice.path)
+        b = transport.Backplane.Member(bp.node, bob.path)
         assert await bp.group_members("room") == ()
         await bp.join_group("room", alice)
         with trio.fail_after(STEP):
@@ -91,14 +91,14 @@ async def test_join_members_changes_and_leave(kind: str, server: RedisServer | N
                 assert members == (a,)
                 await bp.join_group("room", bob)
                 await bp.join_group("room", bob)  # twice is one membership
-                assert await changes.receive() == transport.ClusterGroupChange("room", b, True)
+                assert await changes.receive() == transport.Backplane.GroupChange("room", b, True)
                 assert set(await bp.group_members("room")) == {a, b}
                 await bp.leave_group("room", alice)
-                assert await changes.receive() == transport.ClusterGroupChange(
+                assert await changes.receive() == transport.Backplane.GroupChange(
                     "room", a, False, "left"
                 )
                 await bob.stop()
-                assert await changes.receive() == transport.ClusterGroupChange(
+                assert await changes.receive() == transport.Backplane.GroupChange(
                     "room", b, False, "stopped"
                 )
                 assert await bp.group_members("room") == ()

@@ -41,7 +41,7 @@ import actors
 from .._adapter._library import Backend, BackendClosed, route_inbound, send_ping_to
 from .._close_codes import CloseCode, ConnectionClosed, Situation, close_code_for
 from .._codec import DecodePolicy, EncodeError, as_decode_error
-from .._reconnect._acked._wire import Retained
+from .._overflow import close_situation
 from ._inbound import InboundQueue, deliver_last, forward
 from ._messages import (
     Close,
@@ -52,6 +52,7 @@ from ._messages import (
     Counters,
     Frame,
     GetStatistics,
+    KeptBySender,
     Received,
     SendBytes,
     SendMessage,
@@ -287,7 +288,7 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
     def _dead_letter(
         self, message: object, reason: actors.DeadLetterReason, error: BaseException | None = None
     ) -> None:
-        if isinstance(message, SendBytes) and isinstance(message.data, Retained):
+        if isinstance(message, SendBytes) and isinstance(message.data, KeptBySender):
             return  # made again on the next connection: not lost
         self._dead_letters.publish(
             actors.DeadLetter(
@@ -414,7 +415,7 @@ class ConnectionActor(actors.Actor[ConnectionMessage | ApplicationEnded]):
         dropped = inbound.put(received)
         if dropped is not None:
             self._dead_letter(dropped, actors.DeadLetterReason.DROPPED)
-            situation = inbound.policy.close_situation
+            situation = close_situation(inbound.policy)
             if situation is not None:
                 self._request_close(situation, "inbound queue overflow")
 

@@ -19,14 +19,16 @@ from ._messages import (
     ConnectionStatistics,
     Counters,
     Frame,
+    KeptBySender,
     Received,
     SendBytes,
     SendText,
 )
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from .._close_codes import ConnectionClosed
-    from .._reconnect._acked._wire import Retained
     from ._inbound import InboundQueue
     from ._outbox import Outbox
 
@@ -132,11 +134,11 @@ class WebSocketConnection:
             return
         self.ref.tell_nowait(frame)
 
-    async def _send_retained(self, data: Retained) -> bool:
+    async def _send_kept(self, data: KeptBySender) -> bool:
         """Queue a protocol message its sender makes again if this connection ends.
 
         False, queueing nothing, once the connection is closing: never through the
-        mailbox, so it is never dead-lettered (see :class:`Retained`).
+        mailbox, so it is never dead-lettered (see :class:`KeptBySender`).
         """
         outbox = self._outbox
         if outbox is None or outbox.closed:
@@ -201,7 +203,7 @@ class WebSocketConnection:
         assert isinstance(data, str | bytes)
         return data
 
-    def messages(self) -> MessageIterator:
+    def messages(self) -> AsyncIterator[object]:
         """``async for message in connection.messages():`` what :meth:`receive_message` returns."""
         return MessageIterator(self)
 

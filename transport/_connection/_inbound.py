@@ -1,6 +1,6 @@
 """The connection's inbound queue: bounded, never blocks the network reader.
 
-When the queue is full the :class:`InboundOverflow` decides what gives way; the
+When the queue is full the :class:`Overflow` decides what gives way; the
 caller (the connection actor) counts and dead-letters whatever was dropped and
 closes the connection when the policy says so. :func:`forward` drains the queue
 into a subscriber actor.
@@ -9,7 +9,6 @@ into a subscriber actor.
 from __future__ import annotations
 
 import collections
-import enum
 from collections.abc import Callable
 from typing import Generic, TypeVar, final
 
@@ -17,31 +16,9 @@ import trio
 
 import actors
 
-from .._close_codes import Situation
+from .._overflow import Overflow
 
 T = TypeVar("T")
-
-
-class InboundOverflow(enum.Enum):
-    """What a connection does when its inbound queue is full and another message arrives."""
-
-    #: Drop the oldest queued message to make room for the new one.
-    DROP_OLDEST = "drop oldest"
-    #: Drop the message that just arrived.
-    DROP_NEWEST = "drop newest"
-    #: Drop the new message and close the connection with 1008 (policy violation).
-    CLOSE_POLICY_VIOLATION = "close 1008"
-    #: Drop the new message and close the connection with 1013 (try again later).
-    CLOSE_TRY_AGAIN_LATER = "close 1013"
-
-    @property
-    def close_situation(self) -> Situation | None:
-        """The close situation this policy leads to, or ``None`` for the drop policies."""
-        if self is InboundOverflow.CLOSE_POLICY_VIOLATION:
-            return Situation.OVERFLOW_POLICY_VIOLATION
-        if self is InboundOverflow.CLOSE_TRY_AGAIN_LATER:
-            return Situation.OVERFLOW_TRY_AGAIN_LATER
-        return None
 
 
 @final
@@ -50,7 +27,7 @@ class InboundQueue(Generic[T]):
 
     __slots__ = ("_closed", "_items", "_receiving", "_waiter", "capacity", "dropped", "policy")
 
-    def __init__(self, capacity: int, policy: InboundOverflow) -> None:
+    def __init__(self, capacity: int, policy: Overflow) -> None:
         if capacity < 1:
             raise ValueError(f"inbound_queue_size must be at least 1, not {capacity!r}")
         self.capacity = capacity
@@ -83,7 +60,7 @@ class InboundQueue(Generic[T]):
         dropped: T | None = None
         if len(items) >= self.capacity:
             self.dropped += 1
-            if self.policy is InboundOverflow.DROP_OLDEST:
+            if self.policy is Overflow.DROP_OLDEST:
                 dropped = items.popleft()
             else:
                 return item

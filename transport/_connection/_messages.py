@@ -12,8 +12,9 @@ from .._adapter._limits import DEFAULT_MAX_MESSAGE_SIZE
 from .._adapter._request import DEFAULT_HANDSHAKE_TIMEOUT
 from .._close_codes import ConnectionClosed, check_sendable
 from .._codec import Codec, DecodeError, DecodePolicy, RawCodec
+from .._overflow import INBOUND_OVERFLOW, Overflow, check_overflow
 from .._redact import redact_headers, redact_target
-from ._inbound import InboundOverflow, InboundQueue
+from ._inbound import InboundQueue
 
 
 @final
@@ -64,6 +65,17 @@ class Close:
 @attrs.frozen
 class GetStatistics(actors.Request["ConnectionStatistics"]):
     """Ask a connection for its :class:`ConnectionStatistics`."""
+
+
+class KeptBySender(bytes):
+    """Binary data whose sender keeps it and makes it again if this connection ends.
+
+    The plug-in point of protocols layered on a connection (acknowledged delivery's
+    envelopes subclass it): the connection never dead-letters such data when it ends
+    before writing it, since that would report a loss that is not one.
+    """
+
+    __slots__ = ()
 
 
 #: A message frame waiting to be written.
@@ -140,7 +152,7 @@ class ConnectionOptions:
 
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     inbound_queue_size: int = 1024
-    overflow: InboundOverflow = InboundOverflow.CLOSE_TRY_AGAIN_LATER
+    overflow: Overflow = Overflow.CLOSE_TRY_AGAIN_LATER
     outbound_queue_size: int = 64
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
     write_timeout: float = 10.0
@@ -153,6 +165,7 @@ class ConnectionOptions:
     on_decode_error: DecodePolicy = DecodePolicy.SKIP
 
     def __attrs_post_init__(self) -> None:
+        check_overflow(self.overflow, INBOUND_OVERFLOW, "overflow")
         for name in ("max_message_size", "inbound_queue_size", "outbound_queue_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
