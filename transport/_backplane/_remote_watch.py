@@ -105,8 +105,12 @@ class RemoteWatches:
         name = remote.name
         if name not in self._watches:
             await backplane.subscribe_channel(backplane.channel("down", name), self._handler(name))
-        with backplane.translate_errors(f"watch the name {name!r}"):
-            holder = await backplane.client.get(backplane.channel("name", name))
+        try:
+            with backplane.translate_errors(f"watch the name {name!r}"):
+                holder = await backplane.client.get(backplane.channel("name", name))
+        except BaseException:
+            self._forget_if_unwatched(name)
+            raise
         watch = _Watch(remote, watcher, holder or b"")
         if holder is None:
             self._notify(watch, unavailable_reason(name, "nobody holds it"))
