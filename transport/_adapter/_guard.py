@@ -18,7 +18,7 @@ import wsproto.events
 import wsproto.utilities
 
 from ._hooks import close_frame, open_connection, payload_announced, take_handshake
-from ._limits import BackendLimits, InboundGuard, Violation
+from ._limits import DEFAULT_LIMITS, BackendLimits, InboundGuard, Violation
 
 
 class GuardedConnection(wsproto.WSConnection):
@@ -32,11 +32,20 @@ class GuardedConnection(wsproto.WSConnection):
     Close frame carrying the code (built here, as wsproto would), marks the
     connection closed and closes the stream. Everything the peer sends after
     that is ignored.
+
+    A server's request is parsed once, by this connection: the adapter reads it
+    before the library exists (``_request``), puts the request event back
+    (:meth:`hold`), sets the connection's limits (:meth:`set_limits`) and hands
+    the same connection to the library, whose reader then sees the request first.
     """
 
-    def __init__(self, connection_type: wsproto.ConnectionType, limits: BackendLimits) -> None:
+    def __init__(
+        self, connection_type: wsproto.ConnectionType, limits: BackendLimits = DEFAULT_LIMITS
+    ) -> None:
         super().__init__(connection_type)
-        self._guard = InboundGuard(limits.inbound, limits.max_message_size, trio.current_time)
+        self.set_limits(limits)
+        # Events read by the adapter before the library, to be read again by it.
+        self._held: list[wsproto.events.Event] = []
         self.violation: Violation | None = None
         self._close_sent = False
         # Once open, the finished HTTP/1.1 handshake (an h11 parser and its buffers) is
@@ -72,7 +81,18 @@ class GuardedConnection(wsproto.WSConnection):
         if self._handshake_events is None:
             self._handshake_events = take_handshake(self)
 
+    def set_limits(self, limits: BackendLimits) -> None:
+        """Apply ``limits`` to the frames from here on (before the connection opens)."""
+        self._guard = InboundGuard(limits.inbound, limits.max_message_size, trio.current_time)
+
+    def hold(self, event: wsproto.events.Event) -> None:
+        """Put ``event`` back: :meth:`events` yields it again before anything new."""
+        self._held.append(event)
+
     def _library_events(self) -> Generator[wsproto.events.Event, None, None]:
+        held = self._held
+        while held:
+            yield held.pop(0)
         pending = self._handshake_events
         if pending is None:
             yield from super().events()

@@ -66,7 +66,8 @@ async def library_request(ws: tw.WebSocketConnection) -> tw.WebSocketRequest:
     """The server's request as the library parsed it (``_get_request``).
 
     What ``wrap_server_stream`` does after starting the reader; the adapter has already
-    read and decided on the request, and replays its bytes to the library.
+    read, parsed and decided on the request, and the library's reader finds the request
+    event held in the wsproto connection it is given.
     """
     return await ws._get_request()
 

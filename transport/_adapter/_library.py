@@ -3,7 +3,7 @@
 The connection actor sees only :class:`Backend` (send, receive, ping, close, abort) and
 :class:`ServerHandshake`; the library's objects never leave this module. The connection
 handed to the library is the frame guard's (``_guard``); a server's request was read and
-parsed before (``_request``), and is replayed to the library from the bytes read.
+parsed before (``_request``) by the wsproto connection the library is then given.
 """
 
 from __future__ import annotations
@@ -144,11 +144,12 @@ async def open_request(
 ) -> ServerHandshake:
     """Hand the request's stream to the library, its reader task started in ``nursery``.
 
-    From here on only the owner of ``nursery`` may touch the stream. The
-    request is replayed to the library from the bytes already read.
+    From here on only the owner of ``nursery`` may touch the stream. The library
+    gets the wsproto connection that parsed the request, the request event held
+    in it: nothing is parsed twice.
     """
-    connection = GuardedConnection(wsproto.ConnectionType.SERVER, limits)
-    connection.receive_data(request.received)
+    connection = request.connection  # it parsed the request and holds its event
+    connection.set_limits(limits)
     stream = request.stream
     ws = tw.WebSocketConnection(
         _LingeringStream(stream) if isinstance(stream, trio.SocketStream) else stream,
@@ -160,8 +161,8 @@ async def open_request(
     reader = trio.CancelScope()
     with trio.CancelScope() as waiting:
         nursery.start_soon(_run_reader, ws, reader, waiting, None)
-        parsed = await library_request(ws)  # at once: the request is already buffered
-    if waiting.cancelled_caught:  # pragma: no cover - the replayed request is complete
+        parsed = await library_request(ws)  # at once: the request event is held
+    if waiting.cancelled_caught:  # pragma: no cover - the request event is held
         raise HandshakeError("the library did not see the websocket request")
     return ServerHandshake(parsed, stream, request.headers, reader, connection)
 
