@@ -486,9 +486,9 @@ class ReconnectingClient(actors.Actor[ReconnectingMessage]):
             self._status.resent += 1
         return True
 
-    async def _send_numbered(
+    async def _send_numbered(  # noqa: ASYNC910 - a task body
         self, connection: WebSocketConnection, window: Window[Outgoing]
-    ) -> None:  # noqa: ASYNC910 - a task body
+    ) -> None:
         """Move buffered messages into the window and onto the connection while it has room."""
         outbox = self._status.outbox
         codec = self.options.codec
