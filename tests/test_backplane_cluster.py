@@ -181,6 +181,7 @@ async def test_redis_going_away_under_traffic(persistent_redis_server: RedisServ
         alice_ref = await system_a.spawn(alice, name="alice")
         bob_ref = await system_a.spawn(bob, name="bob")
         consumer_ref = await system_b.spawn(consumer, name="consumer")
+        watcher_ref = await system_b.spawn(Watcher())
         for ref in (alice_ref, bob_ref):
             await a.join_group("room", ref)
         await a.register("echo", alice_ref)
@@ -237,6 +238,10 @@ async def test_redis_going_away_under_traffic(persistent_redis_server: RedisServ
                         await b.group_members("room")
                     with pytest.raises(transport.BackplaneUnavailableError):
                         await news.publish(Echo("lost"))
+                    with pytest.raises(transport.BackplaneUnavailableError):
+                        await b.remote("echo").watch(watcher_ref)
+                    with pytest.raises(transport.BackplaneUnavailableError):
+                        await a.join_group("room", alice_ref)
                     # Bob stops while Redis is away: nobody can be told now.
                     await bob_ref.stop()
                     while not refused:  # noqa: ASYNC110 - adds fail while the server is down

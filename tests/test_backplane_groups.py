@@ -182,3 +182,23 @@ async def test_watching_a_remote_ref(kind: str, server: RedisServer | None) -> N
         reason = watcher.terminated[1].reason
         assert isinstance(reason, actors.Failed)
         assert isinstance(reason.error, transport.RemoteActorUnavailableError)
+
+
+async def test_a_slow_follower_loses_the_oldest_changes_counted(
+    kind: str, server: RedisServer | None
+) -> None:
+    async with actors.open_system("test") as system, open_backplane(system, kind, server) as bp:
+        refs = [await system.spawn(Member()) for _ in range(3)]
+        with trio.fail_after(STEP):
+            async with bp.group_changes("crowd", buffer=1) as (members, changes):
+                assert members == ()
+                for ref in refs:
+                    await bp.join_group("crowd", ref)
+                # Each join arrives (the feed is fed as they do); only the newest stays.
+                while changes.statistics().accepted < len(refs):  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+                change = await changes.receive()
+        assert change.member.path == refs[-1].path
+        assert changes.statistics().dropped == len(refs) - 1
+        # What was dropped is read again from the members.
+        assert {m.path for m in await bp.group_members("crowd")} == {r.path for r in refs}
