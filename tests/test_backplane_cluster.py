@@ -65,7 +65,7 @@ async def test_a_group_spans_processes_and_a_killed_member_is_reported_lost(
                 with trio.fail_after(STEP):
                     for child in children:
                         node, path = (await child.expect("ready")).split()
-                        remote.append(transport.ClusterMember(node, path))
+                        remote.append(transport.Backplane.Member(node, path))
                     joined = {(await changes.receive()).member for _ in children}
                 assert joined == set(remote)
                 assert set(await backplane.group_members("room")) == set(remote)
@@ -82,14 +82,16 @@ async def test_a_group_spans_processes_and_a_killed_member_is_reported_lost(
                 children[0].kill()
                 with trio.fail_after(STEP):
                     change = await changes.receive()
-                assert change == transport.ClusterGroupChange("room", remote[0], False, "lost")
+                assert change == transport.Backplane.GroupChange("room", remote[0], False, "lost")
                 assert await backplane.group_members("room") == (remote[1],)
 
                 # A member that stops is reported as stopped, by its own process.
                 await backplane.broadcast("room", "stop")
                 with trio.fail_after(STEP):
                     change = await changes.receive()
-                assert change == transport.ClusterGroupChange("room", remote[1], False, "stopped")
+                assert change == transport.Backplane.GroupChange(
+                    "room", remote[1], False, "stopped"
+                )
                 assert await backplane.group_members("room") == ()
                 with pytest.raises(transport.RemoteActorUnavailableError, match="room"):
                     await backplane.route("room", "anyone?")
@@ -179,6 +181,7 @@ async def test_redis_going_away_under_traffic(persistent_redis_server: RedisServ
         alice_ref = await system_a.spawn(alice, name="alice")
         bob_ref = await system_a.spawn(bob, name="bob")
         consumer_ref = await system_b.spawn(consumer, name="consumer")
+        watcher_ref = await system_b.spawn(Watcher())
         for ref in (alice_ref, bob_ref):
             await a.join_group("room", ref)
         await a.register("echo", alice_ref)
@@ -203,8 +206,8 @@ async def test_redis_going_away_under_traffic(persistent_redis_server: RedisServ
                     accepted.add(f"job {n}")
                 await trio.sleep(0.005)
 
-        alice_m = transport.ClusterMember(a.node, alice_ref.path)
-        bob_m = transport.ClusterMember(a.node, bob_ref.path)
+        alice_m = transport.Backplane.Member(a.node, alice_ref.path)
+        bob_m = transport.Backplane.Member(a.node, bob_ref.path)
         async with b.group_changes("room") as (members, changes):
             assert set(members) == {alice_m, bob_m}
             with news.subscribe() as headlines, room.subscribe() as local_room:
@@ -235,6 +238,10 @@ async def test_redis_going_away_under_traffic(persistent_redis_server: RedisServ
                         await b.group_members("room")
                     with pytest.raises(transport.BackplaneUnavailableError):
                         await news.publish(Echo("lost"))
+                    with pytest.raises(transport.BackplaneUnavailableError):
+                        await b.remote("echo").watch(watcher_ref)
+                    with pytest.raises(transport.BackplaneUnavailableError):
+                        await a.join_group("room", alice_ref)
                     # Bob stops while Redis is away: nobody can be told now.
                     await bob_ref.stop()
                     while not refused:  # noqa: ASYNC110 - adds fail while the server is down

@@ -82,8 +82,8 @@ async def test_join_members_changes_and_leave(kind: str, server: RedisServer | N
     async with actors.open_system("test") as system, open_backplane(system, kind, server) as bp:
         alice = await system.spawn(Member(), name="alice")
         bob = await system.spawn(Member(), name="bob")
-        a = transport.ClusterMember(bp.node, alice.path)
-        b = transport.ClusterMember(bp.node, bob.path)
+        a = transport.Backplane.Member(bp.node, alice.path)
+        b = transport.Backplane.Member(bp.node, bob.path)
         assert await bp.group_members("room") == ()
         await bp.join_group("room", alice)
         with trio.fail_after(STEP):
@@ -91,14 +91,14 @@ async def test_join_members_changes_and_leave(kind: str, server: RedisServer | N
                 assert members == (a,)
                 await bp.join_group("room", bob)
                 await bp.join_group("room", bob)  # twice is one membership
-                assert await changes.receive() == transport.ClusterGroupChange("room", b, True)
+                assert await changes.receive() == transport.Backplane.GroupChange("room", b, True)
                 assert set(await bp.group_members("room")) == {a, b}
                 await bp.leave_group("room", alice)
-                assert await changes.receive() == transport.ClusterGroupChange(
+                assert await changes.receive() == transport.Backplane.GroupChange(
                     "room", a, False, "left"
                 )
                 await bob.stop()
-                assert await changes.receive() == transport.ClusterGroupChange(
+                assert await changes.receive() == transport.Backplane.GroupChange(
                     "room", b, False, "stopped"
                 )
                 assert await bp.group_members("room") == ()
@@ -182,3 +182,23 @@ async def test_watching_a_remote_ref(kind: str, server: RedisServer | None) -> N
         reason = watcher.terminated[1].reason
         assert isinstance(reason, actors.Failed)
         assert isinstance(reason.error, transport.RemoteActorUnavailableError)
+
+
+async def test_a_slow_follower_loses_the_oldest_changes_counted(
+    kind: str, server: RedisServer | None
+) -> None:
+    async with actors.open_system("test") as system, open_backplane(system, kind, server) as bp:
+        refs = [await system.spawn(Member()) for _ in range(3)]
+        with trio.fail_after(STEP):
+            async with bp.group_changes("crowd", buffer=1) as (members, changes):
+                assert members == ()
+                for ref in refs:
+                    await bp.join_group("crowd", ref)
+                # Each join arrives (the feed is fed as they do); only the newest stays.
+                while changes.statistics().accepted < len(refs):  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+                change = await changes.receive()
+        assert change.member.path == refs[-1].path
+        assert changes.statistics().dropped == len(refs) - 1
+        # What was dropped is read again from the members.
+        assert {m.path for m in await bp.group_members("crowd")} == {r.path for r in refs}

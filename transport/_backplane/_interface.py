@@ -129,35 +129,6 @@ class StreamMessage(actors.Request[None], Generic[T]):
 
 @final
 @attrs.frozen
-class ClusterMember:
-    """A member of a cluster-wide group: the actor at ``path`` in the process ``node``.
-
-    ``node`` is that process's :attr:`Backplane.node`. Compare members with ``==``.
-    """
-
-    node: str
-    path: str
-
-
-@final
-@attrs.frozen
-class ClusterGroupChange:
-    """A change of a cluster-wide group, from :meth:`Backplane.group_changes`.
-
-    ``joined`` is true when ``member`` joined ``group``; otherwise it left, and
-    ``reason`` says how: ``"left"`` (:meth:`Backplane.leave_group`), ``"stopped"``
-    (the actor stopped), or ``"lost"`` (its process stopped renewing its presence:
-    it died, or lost Redis for longer than the presence ttl).
-    """
-
-    group: str
-    member: ClusterMember
-    joined: bool
-    reason: str = "joined"
-
-
-@final
-@attrs.frozen
 class BackplaneStatistics:
     """A snapshot of a backplane.
 
@@ -327,6 +298,34 @@ class RemoteRef(abc.ABC, Generic[T]):
 class Backplane(abc.ABC):
     """Topics, durable streams, named actors and groups shared by every process on the backplane."""
 
+    @final
+    @attrs.frozen
+    class Member:
+        """A member of a cluster-wide group: the actor at ``path`` in the process ``node``.
+
+        ``node`` is that process's :attr:`Backplane.node`. Compare members with ``==``.
+        """
+
+        node: str
+        path: str
+
+    @final
+    @attrs.frozen
+    class GroupChange:
+        """A change of a cluster-wide group, from :meth:`Backplane.group_changes`.
+
+        ``joined`` is true when ``member`` joined ``group``; otherwise it left, and
+        ``reason`` says how: ``"left"`` (:meth:`Backplane.leave_group`), ``"stopped"``
+        (the actor stopped), or ``"lost"`` (its process stopped renewing its presence:
+        it died, or lost Redis for longer than the presence ttl; or the change happened
+        while this process was cut off from Redis).
+        """
+
+        group: str
+        member: Backplane.Member
+        joined: bool
+        reason: str = "joined"
+
     system: actors.ActorSystem
     #: This process's id on the backplane.
     node: str
@@ -385,19 +384,19 @@ class Backplane(abc.ABC):
         """Take ``ref`` out of ``group``; nothing happens if it is not a member."""
 
     @abc.abstractmethod
-    async def group_members(self, group: str) -> tuple[ClusterMember, ...]:
+    async def group_members(self, group: str) -> tuple[Backplane.Member, ...]:
         """The members of ``group`` in every process (empty for an unknown group)."""
 
     @abc.abstractmethod
     def group_changes(
         self, group: str, *, buffer: int | None = None
     ) -> contextlib.AbstractAsyncContextManager[
-        tuple[tuple[ClusterMember, ...], actors.TopicReceiveChannel[ClusterGroupChange]]
+        tuple[tuple[Backplane.Member, ...], actors.TopicReceiveChannel[Backplane.GroupChange]]
     ]:
         """Follow ``group`` across the cluster while the ``async with`` block is open.
 
         Yields the members when the block was entered and a channel of every
-        :class:`ClusterGroupChange` after that: joins and leaves in any process,
+        :class:`Backplane.GroupChange` after that: joins and leaves in any process,
         and the members of a process that died (``reason="lost"``)::
 
             async with backplane.group_changes("lobby") as (members, changes):
@@ -418,7 +417,7 @@ class Backplane(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def route(self, group: str, message: object) -> ClusterMember:
+    async def route(self, group: str, message: object) -> Backplane.Member:
         """Tell ``message`` to one member of ``group``, chosen at random; returns it.
 
         Raises :exc:`RemoteActorUnavailableError` if the group has no member (or the
@@ -428,6 +427,12 @@ class Backplane(abc.ABC):
     @abc.abstractmethod
     def statistics(self) -> BackplaneStatistics:
         """A snapshot of the backplane's state and counters."""
+
+
+#: A member of a cluster-wide group (its public name is ``Backplane.Member``).
+ClusterMember = Backplane.Member
+#: A change of a cluster-wide group (its public name is ``Backplane.GroupChange``).
+ClusterGroupChange = Backplane.GroupChange
 
 
 def terminated(remote: RemoteRef[Any], reason: actors.StopReason) -> actors.Terminated:

@@ -103,16 +103,16 @@ class RemoteWatches:
         """See :meth:`RemoteRef.watch`."""
         backplane = self._backplane
         name = remote.name
-        if name not in self._watches:
-            await backplane.subscribe_channel(backplane.channel("down", name), self._handler(name))
         with backplane.translate_errors(f"watch the name {name!r}"):
             holder = await backplane.client.get(backplane.channel("name", name))
         watch = _Watch(remote, watcher, holder or b"")
         if holder is None:
             self._notify(watch, unavailable_reason(name, "nobody holds it"))
-            self._forget_if_unwatched(name)
             return
         self._watches.setdefault(name, []).append(watch)
+        # A stop announced before this subscription is confirmed is missed: the heartbeat's
+        # check then finds the name released, and tells the watcher all the same.
+        await backplane.subscribe_channel(backplane.channel("down", name), self._handler(name))
 
     def _handler(self, name: str) -> Callable[[PubSubMessage], Awaitable[None]]:
         backplane = self._backplane

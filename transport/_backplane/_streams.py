@@ -220,56 +220,44 @@ class RedisStream(DurableStream[T]):
         handler_timeout: float | None,
         acks: _Acknowledger,
     ) -> None:
-        """One of ``IN_FLIGHT`` lanes: deliver the next entries of ``queue`` until it is empty.
+        """One of ``IN_FLIGHT`` lanes: deliver the next entries of ``queue`` until it is empty
+        or the actor stopped, each acknowledged (in a later batch) once its handler returned.
 
         Lanes take entries in order and put them in the mailbox as they take them, so the
         actor handles them in the stream's order, one at a time; several in its mailbox
-        spare a task switch per entry.
+        spare a task switch per entry. A handler that fails leaves its entry pending.
         """
-        for entry in queue:
-            if not await self._deliver(ref, group, consumer, entry, handler_timeout, acks):
-                return
-
-    async def _deliver(
-        self,
-        ref: actors.ActorRef[StreamMessage[T]],
-        group: str,
-        consumer: str,
-        entry: StreamEntry,
-        handler_timeout: float | None,
-        acks: _Acknowledger,
-    ) -> bool:
-        """Ask the actor, then queue the acknowledgement; False once the actor has stopped."""
         backplane = self._backplane
-        entry_id = entry.identifier
-        text_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-        data = entry.field_values.get(b"m")
-        try:
-            if not isinstance(data, bytes):
-                raise DecodeError(f"stream entry {text_id} has no field 'm'", repr(entry))
-            message = decode_payload(backplane.codec, data, backplane.max_message_size)
-        except DecodeError as exc:
-            backplane.dead_letter(data, f"backplane stream {self.name!r}", exc)
-            acks.add(entry_id)
-            await trio.lowlevel.checkpoint()
-            return True
-        try:
-            await ref.ask(
-                StreamMessage(self.name, group, text_id, message), timeout=handler_timeout
-            )
-        except actors.ActorStoppedError:
-            return False  # noqa: ASYNC910 - ask checkpoints unless it raises at once
-        except Exception as exc:  # noqa: BLE001 - left pending: delivered again after min_idle
-            logger.info(
-                "backplane: %s of stream %r failed in %s (%r); it will be delivered again",
-                text_id,
-                self.name,
-                consumer,
-                exc,
-            )
-            return True  # noqa: ASYNC910 - ask checkpoints unless it raises at once
-        acks.add(entry_id)
-        return True
+        codec, max_size = backplane.codec, backplane.max_message_size
+        for entry in queue:
+            entry_id = entry.identifier
+            text_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+            data = entry.field_values.get(b"m")
+            try:
+                if not isinstance(data, bytes):
+                    raise DecodeError(f"stream entry {text_id} has no field 'm'", repr(entry))
+                message = decode_payload(codec, data, max_size)
+            except DecodeError as exc:
+                backplane.dead_letter(data, f"backplane stream {self.name!r}", exc)
+                acks.add(entry_id)
+                await trio.lowlevel.checkpoint()
+                continue
+            try:
+                await ref.ask(
+                    StreamMessage(self.name, group, text_id, message), timeout=handler_timeout
+                )
+            except actors.ActorStoppedError:
+                return  # noqa: ASYNC910 - ask checkpoints unless it raises at once
+            except Exception as exc:  # noqa: BLE001 - left pending: delivered again after min_idle
+                logger.info(
+                    "backplane: %s of stream %r failed in %s (%r); it will be delivered again",
+                    text_id,
+                    self.name,
+                    consumer,
+                    exc,
+                )
+            else:
+                acks.add(entry_id)
 
 
 @final
