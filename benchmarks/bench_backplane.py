@@ -94,8 +94,8 @@ async def _publish_raw(url: str, channel: str, count: int) -> None:
 
 async def _publish_topic(url: str, name: str, count: int) -> None:
     async with actors.open_system("bench-child") as system:
-        async with transport.open_redis_backplane(system, url) as backplane:
-            topic: transport.DistributedTopic[str] = await backplane.topic(name)
+        async with transport.backplane.open_redis_backplane(system, url) as backplane:
+            topic: transport.backplane.DistributedTopic[str] = await backplane.topic(name)
             message = "x" * 64
 
             async def publisher() -> None:
@@ -143,8 +143,8 @@ async def raw_rate(url: str, count: int) -> float:
 
 async def topic_rate(system: actors.ActorSystem, url: str, count: int) -> float:
     count -= count % PUBLISHERS
-    async with transport.open_redis_backplane(system, url) as backplane:
-        topic: transport.DistributedTopic[str] = await backplane.topic(
+    async with transport.backplane.open_redis_backplane(system, url) as backplane:
+        topic: transport.backplane.DistributedTopic[str] = await backplane.topic(
             "bench", policy=actors.OverflowPolicy.BLOCK, buffer=1024
         )
         with topic.subscribe() as messages:
@@ -159,8 +159,8 @@ async def topic_rate(system: actors.ActorSystem, url: str, count: int) -> float:
 
 
 async def topic_latency(system: actors.ActorSystem, url: str, rounds: int) -> list[float]:
-    async with transport.open_redis_backplane(system, url) as backplane:
-        topic: transport.DistributedTopic[str] = await backplane.topic("latency")
+    async with transport.backplane.open_redis_backplane(system, url) as backplane:
+        topic: transport.backplane.DistributedTopic[str] = await backplane.topic("latency")
         samples = []
         with topic.subscribe() as messages:
             for n in range(rounds):
@@ -172,13 +172,13 @@ async def topic_latency(system: actors.ActorSystem, url: str, rounds: int) -> li
 
 
 @attrs.define(eq=False)
-class Sink(actors.Actor[transport.StreamMessage[str]]):
+class Sink(actors.Actor[transport.backplane.StreamMessage[str]]):
     expected: int
     count: int = 0
     done: trio.Event = attrs.field(factory=trio.Event)
 
     @actors.handler
-    async def on_entry(self, entry: transport.StreamMessage[str]) -> None:
+    async def on_entry(self, entry: transport.backplane.StreamMessage[str]) -> None:
         self.count += 1
         if self.count == self.expected:
             self.done.set()
@@ -220,8 +220,8 @@ async def raw_stream_rate(url: str, count: int) -> float:
 
 
 async def stream_rate(system: actors.ActorSystem, url: str, count: int) -> float:
-    async with transport.open_redis_backplane(system, url) as backplane:
-        stream: transport.DurableStream[str] = backplane.stream("bench", maxlen=count * 2)
+    async with transport.backplane.open_redis_backplane(system, url) as backplane:
+        stream: transport.backplane.DurableStream[str] = backplane.stream("bench", maxlen=count * 2)
         await _fill_stream(url, "trio-actors:stream:bench", count)
         sink = Sink(expected=count)
         ref = await system.spawn(sink)

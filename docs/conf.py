@@ -99,7 +99,13 @@ def _type_variables_stay_plain_text(
 
 
 #: The modules whose ``__all__`` the reference must document in full (``reference.rst``).
-PUBLIC_MODULES = ("actors", "actors.testing", "transport", "transport.observe")
+PUBLIC_MODULES = (
+    "actors",
+    "actors.testing",
+    "transport",
+    "transport.backplane",
+    "transport.observe",
+)
 
 _logger = logging.getLogger(__name__)
 

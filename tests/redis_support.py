@@ -269,7 +269,7 @@ def child_main() -> None:
 
 async def _subscriber(url: str, topic_name: str, count: str) -> None:
     async with actors.open_system("child") as system:
-        async with transport.open_redis_backplane(system, url) as backplane:
+        async with transport.backplane.open_redis_backplane(system, url) as backplane:
             topic = await backplane.topic(topic_name)
             with topic.subscribe() as messages:
                 say("ready")
@@ -280,7 +280,7 @@ async def _subscriber(url: str, topic_name: str, count: str) -> None:
 
 async def _publisher(url: str, topic_name: str, count: str) -> None:
     async with actors.open_system("child") as system:
-        async with transport.open_redis_backplane(system, url) as backplane:
+        async with transport.backplane.open_redis_backplane(system, url) as backplane:
             topic = await backplane.topic(topic_name)
             for n in range(int(count)):
                 await topic.publish(f"m{n}")
@@ -289,13 +289,13 @@ async def _publisher(url: str, topic_name: str, count: str) -> None:
 
 @final
 @attrs.define(eq=False)
-class _StuckConsumer(actors.Actor[transport.StreamMessage[str]]):
+class _StuckConsumer(actors.Actor[transport.backplane.StreamMessage[str]]):
     """Acknowledges ``left`` entries, then hangs in the next handler, for good."""
 
     left: int
 
     @actors.handler
-    async def on_entry(self, entry: transport.StreamMessage[str]) -> None:
+    async def on_entry(self, entry: transport.backplane.StreamMessage[str]) -> None:
         if self.left == 0:
             say("stuck", entry.id)
             await trio.sleep_forever()
@@ -305,7 +305,7 @@ class _StuckConsumer(actors.Actor[transport.StreamMessage[str]]):
 
 async def _consumer(url: str, stream_name: str, group: str, stuck_after: str) -> None:
     async with actors.open_system("child") as system:
-        async with transport.open_redis_backplane(system, url) as backplane:
+        async with transport.backplane.open_redis_backplane(system, url) as backplane:
             worker = await system.spawn(_StuckConsumer(int(stuck_after)))
             stream = backplane.stream(stream_name)
             async with trio.open_nursery() as nursery:
@@ -343,7 +343,7 @@ async def _owner(url: str, name: str, *ttl: str) -> None:
     """Holds ``name`` for an echo actor; ``ttl`` (optional): name_ttl and heartbeat."""
     name_ttl, heartbeat = (float(ttl[0]), float(ttl[1])) if ttl else (3.0, 1.0)
     async with actors.open_system("child") as system:
-        async with transport.open_redis_backplane(
+        async with transport.backplane.open_redis_backplane(
             system, url, codec=CODEC, name_ttl=name_ttl, heartbeat=heartbeat
         ) as backplane:
             echo = await system.spawn(_EchoActor())
@@ -369,7 +369,7 @@ class _GroupMember(actors.Actor[str]):
 async def _member(url: str, group: str, name_ttl: str, heartbeat: str) -> None:
     """Joins ``group`` with one actor, prints its node and path, and stays."""
     async with actors.open_system("child") as system:
-        async with transport.open_redis_backplane(
+        async with transport.backplane.open_redis_backplane(
             system, url, name_ttl=float(name_ttl), heartbeat=float(heartbeat)
         ) as backplane:
             member = await system.spawn(_GroupMember(), name="member")

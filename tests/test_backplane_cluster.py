@@ -52,7 +52,7 @@ async def test_a_group_spans_processes_and_a_killed_member_is_reported_lost(
     redis_server: RedisServer,
 ) -> None:
     async with actors.open_system("test") as system, trio.open_nursery() as nursery:
-        async with transport.open_redis_backplane(
+        async with transport.backplane.open_redis_backplane(
             system, redis_server.url, name_ttl=float(TTL), heartbeat=float(HEARTBEAT)
         ) as backplane:
             async with backplane.group_changes("room") as (members, changes):
@@ -65,7 +65,7 @@ async def test_a_group_spans_processes_and_a_killed_member_is_reported_lost(
                 with trio.fail_after(STEP):
                     for child in children:
                         node, path = (await child.expect("ready")).split()
-                        remote.append(transport.Backplane.Member(node, path))
+                        remote.append(transport.backplane.Backplane.Member(node, path))
                     joined = {(await changes.receive()).member for _ in children}
                 assert joined == set(remote)
                 assert set(await backplane.group_members("room")) == set(remote)
@@ -82,25 +82,27 @@ async def test_a_group_spans_processes_and_a_killed_member_is_reported_lost(
                 children[0].kill()
                 with trio.fail_after(STEP):
                     change = await changes.receive()
-                assert change == transport.Backplane.GroupChange("room", remote[0], False, "lost")
+                assert change == transport.backplane.Backplane.GroupChange(
+                    "room", remote[0], False, "lost"
+                )
                 assert await backplane.group_members("room") == (remote[1],)
 
                 # A member that stops is reported as stopped, by its own process.
                 await backplane.broadcast("room", "stop")
                 with trio.fail_after(STEP):
                     change = await changes.receive()
-                assert change == transport.Backplane.GroupChange(
+                assert change == transport.backplane.Backplane.GroupChange(
                     "room", remote[1], False, "stopped"
                 )
                 assert await backplane.group_members("room") == ()
-                with pytest.raises(transport.RemoteActorUnavailableError, match="room"):
+                with pytest.raises(transport.backplane.RemoteActorUnavailableError, match="room"):
                     await backplane.route("room", "anyone?")
         nursery.cancel_scope.cancel()
 
 
 async def test_watching_a_remote_actor_across_processes(redis_server: RedisServer) -> None:
     async with actors.open_system("test") as system, trio.open_nursery() as nursery:
-        async with transport.open_redis_backplane(
+        async with transport.backplane.open_redis_backplane(
             system, redis_server.url, codec=CODEC, name_ttl=float(TTL), heartbeat=float(HEARTBEAT)
         ) as backplane:
             watcher = Watcher()
@@ -129,7 +131,7 @@ async def test_watching_a_remote_actor_across_processes(redis_server: RedisServe
             assert watcher.notices[1].ref is watched_killed
             reason = watcher.notices[1].reason
             assert isinstance(reason, actors.Failed)
-            assert isinstance(reason.error, transport.RemoteActorUnavailableError)
+            assert isinstance(reason.error, transport.backplane.RemoteActorUnavailableError)
             assert "went away" in str(reason.error)
 
             # Watching a name whose holder is already gone: at once.
@@ -142,7 +144,7 @@ async def test_watching_a_remote_actor_across_processes(redis_server: RedisServe
 
 
 @attrs.define(eq=False)
-class Peer(actors.Actor[str | Echo | transport.StreamMessage[Echo]]):
+class Peer(actors.Actor[str | Echo | transport.backplane.StreamMessage[Echo]]):
     """Answers echoes, records what it is told and the stream entries it handles."""
 
     told: list[str] = attrs.field(factory=list)
@@ -159,7 +161,7 @@ class Peer(actors.Actor[str | Echo | transport.StreamMessage[Echo]]):
         return Echoed(message.text.upper())
 
     @actors.handler
-    async def on_entry(self, entry: transport.StreamMessage[Echo]) -> None:
+    async def on_entry(self, entry: transport.backplane.StreamMessage[Echo]) -> None:
         self.entries.add(entry.message.text)
 
 
@@ -169,10 +171,10 @@ async def test_redis_going_away_under_traffic(persistent_redis_server: RedisServ
     async with (
         actors.open_system("a") as system_a,
         actors.open_system("b") as system_b,
-        transport.open_redis_backplane(
+        transport.backplane.open_redis_backplane(
             system_a, server.url, codec=CODEC, name_ttl=ttl, heartbeat=heartbeat
         ) as a,
-        transport.open_redis_backplane(
+        transport.backplane.open_redis_backplane(
             system_b, server.url, codec=CODEC, name_ttl=ttl, heartbeat=heartbeat
         ) as b,
         trio.open_nursery() as nursery,
@@ -186,8 +188,8 @@ async def test_redis_going_away_under_traffic(persistent_redis_server: RedisServ
             await a.join_group("room", ref)
         await a.register("echo", alice_ref)
         room: actors.Topic[str] = system_a.topic("local-room")
-        news: transport.DistributedTopic[Echo] = await b.topic("news")
-        jobs: transport.DurableStream[Echo] = a.stream("jobs")
+        news: transport.backplane.DistributedTopic[Echo] = await b.topic("news")
+        jobs: transport.backplane.DurableStream[Echo] = a.stream("jobs")
         await nursery.start(
             lambda task_status: b.stream("jobs").serve_consumer(
                 consumer_ref, group="g", min_idle=0.5, task_status=task_status
@@ -200,14 +202,14 @@ async def test_redis_going_away_under_traffic(persistent_redis_server: RedisServ
             for n in range(10_000):
                 try:
                     await jobs.add(Echo(f"job {n}"))
-                except transport.BackplaneUnavailableError:
+                except transport.backplane.BackplaneUnavailableError:
                     refused.append(f"job {n}")
                 else:
                     accepted.add(f"job {n}")
                 await trio.sleep(0.005)
 
-        alice_m = transport.Backplane.Member(a.node, alice_ref.path)
-        bob_m = transport.Backplane.Member(a.node, bob_ref.path)
+        alice_m = transport.backplane.Backplane.Member(a.node, alice_ref.path)
+        bob_m = transport.backplane.Backplane.Member(a.node, bob_ref.path)
         async with b.group_changes("room") as (members, changes):
             assert set(members) == {alice_m, bob_m}
             with news.subscribe() as headlines, room.subscribe() as local_room:
@@ -230,17 +232,19 @@ async def test_redis_going_away_under_traffic(persistent_redis_server: RedisServ
                     await alice_ref.tell("direct")
                     await alice.got.wait()
                     # Remote asks fail with the backplane's error, long before their timeout.
-                    with pytest.raises(transport.BackplaneUnavailableError, match=server.url):
+                    with pytest.raises(
+                        transport.backplane.BackplaneUnavailableError, match=server.url
+                    ):
                         await b.remote("echo").ask(Echo("hi"), timeout=60)
-                    with pytest.raises(transport.BackplaneUnavailableError):
+                    with pytest.raises(transport.backplane.BackplaneUnavailableError):
                         await b.broadcast("room", Echo("lost"))
-                    with pytest.raises(transport.BackplaneUnavailableError):
+                    with pytest.raises(transport.backplane.BackplaneUnavailableError):
                         await b.group_members("room")
-                    with pytest.raises(transport.BackplaneUnavailableError):
+                    with pytest.raises(transport.backplane.BackplaneUnavailableError):
                         await news.publish(Echo("lost"))
-                    with pytest.raises(transport.BackplaneUnavailableError):
+                    with pytest.raises(transport.backplane.BackplaneUnavailableError):
                         await b.remote("echo").watch(watcher_ref)
-                    with pytest.raises(transport.BackplaneUnavailableError):
+                    with pytest.raises(transport.backplane.BackplaneUnavailableError):
                         await a.join_group("room", alice_ref)
                     # Bob stops while Redis is away: nobody can be told now.
                     await bob_ref.stop()
@@ -251,7 +255,7 @@ async def test_redis_going_away_under_traffic(persistent_redis_server: RedisServ
                 with trio.fail_after(STEP):
                     # Topics report their gap.
                     gap = await headlines.receive()
-                    assert isinstance(gap, transport.BackplaneGap)
+                    assert isinstance(gap, transport.backplane.BackplaneGap)
                     # Groups resynchronise: bob's leave is reported once Redis is back, by
                     # bob's process ("stopped") if its retry lands first, else by the
                     # heartbeat's reconciliation ("lost").
@@ -264,7 +268,7 @@ async def test_redis_going_away_under_traffic(persistent_redis_server: RedisServ
                     while answer is None:
                         try:
                             answer = await b.remote("echo").ask(Echo("back"), timeout=1)
-                        except transport.RemoteActorUnavailableError:
+                        except transport.backplane.RemoteActorUnavailableError:
                             await trio.sleep(heartbeat)
                     assert answer == Echoed("BACK")
                     producer.cancel()

@@ -58,13 +58,13 @@ def kind(request: pytest.FixtureRequest) -> str:
 @contextlib.asynccontextmanager
 async def open_backplane(
     system: actors.ActorSystem, kind: str, server: RedisServer | None
-) -> AsyncIterator[transport.Backplane]:
+) -> AsyncIterator[transport.backplane.Backplane]:
     if kind == "local":
-        async with transport.open_local_backplane(system) as backplane:
+        async with transport.backplane.open_local_backplane(system) as backplane:
             yield backplane
     else:
         assert server is not None
-        async with transport.open_redis_backplane(
+        async with transport.backplane.open_redis_backplane(
             system, server.url, name_ttl=0.6, heartbeat=0.2
         ) as backplane:
             yield backplane
@@ -82,8 +82,8 @@ async def test_join_members_changes_and_leave(kind: str, server: RedisServer | N
     async with actors.open_system("test") as system, open_backplane(system, kind, server) as bp:
         alice = await system.spawn(Member(), name="alice")
         bob = await system.spawn(Member(), name="bob")
-        a = transport.Backplane.Member(bp.node, alice.path)
-        b = transport.Backplane.Member(bp.node, bob.path)
+        a = transport.backplane.Backplane.Member(bp.node, alice.path)
+        b = transport.backplane.Backplane.Member(bp.node, bob.path)
         assert await bp.group_members("room") == ()
         await bp.join_group("room", alice)
         with trio.fail_after(STEP):
@@ -91,14 +91,16 @@ async def test_join_members_changes_and_leave(kind: str, server: RedisServer | N
                 assert members == (a,)
                 await bp.join_group("room", bob)
                 await bp.join_group("room", bob)  # twice is one membership
-                assert await changes.receive() == transport.Backplane.GroupChange("room", b, True)
+                assert await changes.receive() == transport.backplane.Backplane.GroupChange(
+                    "room", b, True
+                )
                 assert set(await bp.group_members("room")) == {a, b}
                 await bp.leave_group("room", alice)
-                assert await changes.receive() == transport.Backplane.GroupChange(
+                assert await changes.receive() == transport.backplane.Backplane.GroupChange(
                     "room", a, False, "left"
                 )
                 await bob.stop()
-                assert await changes.receive() == transport.Backplane.GroupChange(
+                assert await changes.receive() == transport.backplane.Backplane.GroupChange(
                     "room", b, False, "stopped"
                 )
                 assert await bp.group_members("room") == ()
@@ -124,7 +126,7 @@ async def test_broadcast_reaches_every_member_and_route_one(
                 target.got = trio.Event()
                 await target.got.wait()
         assert sum(member.told.count("job") for member in members) == 1
-        with pytest.raises(transport.RemoteActorUnavailableError, match="nobody-here"):
+        with pytest.raises(transport.backplane.RemoteActorUnavailableError, match="nobody-here"):
             await bp.route("nobody-here", "job")
 
 
@@ -181,7 +183,7 @@ async def test_watching_a_remote_ref(kind: str, server: RedisServer | None) -> N
         assert watcher.terminated[1].ref is watched_gone
         reason = watcher.terminated[1].reason
         assert isinstance(reason, actors.Failed)
-        assert isinstance(reason.error, transport.RemoteActorUnavailableError)
+        assert isinstance(reason.error, transport.backplane.RemoteActorUnavailableError)
 
 
 async def test_a_slow_follower_loses_the_oldest_changes_counted(

@@ -12,7 +12,7 @@ from tests.redis_support import Echo, Echoed
 
 
 @attrs.define(eq=False)
-class Flaky(actors.Actor[transport.StreamMessage[str] | Echo]):
+class Flaky(actors.Actor[transport.backplane.StreamMessage[str] | Echo]):
     """Fails the first delivery of every entry; records the ids it handled."""
 
     handled: list[str] = attrs.field(factory=list)
@@ -20,7 +20,7 @@ class Flaky(actors.Actor[transport.StreamMessage[str] | Echo]):
     three_handled: trio.Event = attrs.field(factory=trio.Event)
 
     @actors.handler
-    async def on_entry(self, entry: transport.StreamMessage[str]) -> None:
+    async def on_entry(self, entry: transport.backplane.StreamMessage[str]) -> None:
         if entry.id not in self.failed:
             self.failed.add(entry.id)
             raise actors.ErrorReply(ValueError(f"first try of {entry.id}"))
@@ -36,8 +36,8 @@ class Flaky(actors.Actor[transport.StreamMessage[str] | Echo]):
 
 
 async def test_topics_deliver_in_process(system: actors.ActorSystem) -> None:
-    async with transport.open_local_backplane(system) as backplane:
-        chat: transport.DistributedTopic[str] = await backplane.topic(
+    async with transport.backplane.open_local_backplane(system) as backplane:
+        chat: transport.backplane.DistributedTopic[str] = await backplane.topic(
             "chat", policy=actors.OverflowPolicy.DROP_OLDEST, buffer=2
         )
         assert chat.local is system.topic("backplane:chat")
@@ -48,17 +48,17 @@ async def test_topics_deliver_in_process(system: actors.ActorSystem) -> None:
         stats = backplane.statistics()
         assert (stats.kind, stats.state, stats.published) == (
             "local",
-            transport.BackplaneState.CONNECTED,
+            transport.backplane.BackplaneState.CONNECTED,
             3,
         )
-    assert backplane.statistics().state is transport.BackplaneState.CLOSED
+    assert backplane.statistics().state is transport.backplane.BackplaneState.CLOSED
 
 
 async def test_stream_redelivers_failed_entries_after_min_idle(
     system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with transport.open_local_backplane(system) as backplane:
-        jobs: transport.DurableStream[str] = backplane.stream("jobs", maxlen=10)
+    async with transport.backplane.open_local_backplane(system) as backplane:
+        jobs: transport.backplane.DurableStream[str] = backplane.stream("jobs", maxlen=10)
         ids = [await jobs.add(f"job {n}") for n in range(3)]
         flaky = Flaky()
         ref = await system.spawn(flaky)
@@ -81,8 +81,8 @@ async def test_stream_redelivers_failed_entries_after_min_idle(
 
 
 async def test_stream_is_capped_exactly(system: actors.ActorSystem) -> None:
-    async with transport.open_local_backplane(system) as backplane:
-        log: transport.DurableStream[int] = backplane.stream("log", maxlen=3)
+    async with transport.backplane.open_local_backplane(system) as backplane:
+        log: transport.backplane.DurableStream[int] = backplane.stream("log", maxlen=3)
         for n in range(10):
             await log.add(n)
         with pytest.raises(ValueError, match="maxlen"):
@@ -90,16 +90,16 @@ async def test_stream_is_capped_exactly(system: actors.ActorSystem) -> None:
 
 
 async def test_remote_refs_by_name(system: actors.ActorSystem) -> None:
-    async with transport.open_local_backplane(system) as backplane:
+    async with transport.backplane.open_local_backplane(system) as backplane:
         ref = await system.spawn(Flaky())
         await backplane.register("echo", ref)
         echo = backplane.remote("echo")
         assert await echo.ask(Echo("hi")) == Echoed("HI")
-        with pytest.raises(transport.RemoteError, match="boom") as info:
+        with pytest.raises(transport.backplane.RemoteError, match="boom") as info:
             await echo.ask(Echo("boom"))
         assert info.value.remote_type == "ValueError"
         with pytest.raises(actors.NameTakenError):
             await backplane.register("echo", await system.spawn(Flaky()))
         await backplane.unregister("echo")
-        with pytest.raises(transport.RemoteActorUnavailableError, match="echo"):
+        with pytest.raises(transport.backplane.RemoteActorUnavailableError, match="echo"):
             await echo.tell(Echo("gone"))

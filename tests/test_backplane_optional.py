@@ -32,7 +32,7 @@ HIDDEN_COREDIS = textwrap.dedent(
     async def main():
         async with actors.open_system("no-coredis") as system:
             try:
-                async with transport.open_redis_backplane(system):
+                async with transport.backplane.open_redis_backplane(system):
                     print("opened")
             except ModuleNotFoundError as exc:
                 print("refused:", exc, "| name:", exc.name)

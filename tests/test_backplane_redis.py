@@ -43,8 +43,8 @@ STEP = 10.0
 async def start_fails_naming(url: str, connect_timeout: float) -> None:
     async with actors.open_system("test") as system:
         with trio.fail_after(STEP):
-            with pytest.raises(transport.BackplaneUnavailableError, match=url):
-                async with transport.open_redis_backplane(
+            with pytest.raises(transport.backplane.BackplaneUnavailableError, match=url):
+                async with transport.backplane.open_redis_backplane(
                     system, url, connect_timeout=connect_timeout
                 ):
                     pass  # pragma: no cover
@@ -77,7 +77,7 @@ async def test_a_url_that_cannot_name_redis_is_refused_before_connecting(
 ) -> None:
     async with actors.open_system("test") as system:
         with pytest.raises(ValueError, match=complaint) as info:
-            async with transport.open_redis_backplane(system, url):
+            async with transport.backplane.open_redis_backplane(system, url):
                 pass  # pragma: no cover
     assert "secret" not in str(info.value)
 
@@ -85,8 +85,11 @@ async def test_a_url_that_cannot_name_redis_is_refused_before_connecting(
 async def test_statistics_mask_the_password(redis_server: RedisServer) -> None:
     url = f"redis://user:secret@127.0.0.1:{free_port()}"
     async with actors.open_system("test") as system:
-        with trio.fail_after(STEP), pytest.raises(transport.BackplaneUnavailableError) as info:
-            async with transport.open_redis_backplane(system, url, connect_timeout=2):
+        with (
+            trio.fail_after(STEP),
+            pytest.raises(transport.backplane.BackplaneUnavailableError) as info,
+        ):
+            async with transport.backplane.open_redis_backplane(system, url, connect_timeout=2):
                 pass  # pragma: no cover
     assert "secret" not in str(info.value)
     assert "user:***@" in str(info.value)
@@ -94,14 +97,14 @@ async def test_statistics_mask_the_password(redis_server: RedisServer) -> None:
 
 async def test_topic_publish_reaches_local_subscribers(redis_server: RedisServer) -> None:
     async with actors.open_system("test") as system:
-        async with transport.open_redis_backplane(system, redis_server.url) as backplane:
-            chat: transport.DistributedTopic[str] = await backplane.topic("chat")
+        async with transport.backplane.open_redis_backplane(system, redis_server.url) as backplane:
+            chat: transport.backplane.DistributedTopic[str] = await backplane.topic("chat")
             with chat.subscribe() as messages:
                 await chat.publish("hello")
                 with trio.fail_after(STEP):
                     assert await messages.receive() == "hello"
             stats = backplane.statistics()
-            assert stats.state is transport.BackplaneState.CONNECTED
+            assert stats.state is transport.backplane.BackplaneState.CONNECTED
             assert (stats.published, stats.received, stats.topics) == (1, 1, 1)
 
 
@@ -109,8 +112,8 @@ async def test_a_publish_in_one_process_reaches_subscribers_in_another(
     redis_server: RedisServer,
 ) -> None:
     async with actors.open_system("test") as system, trio.open_nursery() as nursery:
-        async with transport.open_redis_backplane(system, redis_server.url) as backplane:
-            room: transport.DistributedTopic[str] = await backplane.topic("room")
+        async with transport.backplane.open_redis_backplane(system, redis_server.url) as backplane:
+            room: transport.backplane.DistributedTopic[str] = await backplane.topic("room")
             with room.subscribe() as messages:
                 # This process publishes, a child subscribes (and so does this process).
                 child = await start_child(nursery, "subscriber", redis_server.url, "room", "3")
@@ -135,8 +138,8 @@ async def test_redis_restart_restores_subscriptions_and_reports_a_gap(
     redis_server: RedisServer,
 ) -> None:
     async with actors.open_system("test") as system:
-        async with transport.open_redis_backplane(system, redis_server.url) as backplane:
-            feed: transport.DistributedTopic[str] = await backplane.topic(
+        async with transport.backplane.open_redis_backplane(system, redis_server.url) as backplane:
+            feed: transport.backplane.DistributedTopic[str] = await backplane.topic(
                 "feed", policy=actors.OverflowPolicy.DROP_OLDEST
             )
             with feed.subscribe() as messages:
@@ -144,19 +147,21 @@ async def test_redis_restart_restores_subscriptions_and_reports_a_gap(
                 with trio.fail_after(STEP):
                     assert await messages.receive() == "before"
                 redis_server.stop()
-                with pytest.raises(transport.BackplaneUnavailableError, match=redis_server.url):
+                with pytest.raises(
+                    transport.backplane.BackplaneUnavailableError, match=redis_server.url
+                ):
                     await feed.publish("lost")
                 redis_server.start()
                 with trio.fail_after(STEP):
                     gap = await messages.receive()
-                assert isinstance(gap, transport.BackplaneGap)
+                assert isinstance(gap, transport.backplane.BackplaneGap)
                 assert gap.topic == "feed"
                 assert gap.since <= gap.until
                 await feed.publish("after")
                 with trio.fail_after(STEP):
                     assert await messages.receive() == "after"
             stats = backplane.statistics()
-            assert stats.state is transport.BackplaneState.CONNECTED
+            assert stats.state is transport.backplane.BackplaneState.CONNECTED
             assert (stats.attempt, stats.disconnects, stats.gaps) == (0, 1, 1)
 
 
@@ -165,8 +170,8 @@ async def test_concurrent_publishes_are_batched_and_keep_each_tasks_order(
 ) -> None:
     tasks, each = 8, 50
     async with actors.open_system("test") as system:
-        async with transport.open_redis_backplane(system, redis_server.url) as backplane:
-            burst: transport.DistributedTopic[str] = await backplane.topic(
+        async with transport.backplane.open_redis_backplane(system, redis_server.url) as backplane:
+            burst: transport.backplane.DistributedTopic[str] = await backplane.topic(
                 "burst", policy=actors.OverflowPolicy.BLOCK, buffer=tasks * each
             )
             with burst.subscribe() as messages:
@@ -205,8 +210,8 @@ async def test_concurrent_publishes_are_batched_and_keep_each_tasks_order(
 
 async def test_publish_after_the_backplane_closed_is_refused(redis_server: RedisServer) -> None:
     async with actors.open_system("test") as system:
-        async with transport.open_redis_backplane(system, redis_server.url) as backplane:
-            news: transport.DistributedTopic[str] = await backplane.topic("news")
+        async with transport.backplane.open_redis_backplane(system, redis_server.url) as backplane:
+            news: transport.backplane.DistributedTopic[str] = await backplane.topic("news")
         with pytest.raises(trio.ClosedResourceError):
             await news.publish("too late")
 
@@ -225,8 +230,8 @@ async def test_coredis_unread_queue_is_swept(
     monkeypatch.setattr(coredis.Redis, "pubsub", recording_pubsub)
     monkeypatch.setattr(_redis, "UNREAD_SWEEP_INTERVAL", 0.05)
     async with actors.open_system("test") as system:
-        async with transport.open_redis_backplane(system, redis_server.url) as backplane:
-            ticks: transport.DistributedTopic[str] = await backplane.topic("ticks")
+        async with transport.backplane.open_redis_backplane(system, redis_server.url) as backplane:
+            ticks: transport.backplane.DistributedTopic[str] = await backplane.topic("ticks")
             with ticks.subscribe(buffer=500) as messages:
                 for n in range(500):
                     await ticks.publish(str(n))
@@ -240,11 +245,11 @@ async def test_coredis_unread_queue_is_swept(
 
 async def test_bad_backplane_messages_go_to_dead_letters(redis_server: RedisServer) -> None:
     async with actors.open_system("test") as system:
-        async with transport.open_redis_backplane(
+        async with transport.backplane.open_redis_backplane(
             system, redis_server.url, codec=CODEC, max_message_size=1000
         ) as backplane:
-            echoes: transport.DistributedTopic[Echoed] = await backplane.topic("echoes")
-            with pytest.raises(transport.OversizedMessageError):
+            echoes: transport.backplane.DistributedTopic[Echoed] = await backplane.topic("echoes")
+            with pytest.raises(transport.backplane.OversizedMessageError):
                 await echoes.publish(Echoed("x" * 2000))
             with pytest.raises(transport.EncodeError):
                 await echoes.publish("not an attrs class")  # type: ignore[arg-type]
@@ -267,14 +272,14 @@ async def test_bad_backplane_messages_go_to_dead_letters(redis_server: RedisServ
 
 
 @attrs.define(eq=False)
-class Collector(actors.Actor[transport.StreamMessage[str]]):
+class Collector(actors.Actor[transport.backplane.StreamMessage[str]]):
     seen: list[str] = attrs.field(factory=list)
     done: trio.Event = attrs.field(factory=trio.Event)
     all_seen: trio.Event = attrs.field(factory=trio.Event)
     expected: int = -1
 
     @actors.handler
-    async def on_entry(self, entry: transport.StreamMessage[str]) -> None:
+    async def on_entry(self, entry: transport.backplane.StreamMessage[str]) -> None:
         if entry.message == "sentinel":
             # Entries are delivered one at a time, each acknowledged before the next.
             self.done.set()
@@ -288,8 +293,8 @@ async def test_a_killed_consumers_entries_are_delivered_by_another(
     redis_server: RedisServer,
 ) -> None:
     async with actors.open_system("test") as system, trio.open_nursery() as nursery:
-        async with transport.open_redis_backplane(system, redis_server.url) as backplane:
-            orders: transport.DurableStream[str] = backplane.stream("orders", maxlen=1000)
+        async with transport.backplane.open_redis_backplane(system, redis_server.url) as backplane:
+            orders: transport.backplane.DurableStream[str] = backplane.stream("orders", maxlen=1000)
             ids = [await orders.add(f"order {n}") for n in range(20)]
             child = await start_child(nursery, "consumer", redis_server.url, "orders", "g", "3")
             with trio.fail_after(STEP):
@@ -327,8 +332,8 @@ async def test_a_killed_consumers_entries_are_delivered_by_another(
 
 async def test_stream_length_is_capped_approximately(redis_server: RedisServer) -> None:
     async with actors.open_system("test") as system:
-        async with transport.open_redis_backplane(system, redis_server.url) as backplane:
-            log: transport.DurableStream[str] = backplane.stream("log", maxlen=100)
+        async with transport.backplane.open_redis_backplane(system, redis_server.url) as backplane:
+            log: transport.backplane.DurableStream[str] = backplane.stream("log", maxlen=100)
             for n in range(1000):
                 await log.add(f"{n}")
             async with coredis.Redis.from_url(redis_server.url) as raw:
@@ -338,7 +343,7 @@ async def test_stream_length_is_capped_approximately(redis_server: RedisServer) 
 
 async def test_remote_ask_across_processes(redis_server: RedisServer) -> None:
     async with actors.open_system("test") as system, trio.open_nursery() as nursery:
-        async with transport.open_redis_backplane(
+        async with transport.backplane.open_redis_backplane(
             system, redis_server.url, codec=CODEC
         ) as backplane:
             child = await start_child(nursery, "owner", redis_server.url, "echo")
@@ -348,7 +353,7 @@ async def test_remote_ask_across_processes(redis_server: RedisServer) -> None:
                 assert await echo.ask(Echo("hi"), timeout=5) == Echoed("HI")
             with pytest.raises(actors.NameTakenError, match="echo"):
                 await backplane.register("echo", await system.spawn(Collector()))
-            with pytest.raises(transport.RemoteActorUnavailableError, match="nobody"):
+            with pytest.raises(transport.backplane.RemoteActorUnavailableError, match="nobody"):
                 await backplane.remote("nobody").tell(Echo("?"))
         nursery.cancel_scope.cancel()
 
@@ -358,7 +363,7 @@ async def test_remote_ask_fails_promptly_when_the_owner_process_dies(
 ) -> None:
     ask_timeout = 30.0
     async with actors.open_system("test") as system, trio.open_nursery() as nursery:
-        async with transport.open_redis_backplane(
+        async with transport.backplane.open_redis_backplane(
             system, redis_server.url, codec=CODEC
         ) as backplane:
             child = await start_child(nursery, "owner", redis_server.url, "echo")
@@ -371,7 +376,7 @@ async def test_remote_ask_fails_promptly_when_the_owner_process_dies(
 
             nursery.start_soon(kill_when_hanging)
             started = trio.current_time()
-            with pytest.raises(transport.RemoteActorUnavailableError, match="went away"):
+            with pytest.raises(transport.backplane.RemoteActorUnavailableError, match="went away"):
                 with trio.fail_after(STEP):
                     await backplane.remote("echo").ask(Hang(), timeout=ask_timeout)
             assert trio.current_time() - started < 5.0 < ask_timeout
@@ -380,7 +385,7 @@ async def test_remote_ask_fails_promptly_when_the_owner_process_dies(
 
 async def test_names_are_registered_released_and_served(redis_server: RedisServer) -> None:
     async with actors.open_system("test") as system:
-        async with transport.open_redis_backplane(
+        async with transport.backplane.open_redis_backplane(
             system, redis_server.url, codec=CODEC, name_ttl=0.6, heartbeat=0.2
         ) as backplane:
             collector = Collector()
@@ -392,12 +397,12 @@ async def test_names_are_registered_released_and_served(redis_server: RedisServe
                 assert await raw.get("trio-actors:name:here") == backplane.node.encode()
                 await backplane.unregister("here")
                 assert await raw.get("trio-actors:name:here") is None
-            with pytest.raises(transport.RemoteActorUnavailableError):
+            with pytest.raises(transport.backplane.RemoteActorUnavailableError):
                 await backplane.remote("here").tell(Echo("gone"))
 
 
 @attrs.define(eq=False)
-class Gate(actors.Actor[transport.StreamMessage[str]]):
+class Gate(actors.Actor[transport.backplane.StreamMessage[str]]):
     """Handles entries until it meets ``"hold"``, which waits for ``release``."""
 
     handled: list[str] = attrs.field(factory=list)
@@ -405,7 +410,7 @@ class Gate(actors.Actor[transport.StreamMessage[str]]):
     release: trio.Event = attrs.field(factory=trio.Event)
 
     @actors.handler
-    async def on_entry(self, entry: transport.StreamMessage[str]) -> None:
+    async def on_entry(self, entry: transport.backplane.StreamMessage[str]) -> None:
         if entry.message == "hold":
             self.holding.set()
             await self.release.wait()
@@ -417,8 +422,8 @@ async def test_stream_acknowledges_in_batches_and_only_after_the_handler_returne
 ) -> None:
     count = 200
     async with actors.open_system("test") as system:
-        async with transport.open_redis_backplane(system, redis_server.url) as backplane:
-            jobs: transport.DurableStream[str] = backplane.stream("jobs", maxlen=1000)
+        async with transport.backplane.open_redis_backplane(system, redis_server.url) as backplane:
+            jobs: transport.backplane.DurableStream[str] = backplane.stream("jobs", maxlen=1000)
             for n in range(count):
                 await jobs.add(f"job {n}")
             await jobs.add("hold")

@@ -45,7 +45,7 @@ def test_bad_payloads_raise_decode_errors_only() -> None:
 
 
 def test_oversized_and_unencodable_messages_are_refused() -> None:
-    with pytest.raises(transport.OversizedMessageError, match="max_message_size"):
+    with pytest.raises(transport.backplane.OversizedMessageError, match="max_message_size"):
         encode_payload(RAW, "a" * 100, 100)
     with pytest.raises(transport.EncodeError):
         encode_payload(RAW, 42, 100)

@@ -285,8 +285,8 @@ async def test_the_close_reasons_are_quoted(system: actors.ActorSystem) -> None:
     ":pytest.PytestUnraisableExceptionWarning"
 )
 async def test_the_message_of_an_unreachable_redis_is_quoted(system: actors.ActorSystem) -> None:
-    with pytest.raises(transport.BackplaneUnavailableError) as unavailable:
-        async with transport.open_redis_backplane(
+    with pytest.raises(transport.backplane.BackplaneUnavailableError) as unavailable:
+        async with transport.backplane.open_redis_backplane(
             system, "redis://127.0.0.1:1/0", connect_timeout=2
         ):
             pass

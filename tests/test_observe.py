@@ -110,7 +110,7 @@ async def test_metrics_after_real_traffic_a_dead_letter_and_a_restart(
     async with (
         transport.observe.open_observer(system, "127.0.0.1", 0) as observer,
         trio.open_nursery() as nursery,
-        transport.open_local_backplane(system) as backplane,
+        transport.backplane.open_local_backplane(system) as backplane,
     ):
         server = await start_echo(nursery, system)
         supervisor = await system.spawn(actors.Supervisor(max_restarts=5, within=60), name="work")

@@ -7,6 +7,7 @@ import inspect
 import pathlib
 
 import transport
+import transport.backplane
 
 # Every name transport exports. A new one must earn its place (and the reference page).
 SURFACE = {
@@ -27,6 +28,8 @@ SURFACE = {
     "HandshakeRequest",
     "Accept",
     "Reject",
+    "HttpResponse",
+    "HttpHandler",
     # messages to and from a connection actor
     "ConnectionMessage",
     "SubscriberMessage",
@@ -76,22 +79,6 @@ SURFACE = {
     "PoolStatistics",
     "GetPoolStatistics",
     "Routing",
-    # the backplane
-    "open_local_backplane",
-    "open_redis_backplane",
-    "Backplane",
-    "BackplaneState",
-    "BackplaneStatistics",
-    "BackplaneGap",
-    "DistributedTopic",
-    "DurableStream",
-    "StreamMessage",
-    "RemoteRef",
-    "BackplaneError",
-    "BackplaneUnavailableError",
-    "RemoteActorUnavailableError",
-    "RemoteError",
-    "OversizedMessageError",
     # errors
     "TransportError",
     "HandshakeError",
@@ -107,7 +94,44 @@ def test_all_is_exactly_the_surface_and_small() -> None:
     assert set(transport.__all__) == SURFACE
     assert len(transport.__all__) == len(SURFACE) <= 80
     public = {name for name in dir(transport) if not name.startswith("_")} - {"annotations"}
+    # Its public subpackages (backplane, observe, apps) are namespaces, not names.
+    public -= {name for name in public if inspect.ismodule(getattr(transport, name))}
     assert public == SURFACE
+
+
+# The backplane's names: a namespace of its own (transport.backplane), tested the same way.
+BACKPLANE_SURFACE = {
+    "open_local_backplane",
+    "open_redis_backplane",
+    "Backplane",
+    "BackplaneState",
+    "BackplaneStatistics",
+    "BackplaneGap",
+    "DistributedTopic",
+    "DurableStream",
+    "StreamMessage",
+    "RemoteRef",
+    "BackplaneError",
+    "BackplaneUnavailableError",
+    "RemoteActorUnavailableError",
+    "RemoteError",
+    "OversizedMessageError",
+}
+
+
+def test_the_backplane_namespace_is_exactly_its_surface() -> None:
+    assert set(transport.backplane.__all__) == BACKPLANE_SURFACE
+    public = {name for name in dir(transport.backplane) if not name.startswith("_")}
+    assert public - {"annotations"} == BACKPLANE_SURFACE
+    # Nothing of it is also a top-level name: one concept, one place.
+    assert not BACKPLANE_SURFACE & set(transport.__all__)
+    reference = REFERENCE.read_text()
+    for name in BACKPLANE_SURFACE:
+        obj = getattr(transport.backplane, name)
+        assert obj.__doc__, f"transport.backplane.{name} has no docstring"
+        assert f":: {name}\n" in reference, (
+            f"transport.backplane.{name} is missing from reference.rst"
+        )
 
 
 def test_every_name_is_documented_and_on_the_reference_page() -> None:

@@ -14,26 +14,8 @@ children of one host actor.
 
 from __future__ import annotations
 
+from . import backplane as backplane  # the backplane's names live there
 from ._adapter._limits import InboundLimits as InboundLimits
-from ._backplane._interface import (
-    Backplane as Backplane,
-    BackplaneError as BackplaneError,
-    BackplaneGap as BackplaneGap,
-    BackplaneState as BackplaneState,
-    BackplaneStatistics as BackplaneStatistics,
-    BackplaneUnavailableError as BackplaneUnavailableError,
-    DistributedTopic as DistributedTopic,
-    DurableStream as DurableStream,
-    RemoteActorUnavailableError as RemoteActorUnavailableError,
-    RemoteError as RemoteError,
-    RemoteRef as RemoteRef,
-    StreamMessage as StreamMessage,
-)
-from ._backplane._local import (
-    open_local_backplane as open_local_backplane,
-)
-from ._backplane._redis_open import open_redis_backplane as open_redis_backplane
-from ._backplane._wire import OversizedMessageError as OversizedMessageError
 from ._client._connect import (
     connect_websocket as connect_websocket,
     insecure_ssl_context as insecure_ssl_context,
@@ -134,12 +116,6 @@ __all__ = [
     "AckProtocolError",
     "AckedConnection",
     "AckedSessions",
-    "Backplane",
-    "BackplaneError",
-    "BackplaneGap",
-    "BackplaneState",
-    "BackplaneStatistics",
-    "BackplaneUnavailableError",
     "BufferFullError",
     "ClientEvent",
     "ClientState",
@@ -156,8 +132,6 @@ __all__ = [
     "DecodeError",
     "DecodePolicy",
     "Disconnected",
-    "DistributedTopic",
-    "DurableStream",
     "EncodeError",
     "GaveUp",
     "GetPoolStatistics",
@@ -173,7 +147,6 @@ __all__ = [
     "InboundLimits",
     "JsonCodec",
     "Overflow",
-    "OversizedMessageError",
     "PoolMessage",
     "PoolStatistics",
     "RawCodec",
@@ -183,9 +156,6 @@ __all__ = [
     "ReconnectingConnection",
     "ReconnectingMessage",
     "Reject",
-    "RemoteActorUnavailableError",
-    "RemoteError",
-    "RemoteRef",
     "Routing",
     "Send",
     "SendBytes",
@@ -193,7 +163,6 @@ __all__ = [
     "SendText",
     "ServerStatistics",
     "SessionStatistics",
-    "StreamMessage",
     "SubscriberMessage",
     "TLSError",
     "TransportError",
@@ -207,9 +176,7 @@ __all__ = [
     "insecure_ssl_context",
     "is_transient",
     "open_connection_pool",
-    "open_local_backplane",
     "open_reconnecting_client",
-    "open_redis_backplane",
     "open_websocket_client",
     "serve_websocket",
 ]

@@ -343,7 +343,7 @@ class Backplane(abc.ABC):
         ``policy`` and ``buffer`` are those of the local topic (see :meth:`actors.ActorSystem.topic`).
         Annotate the variable to give the topic its message type::
 
-            prices: transport.DistributedTopic[Price] = await backplane.topic("prices")
+            prices: transport.backplane.DistributedTopic[Price] = await backplane.topic("prices")
 
         With Redis it waits until the subscription is confirmed (through a
         reconnection if need be): bound it with :func:`trio.fail_after`.

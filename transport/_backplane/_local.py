@@ -291,8 +291,8 @@ async def open_local_backplane(  # noqa: ASYNC911 - leaving cancels, without wai
     The default for one process and for tests; swap in :func:`open_redis_backplane`
     to span processes without changing the code that uses it::
 
-        async with transport.open_local_backplane(system) as backplane:
-            chat: transport.DistributedTopic[Chat] = await backplane.topic("chat")
+        async with transport.backplane.open_local_backplane(system) as backplane:
+            chat: transport.backplane.DistributedTopic[Chat] = await backplane.topic("chat")
     """
     async with trio.open_nursery() as nursery:
         backplane = LocalBackplane(system, nursery)

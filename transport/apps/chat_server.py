@@ -24,7 +24,7 @@ that never reads again is ended by its connection: a frame that cannot be writte
 
 Several servers. With ``--redis URL`` the rooms span every chat server started with the same
 URL: each server keeps its own Room actor per room, but the Room publishes on a
-``transport.DistributedTopic`` named after the room, so whatever it publishes (messages, joins,
+``transport.backplane.DistributedTopic`` named after the room, so whatever it publishes (messages, joins,
 departures) reaches the members on every server, in one order (Redis's). Each Room also
 subscribes to its room's topic to know who is in the room on the other servers (it asks them
 with ``RollCall`` when it opens). The link is at most once: after a reconnection to Redis,
@@ -112,7 +112,7 @@ class Present:
 #: What a room publishes on its topic.
 RoomTopicMessage = Joined | Left | Posted | RollCall | Present
 #: What the topic's subscribers receive: that, and gap notices from the backplane.
-RoomTopicEvent = RoomTopicMessage | transport.BackplaneGap
+RoomTopicEvent = RoomTopicMessage | transport.backplane.BackplaneGap
 #: How a room's topic messages travel through Redis.
 ROOM_CODEC = transport.JsonCodec(Joined, Left, Posted, RollCall, Present)
 
@@ -184,7 +184,7 @@ class Room(actors.Actor[RoomMessage]):
     name: str
     topic: actors.Topic[RoomTopicEvent]
     on_event: OnEvent | None = None
-    shared: transport.DistributedTopic[RoomTopicMessage] | None = None
+    shared: transport.backplane.DistributedTopic[RoomTopicMessage] | None = None
     node: str = ""
     members: dict[actors.ActorRef[SessionMessage], Member] = attrs.Factory(dict)
     elsewhere: set[str] = attrs.Factory(set)
@@ -261,7 +261,7 @@ class Room(actors.Actor[RoomMessage]):
         else:
             try:
                 await self.shared.publish(message)
-            except transport.BackplaneUnavailableError as exc:
+            except transport.backplane.BackplaneUnavailableError as exc:
                 logger.warning("room %r: %s", self.name, exc)
                 return False
         if self.on_event is not None and isinstance(message, Joined | Left | Posted):
@@ -291,7 +291,7 @@ class Room(actors.Actor[RoomMessage]):
             self.elsewhere.update(message.names)
 
     @actors.handler
-    async def gap(self, message: transport.BackplaneGap | actors.Lagged) -> None:
+    async def gap(self, message: transport.backplane.BackplaneGap | actors.Lagged) -> None:
         # We may have missed joins and departures: forget the other servers' members and ask
         # them again. (A server that died without a word leaves no ghosts after this.)
         if isinstance(message, actors.Lagged):
@@ -377,7 +377,7 @@ class Session(actors.Actor[SessionMessage]):
         await self._send(message)
 
     @actors.handler
-    async def backplane_gap(self, message: transport.BackplaneGap) -> None:
+    async def backplane_gap(self, message: transport.backplane.BackplaneGap) -> None:
         # The backplane lost Redis for a while: say so, the chat goes on.
         room = message.topic.removeprefix(room_topic(""))
         down = message.until - message.since
@@ -445,7 +445,7 @@ class Chat(actors.Actor[ChatMessage]):
 
     room_buffer: int = ROOM_BUFFER
     on_event: OnEvent | None = None
-    backplane: transport.Backplane | None = None
+    backplane: transport.backplane.Backplane | None = None
     rooms: dict[str, OpenedRoom] = attrs.Factory(dict)
     sessions: int = 0
 
@@ -459,7 +459,7 @@ class Chat(actors.Actor[ChatMessage]):
             await trio.lowlevel.checkpoint()
             return Problem(f"no more rooms: this server holds {MAX_ROOMS}")
         policy = actors.OverflowPolicy.DISCONNECT
-        shared: transport.DistributedTopic[RoomTopicMessage] | None = None
+        shared: transport.backplane.DistributedTopic[RoomTopicMessage] | None = None
         if self.backplane is None:
             topic: actors.Topic[RoomTopicEvent] = self.ctx.system.topic(
                 room_topic(message.name), policy=policy, buffer=self.room_buffer
@@ -515,7 +515,7 @@ class ChatServer:
     page_url: str | None
     server: transport.WebSocketServer
     chat: actors.ActorRef[ChatMessage]
-    backplane: transport.Backplane | None = None
+    backplane: transport.backplane.Backplane | None = None
 
 
 def page_origins(host: str, http_port: int) -> set[str]:
@@ -533,7 +533,7 @@ async def serve_chat(
     room_buffer: int = ROOM_BUFFER,
     options: transport.ConnectionOptions = OPTIONS,
     on_event: OnEvent | None = None,
-    backplane: transport.Backplane | None = None,
+    backplane: transport.backplane.Backplane | None = None,
     task_status: trio.TaskStatus[ChatServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the chat (and its page, if ``http_port`` is given) until cancelled.
@@ -585,17 +585,19 @@ async def wait_for_signal(seconds: float | None = None) -> None:
 @contextlib.asynccontextmanager
 async def open_rooms_backplane(
     system: actors.ActorSystem, redis_url: str | None
-) -> AsyncIterator[transport.Backplane | None]:
+) -> AsyncIterator[transport.backplane.Backplane | None]:
     """The Redis backplane at ``redis_url`` for the rooms, or ``None``: rooms in this process."""
     if redis_url is None:
         await trio.lowlevel.checkpoint()
         yield None
         return
-    async with transport.open_redis_backplane(system, redis_url, codec=ROOM_CODEC) as backplane:
+    async with transport.backplane.open_redis_backplane(
+        system, redis_url, codec=ROOM_CODEC
+    ) as backplane:
         yield backplane
 
 
-def describe_backplane(backplane: transport.Backplane) -> str:
+def describe_backplane(backplane: transport.backplane.Backplane) -> str:
     """Where the rooms live, in words (the password of a Redis URL masked)."""
     stats = backplane.statistics()
     return f"rooms are shared through {stats.url} (this server is node {stats.node})"

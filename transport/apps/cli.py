@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def explain(exc: BaseException, command: Command, arguments: argparse.Namespace) -> str | None:
     """The one line that says what to fix, or ``None`` for a failure that is a bug."""
     for leaf in _leaves(exc):
-        if isinstance(leaf, BadArgument | transport.BackplaneUnavailableError):
+        if isinstance(leaf, BadArgument | transport.backplane.BackplaneUnavailableError):
             return str(leaf)
         if isinstance(leaf, socket.gaierror):
             return f"--host {arguments.host}: cannot resolve it ({leaf.strerror})"

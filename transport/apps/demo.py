@@ -176,7 +176,7 @@ async def serve_second_chat(
     """Chat server 2: its own actor system and its own Redis connection, as on another host."""
     async with (
         actors.open_system("demo-2") as system,
-        transport.open_redis_backplane(system, redis_url, codec=ROOM_CODEC) as backplane,
+        transport.backplane.open_redis_backplane(system, redis_url, codec=ROOM_CODEC) as backplane,
         trio.open_nursery() as nursery,
     ):
         chat: ChatServer = await nursery.start(
