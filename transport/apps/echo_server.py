@@ -10,9 +10,10 @@ It prints ``listening on ws://127.0.0.1:8765/`` (``wss://`` with a certificate) 
 accepts connections; ``--port 0`` picks a free port, and the line shows which.
 
 ``serve_websocket`` runs the accept loop. Each accepted connection becomes an actor, a child
-of the server's host actor, which owns the socket, reads it in one task and writes it in
-another. ``echo`` below runs inside that actor: it reads the connection's bounded inbound
-queue and puts replies into its bounded outbound queue, which the writer drains. When it
+of the server's host actor, which owns the socket, reads it in one task and writes it from
+its own message loop. ``echo`` below runs inside that actor: it reads the connection's
+bounded inbound queue and tells its replies to the actor's mailbox, which is bounded in
+messages and bytes and is the one door into the writer. When it
 returns the connection closes with 1000; if it raised, with 1011, and the server would go on
 serving everyone else.
 """
