@@ -91,6 +91,7 @@ from ._exceptions import (
     HandshakeError as HandshakeError,
     HandshakeRejected as HandshakeRejected,
     HandshakeTimeoutError as HandshakeTimeoutError,
+    ProxyError as ProxyError,
     TLSError as TLSError,
     TransportError as TransportError,
 )
@@ -210,6 +211,7 @@ __all__ = [
     "PoolMessage",
     "PoolRouter",
     "PoolStatistics",
+    "ProxyError",
     "RawCodec",
     "Received",
     "ReconnectStatistics",

@@ -7,6 +7,7 @@ situation, from that trio exception too::
     ├── HandshakeError                                   the connection never opened
     │   ├── HandshakeRejected                            the server answered with an HTTP status
     │   ├── HandshakeTimeoutError  (trio.TooSlowError)   no handshake within the deadline
+    │   ├── ProxyError                                   the proxy refused or failed the tunnel
     │   └── TLSError               (trio.BrokenResourceError)  certificate or TLS failure
     └── ConnectionClosedError      (trio.BrokenResourceError)  the connection is gone
 
@@ -44,6 +45,23 @@ class HandshakeRejected(HandshakeError):
         self.status = status
         self.headers = tuple(headers)
         self.body = body
+
+
+class ProxyError(HandshakeError):
+    """The proxy did not open a tunnel to the server.
+
+    ``status`` is the proxy's answer: the HTTP status of an HTTP proxy's reply to
+    ``CONNECT`` (403 refused, 407 credentials missing or wrong, 502 the server
+    unreachable...), the SOCKS5 reply code, or ``None`` when the proxy closed or
+    broke the exchange. ``transient`` says whether trying again later can help
+    (the server or the proxy unreachable for now); a refusal or a credentials
+    failure is not transient. The message never shows the proxy's credentials.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, transient: bool) -> None:
+        super().__init__(message)
+        self.status = status
+        self.transient = transient
 
 
 class HandshakeTimeoutError(HandshakeError, trio.TooSlowError):
