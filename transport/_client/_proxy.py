@@ -191,7 +191,7 @@ def reply_status(head: bytes, proxy: Proxy) -> int:
 def refusal(status: int, proxy: Proxy, target: Target) -> ProxyError:
     """The error for a proxy that answered ``CONNECT`` with a status other than 2xx."""
     where = f"the proxy {proxy.shown} answered CONNECT {target.authority} with HTTP {status}"
-    if status == 407:
+    if status in (401, 407):  # 407 is the standard; some proxies (tinyproxy) answer 401
         if proxy.credentials is None:
             advice = "it requires credentials: give them in the proxy url (http://user:pass@host)"
         else:
