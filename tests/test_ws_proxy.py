@@ -208,6 +208,13 @@ async def test_a_proxy_that_closes_mid_handshake_is_a_transient_error_and_retrie
 
         _, attempts = await attempts_until_given_up(system, url, options, max_attempts=3)
         assert attempts == 3
+        # The same from a SOCKS5 proxy that hangs up after the client's greeting.
+        socks = via(f"socks5://127.0.0.1:{port}")
+        with pytest.raises(transport.ProxyError) as socks_info:
+            await transport.connect_websocket(system, url, options=socks)
+        assert socks_info.value.transient
+        assert "closed the connection during the socks handshake" in str(socks_info.value)
+        assert requests[-1].startswith(b"\x05")  # SOCKS version 5
         nursery.cancel_scope.cancel()
 
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import attrs
 
 from .._exceptions import HandshakeError
-from .._redact import redact_url
+from .._redact import redact_target, redact_url
 
 #: The HTTP statuses a client follows to another URL (the ones websockets follows too).
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -22,14 +22,14 @@ DEFAULT_MAX_REDIRECTS = 10
 class Target:
     """Where a client connects: scheme, host, port, resource, and the URL's credentials.
 
-    ``credentials`` (percent-decoded user and password) never show in a repr;
-    :attr:`url` is the URL without them.
+    ``credentials`` (percent-decoded user and password) never show in a repr,
+    nor do query values; :attr:`url` is the URL without credentials.
     """
 
     secure: bool
     host: str
     port: int
-    resource: str
+    resource: str = attrs.field(repr=redact_target)  # query values may be tokens
     credentials: tuple[str, str] | None = attrs.field(default=None, repr=False)
 
     @property
