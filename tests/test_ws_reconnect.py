@@ -492,14 +492,14 @@ async def test_a_connection_dying_mid_flush_puts_back_reports_and_keeps_order(
 ) -> None:
     # The reconnecting client connects through this stand-in for connect_websocket: each
     # connection is a real connection actor over a memory stream, with a one-message
-    # mailbox and outbox, so handing the buffer to the first one (whose writes hang)
+    # mailbox (its outbound queue), so handing the buffer to the first one (whose writes hang)
     # blocks in the middle. Meanwhile new sends fill the buffer; then the connection dies.
     from transport._client._connect import client_opener
     from transport._connection._actor import ConnectionActor, Spawner, spawn_connection
     from transport._server._handshake import DEFAULT_POLICY, server_opener
 
     options = transport.ConnectionOptions(ping_interval=None, outbound_queue_size=1)
-    first_attempt, reconnected = trio.Event(), trio.Event()
+    first_attempt, second_attempt, reconnected = trio.Event(), trio.Event(), trio.Event()
     streams: list[BreakableStream] = []
     servers: list[transport.WebSocketConnection] = []
     handles: list[transport.WebSocketConnection] = []
@@ -507,8 +507,7 @@ async def test_a_connection_dying_mid_flush_puts_back_reports_and_keeps_order(
     async def connect_websocket(
         parent: Spawner, url: str, *, name: str, **_: object
     ) -> transport.WebSocketConnection:
-        if not streams:
-            await first_attempt.wait()
+        await (second_attempt if streams else first_attempt).wait()
         client_side, server_side = trio.testing.memory_stream_pair()
         stream = BreakableStream(client_side)
 
@@ -561,11 +560,14 @@ async def test_a_connection_dying_mid_flush_puts_back_reports_and_keeps_order(
         assert client.statistics().dropped == 0
         # The connection is stopped: the message the flush held goes back to the front of
         # a full buffer, and the newest buffered message gives way, counted and reported.
+        # (A stop waits for the write under way, never cut short: here it fails.)
         handles[0].ref.request_stop()
+        streams[0].broken.set()
+        await handles[0].ref.wait_stopped()
         await trio.testing.wait_all_tasks_blocked()
         assert client.statistics().dropped == 1
         assert client.statistics().buffered == buffer
-        streams[0].broken.set()  # its hanging write fails: the connection ends at once
+        second_attempt.set()
         await reconnected.wait()
         delivered = [str(await servers[1].receive()) for _ in range(buffer)]
         stats = client.statistics()

@@ -48,6 +48,9 @@ class GuardedConnection(wsproto.WSConnection):
         #: Told of a violation; true if it takes the close on itself (see the class docstring).
         self.report: Callable[[Violation], bool] | None = None
         self._reported = False
+        # A violation found before the connection's owner could be told (frames that
+        # came with the handshake): held until report_pending().
+        self._pending = False
         self._close_sent = False
         # Once open, the finished HTTP/1.1 handshake (an h11 parser and its buffers) is
         # dropped; the events it still held are kept here until they are read.
@@ -59,7 +62,7 @@ class GuardedConnection(wsproto.WSConnection):
             return super().state
         if self._close_sent:
             return wsproto.connection.ConnectionState.CLOSED
-        if self._reported:
+        if self._reported or self._pending:
             return super().state
         return wsproto.connection.ConnectionState.REMOTE_CLOSING
 
@@ -69,7 +72,7 @@ class GuardedConnection(wsproto.WSConnection):
             self._drop_handshake()
             return data
         if (
-            self._reported
+            (self._reported or self._pending)
             and not self._close_sent
             and not isinstance(event, wsproto.events.CloseConnection)
         ):
@@ -142,10 +145,22 @@ class GuardedConnection(wsproto.WSConnection):
     def _fail(self, violation: Violation) -> wsproto.events.CloseConnection | None:
         self.violation = violation
         report = self.report
+        if report is None and self._handshake_events is not None:
+            self._pending = True  # open, not routed yet: the owner is told on routing
+            return None
         if report is not None and report(violation):
             self._reported = True
             return None
         return wsproto.events.CloseConnection(code=violation.code, reason=violation.reason)
+
+    def report_pending(self) -> None:
+        """Tell ``report`` of a violation found before it was set (see ``_fail``)."""
+        if not self._pending:
+            return
+        self._pending = False
+        assert self.report is not None
+        assert self.violation is not None
+        self._reported = self.report(self.violation)
 
     def _payload_announced(self) -> int | None:
         # Payload bytes a data frame's header announced and that have not arrived yet,

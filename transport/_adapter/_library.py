@@ -398,9 +398,6 @@ def route_inbound(
     the library answers with the Close frame at once.
     """
     ws = backend._ws
-    connection = ws._wsproto
-    if violated is not None and isinstance(connection, GuardedConnection):
-        connection.report = violated
     sink: object = ws._send_channel
     assert isinstance(sink, _InboundSink)
     library = ws._recv_channel
@@ -418,6 +415,11 @@ def route_inbound(
     sink.route(deliver, ended)
     # The library closes its receive side on a close of its own: the sink hears that too.
     ws._recv_channel = sink  # type: ignore[assignment]
+    connection = ws._wsproto
+    if violated is not None and isinstance(connection, GuardedConnection):
+        connection.report = violated
+        # A violation in the frames that came with the handshake, after their messages.
+        connection.report_pending()
 
 
 async def send_ping_to(backend: Backend, payload: bytes, pong: PongListener) -> None:

@@ -179,11 +179,6 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         self._inbound.on_end = self._inbound_taken
         self._counters = Counters(outbound_capacity=options.outbound_queue_size)
 
-    @property
-    def options(self) -> ConnectionOptions:
-        """The connection's options."""
-        return self._options
-
     def handle(self) -> WebSocketConnection:
         """The public handle of this connection (after a successful spawn)."""
         from ._handle import WebSocketConnection
@@ -276,7 +271,8 @@ class ConnectionActor(actors.Actor[ActorMessage]):
 
     @actors.handler
     def get_statistics(self, message: GetStatistics) -> ConnectionStatistics:
-        return self.statistics()
+        assert self._ref is not None
+        return self._counters.snapshot(self._inbound, self._ref.statistics())
 
     @actors.handler
     async def keepalive_ping(self, message: KeepalivePing) -> None:  # noqa: ASYNC910 - the write checkpoints
@@ -299,11 +295,6 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         self._wake_io()  # its next timer is the pong timeout now
         if scope.cancelled_caught:
             await self._abort(backend, "a keepalive ping could not be written")
-
-    def statistics(self) -> ConnectionStatistics:
-        """A snapshot of the connection's counters and queues."""
-        assert self._ref is not None
-        return self._counters.snapshot(self._inbound, self._ref.statistics())
 
     async def _write(self, frame: Frame, data: str | bytes) -> None:  # noqa: ASYNC910 - the write checkpoints
         """Write one frame: shielded, and bounded by ``write_timeout``.
@@ -452,11 +443,13 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         backend.stop_reading()
         inbound = self._inbound
         inbound.close()
-        consumer = self._subscriber is not None or (
-            self._application is not None and not self._application_ended
+        consumer = (
+            inbound.read
+            or self._subscriber is not None
+            or (self._application is not None and not self._application_ended)
         )
-        if not consumer and not len(inbound) and not inbound.waiting:
-            self._inbound_taken()  # nothing came before the error, and nobody reads
+        if not consumer and not len(inbound):
+            self._inbound_taken()  # nothing came before it, and nobody reads
         self._wake_io()
         return True
 
@@ -756,16 +749,16 @@ async def spawn_connection(
 ) -> WebSocketConnection:
     """Spawn a connection actor under ``parent``; returns once the handshake succeeded."""
     actor = ConnectionActor(opener, options, subscriber, application)
-    await spawn_actor(parent, actor, name)
+    await spawn_actor(parent, actor, options, name)
     return actor.handle()
 
 
 async def spawn_actor(
-    parent: Spawner, actor: ConnectionActor, name: str | None
+    parent: Spawner, actor: ConnectionActor, options: ConnectionOptions, name: str | None
 ) -> actors.ActorRef[ActorMessage]:
-    """Spawn ``actor`` with its mailbox sized as the connection's outbound queue:
-    ``outbound_queue_size`` messages and ``outbound_max_bytes`` of frame payload."""
-    options = actor.options
+    """Spawn ``actor`` (made with ``options``) with its mailbox sized as the connection's
+    outbound queue: ``outbound_queue_size`` messages and ``outbound_max_bytes`` of frame
+    payload."""
     return await parent.spawn(
         actor,
         name=name,

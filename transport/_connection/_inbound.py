@@ -91,6 +91,7 @@ class InboundQueue(Generic[T]):
         "max_bytes",
         "on_end",
         "policy",
+        "read",
     )
 
     def __init__(
@@ -120,6 +121,8 @@ class InboundQueue(Generic[T]):
         self._closed = False
         self._ended = False
         self._receiving = False
+        #: True once a consumer has asked for an item.
+        self.read = False
 
     def __len__(self) -> int:
         return 0 if self._items is None else len(self._items)
@@ -226,6 +229,7 @@ class InboundQueue(Generic[T]):
         :exc:`trio.EndOfChannel` once closed and empty."""
         if self._receiving:
             raise _busy()
+        self.read = True
         if self._items:
             return self._take()
         if self._closed:
@@ -237,6 +241,7 @@ class InboundQueue(Generic[T]):
         if self._receiving:
             raise _busy()
         self._receiving = True
+        self.read = True
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
             if self._items:
