@@ -92,6 +92,7 @@ from ._exceptions import (
     HandshakeRejected as HandshakeRejected,
     HandshakeTimeoutError as HandshakeTimeoutError,
     ProxyError as ProxyError,
+    RedirectError as RedirectError,
     TLSError as TLSError,
     TransportError as TransportError,
 )
@@ -218,6 +219,7 @@ __all__ = [
     "ReconnectingClient",
     "ReconnectingConnection",
     "ReconnectingMessage",
+    "RedirectError",
     "Reject",
     "RemoteActorUnavailableError",
     "RemoteError",

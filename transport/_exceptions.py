@@ -8,6 +8,7 @@ situation, from that trio exception too::
     │   ├── HandshakeRejected                            the server answered with an HTTP status
     │   ├── HandshakeTimeoutError  (trio.TooSlowError)   no handshake within the deadline
     │   ├── ProxyError                                   the proxy refused or failed the tunnel
+    │   ├── RedirectError                                a redirect the client must not follow
     │   └── TLSError               (trio.BrokenResourceError)  certificate or TLS failure
     └── ConnectionClosedError      (trio.BrokenResourceError)  the connection is gone
 
@@ -62,6 +63,15 @@ class ProxyError(HandshakeError):
         super().__init__(message)
         self.status = status
         self.transient = transient
+
+
+class RedirectError(HandshakeError):
+    """The server redirected the client where it must not go.
+
+    Too many redirects (past ``max_redirects``), a redirect from ``wss`` to
+    ``ws``, or a ``Location`` that is no WebSocket or HTTP URL. Not transient:
+    the server's configuration has to change.
+    """
 
 
 class HandshakeTimeoutError(HandshakeError, trio.TooSlowError):

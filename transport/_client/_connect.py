@@ -25,7 +25,13 @@ from .._connection._messages import (
     ConnectionOptions,
     SubscriberMessage,
 )
-from .._exceptions import HandshakeError, HandshakeRejected, HandshakeTimeoutError, ProxyError
+from .._exceptions import (
+    HandshakeError,
+    HandshakeRejected,
+    HandshakeTimeoutError,
+    ProxyError,
+    RedirectError,
+)
 from .._redact import redact_url
 from ._proxy import choose_proxy, open_tunnel
 from ._url import Target, follow_redirect, parse_url, redirect_location
@@ -123,7 +129,7 @@ def url_opener(
                 current = following
                 continue
             return backend, _info(backend, stream, current.resource, current.url)
-        raise HandshakeError(
+        raise RedirectError(
             f"the websocket handshake with {target.url} was redirected more than "
             f"{options.max_redirects} times (max_redirects); last to {redact_url(current.url)}"
         )

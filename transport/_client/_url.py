@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from .._exceptions import HandshakeError
+from .._exceptions import RedirectError
 from .._redact import redact_target, redact_url
 
 #: The HTTP statuses a client follows to another URL (the ones websockets follows too).
@@ -115,18 +115,16 @@ def follow_redirect(current: Target, location: str) -> Target:
     scheme, sep, rest = absolute.partition("://")
     schemes = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
     if not sep or scheme.lower() not in schemes:
-        raise HandshakeError(
+        raise RedirectError(
             f"the server at {current.url} redirected to {redact_url(absolute)!r}, "
             "which is not a ws, wss, http or https url"
         )
     try:
         target = parse_url(f"{schemes[scheme.lower()]}://{rest}")
     except ValueError as exc:
-        raise HandshakeError(
-            f"the server at {current.url} redirected to a bad url: {exc}"
-        ) from None
+        raise RedirectError(f"the server at {current.url} redirected to a bad url: {exc}") from None
     if current.secure and not target.secure:
-        raise HandshakeError(
+        raise RedirectError(
             f"the server at {current.url} redirected to the clear-text url {target.url}; "
             "a wss connection never follows a redirect to ws"
         )
