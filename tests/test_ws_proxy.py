@@ -329,11 +329,11 @@ async def test_the_pool_and_the_reconnecting_client_go_through_the_proxy(
 ) -> None:
     options = via(f"http://alice:s3cret@127.0.0.1:{http_proxy_with_auth.port}")
     url = f"ws://127.0.0.1:{echo_port}/"
-    async with transport.open_reconnecting_client(system, url, options=options) as handle:
+    template = transport.ReconnectingClient(url=url, options=options)
+    async with transport.open_reconnecting_client(system, template) as handle:
         await handle.send("reconnecting")
         assert await handle.receive() == "reconnecting"
     before = tunnels_logged(http_proxy_with_auth, echo_port)
-    template = transport.ReconnectingClient(url=url, options=options)
     async with transport.open_connection_pool(system, template, size=2) as pool:
         await pool.wait_connected()
         await pool.send("pooled")

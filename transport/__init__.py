@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from ._adapter._limits import InboundLimits as InboundLimits
 from ._backplane._interface import (
-    DEFAULT_MIN_IDLE as DEFAULT_MIN_IDLE,
-    DEFAULT_STREAM_MAXLEN as DEFAULT_STREAM_MAXLEN,
     Backplane as Backplane,
     BackplaneError as BackplaneError,
     BackplaneGap as BackplaneGap,
@@ -32,7 +30,6 @@ from ._backplane._interface import (
     StreamMessage as StreamMessage,
 )
 from ._backplane._local import (
-    LocalBackplane as LocalBackplane,
     open_local_backplane as open_local_backplane,
 )
 from ._backplane._redis_open import open_redis_backplane as open_redis_backplane
@@ -45,33 +42,19 @@ from ._client._connect import (
 from ._close_codes import (
     CloseCode as CloseCode,
     ConnectionClosed as ConnectionClosed,
-    Situation as Situation,
-    close_code_for as close_code_for,
-    is_sendable as is_sendable,
     is_transient as is_transient,
 )
 from ._codec import (
-    PAYLOAD_EXCERPT as PAYLOAD_EXCERPT,
     Codec as Codec,
-    CodecError as CodecError,
     DecodeError as DecodeError,
     DecodePolicy as DecodePolicy,
     EncodeError as EncodeError,
-    InvalidFieldsError as InvalidFieldsError,
-    InvalidJsonError as InvalidJsonError,
-    InvalidUtf8Error as InvalidUtf8Error,
     JsonCodec as JsonCodec,
-    MissingTagError as MissingTagError,
     RawCodec as RawCodec,
-    UnknownTagError as UnknownTagError,
-    UnsupportedFrameError as UnsupportedFrameError,
 )
-from ._connection._actor import Application as Application
 from ._connection._handle import (
-    MessageIterator as MessageIterator,
     WebSocketConnection as WebSocketConnection,
 )
-from ._connection._inbound import InboundOverflow as InboundOverflow
 from ._connection._messages import (
     Close as Close,
     ConnectionInfo as ConnectionInfo,
@@ -87,7 +70,6 @@ from ._connection._messages import (
     Undecodable as Undecodable,
 )
 from ._exceptions import (
-    ConnectionClosedError as ConnectionClosedError,
     HandshakeError as HandshakeError,
     HandshakeRejected as HandshakeRejected,
     HandshakeTimeoutError as HandshakeTimeoutError,
@@ -96,12 +78,11 @@ from ._exceptions import (
     TLSError as TLSError,
     TransportError as TransportError,
 )
+from ._overflow import Overflow as Overflow
 from ._pool._router import (
     ConnectionPool as ConnectionPool,
     GetPoolStatistics as GetPoolStatistics,
-    Keyed as Keyed,
     PoolMessage as PoolMessage,
-    PoolRouter as PoolRouter,
     PoolStatistics as PoolStatistics,
     connect_connection_pool as connect_connection_pool,
     open_connection_pool as open_connection_pool,
@@ -114,7 +95,6 @@ from ._reconnect._acked._server import (
 )
 from ._reconnect._acked._wire import AckProtocolError as AckProtocolError
 from ._reconnect._client import (
-    ConnectedHook as ConnectedHook,
     ReconnectingClient as ReconnectingClient,
 )
 from ._reconnect._handle import (
@@ -125,7 +105,6 @@ from ._reconnect._handle import (
 from ._reconnect._policy import (
     BufferFullError as BufferFullError,
     ClientState as ClientState,
-    WhenFull as WhenFull,
 )
 from ._reconnect._types import (
     ClientEvent as ClientEvent,
@@ -140,7 +119,6 @@ from ._reconnect._types import (
 )
 from ._server._handshake import (
     Accept as Accept,
-    HandshakeHook as HandshakeHook,
     HandshakePolicy as HandshakePolicy,
     HandshakeRequest as HandshakeRequest,
     Reject as Reject,
@@ -152,14 +130,10 @@ from ._server._host import (
 )
 
 __all__ = [
-    "DEFAULT_MIN_IDLE",
-    "DEFAULT_STREAM_MAXLEN",
-    "PAYLOAD_EXCERPT",
     "Accept",
     "AckProtocolError",
     "AckedConnection",
     "AckedSessions",
-    "Application",
     "Backplane",
     "BackplaneError",
     "BackplaneGap",
@@ -172,11 +146,8 @@ __all__ = [
     "Close",
     "CloseCode",
     "Codec",
-    "CodecError",
     "Connected",
-    "ConnectedHook",
     "ConnectionClosed",
-    "ConnectionClosedError",
     "ConnectionInfo",
     "ConnectionMessage",
     "ConnectionOptions",
@@ -193,24 +164,15 @@ __all__ = [
     "GetReconnectStatistics",
     "GetStatistics",
     "HandshakeError",
-    "HandshakeHook",
     "HandshakePolicy",
     "HandshakeRejected",
     "HandshakeRequest",
     "HandshakeTimeoutError",
     "InboundLimits",
-    "InboundOverflow",
-    "InvalidFieldsError",
-    "InvalidJsonError",
-    "InvalidUtf8Error",
     "JsonCodec",
-    "Keyed",
-    "LocalBackplane",
-    "MessageIterator",
-    "MissingTagError",
+    "Overflow",
     "OversizedMessageError",
     "PoolMessage",
-    "PoolRouter",
     "PoolStatistics",
     "ProxyError",
     "RawCodec",
@@ -231,24 +193,18 @@ __all__ = [
     "SendText",
     "ServerStatistics",
     "SessionStatistics",
-    "Situation",
     "StreamMessage",
     "SubscriberMessage",
     "TLSError",
     "TransportError",
     "UnconfirmedError",
     "Undecodable",
-    "UnknownTagError",
-    "UnsupportedFrameError",
     "WebSocketConnection",
     "WebSocketServer",
-    "WhenFull",
-    "close_code_for",
     "connect_connection_pool",
     "connect_reconnecting_client",
     "connect_websocket",
     "insecure_ssl_context",
-    "is_sendable",
     "is_transient",
     "open_connection_pool",
     "open_local_backplane",

@@ -199,6 +199,7 @@ async def _handshake(
             extra_headers=headers,
             limits=limits,
             within=max(deadline - trio.current_time(), 0.001),
+            hold_violations=True,
         )
     except BaseException:
         with trio.CancelScope(shield=True):

@@ -53,7 +53,7 @@ from .._adapter._library import Backend, BackendClosed, route_inbound, send_ping
 from .._adapter._limits import Violation
 from .._close_codes import CloseCode, ConnectionClosed, Situation, close_code_for
 from .._codec import DecodePolicy, EncodeError, as_decode_error
-from .._reconnect._acked._wire import Retained
+from .._overflow import close_situation
 from ._inbound import ByteBudget, InboundQueue, deliver_last, forward
 from ._messages import (
     Close,
@@ -64,6 +64,7 @@ from ._messages import (
     Counters,
     Frame,
     GetStatistics,
+    KeptBySender,
     Received,
     SendBytes,
     SendMessage,
@@ -150,7 +151,7 @@ class ConnectionActor(actors.Actor[ActorMessage]):
     _violation: Violation | None = attrs.field(init=False, default=None)
     _violation_deadline: float = attrs.field(init=False, default=math.inf)
     # The io task, while it waits between its timers.
-    _io_waiting: trio.Event | None = attrs.field(init=False, default=None)
+    _io_waiting: trio.lowlevel.Task | None = attrs.field(init=False, default=None)
     # The handler's end; the event is made only when the io task has to wait for it.
     _application_ended: bool = attrs.field(init=False, default=False)
     _application_done: trio.Event | None = attrs.field(init=False, default=None)
@@ -402,10 +403,19 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         self._wake_io()
 
     def _wake_io(self) -> None:
-        waiting = self._io_waiting
-        if waiting is not None:
+        task = self._io_waiting
+        if task is not None:
             self._io_waiting = None
-            waiting.set()
+            trio.lowlevel.reschedule(task)
+
+    async def _io_wait(self) -> None:
+        """Park the io task until :meth:`_wake_io` (cheaper than an event per wait)."""
+        self._io_waiting = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(self._abort_io_wait)
+
+    def _abort_io_wait(self, _: object) -> trio.lowlevel.Abort:
+        self._io_waiting = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
     def _note_outcome(self, outcome: ConnectionClosed) -> None:
         if self._outcome is None:
@@ -480,7 +490,7 @@ class ConnectionActor(actors.Actor[ActorMessage]):
     def _dead_letter(
         self, message: object, reason: actors.DeadLetterReason, error: BaseException | None = None
     ) -> None:
-        if isinstance(message, SendBytes) and isinstance(message.data, Retained):
+        if isinstance(message, SendBytes) and isinstance(message.data, KeptBySender):
             return  # made again on the next connection: not lost
         self._dead_letters.publish(
             actors.DeadLetter(
@@ -636,7 +646,7 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         if dropped:
             for message_dropped in dropped:
                 self._dead_letter(message_dropped, actors.DeadLetterReason.DROPPED)
-            situation = inbound.policy.close_situation
+            situation = close_situation(inbound.policy)
             if situation is not None:
                 self._request_close(situation, "inbound queue overflow")
 
@@ -673,10 +683,11 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         ready (the loop has handled what precedes it) or the connection has ended."""
         while not self._close_ready:
             due = self._timers_due()
-            waiting = self._io_waiting = trio.Event()
-            with trio.move_on_at(due):
-                await waiting.wait()
-            self._io_waiting = None
+            if due == math.inf:  # no scope to keep while idle without timers
+                await self._io_wait()
+            else:
+                with trio.move_on_at(due):
+                    await self._io_wait()
             if not await self._timers_step(backend):
                 return
 
