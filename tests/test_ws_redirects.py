@@ -14,7 +14,7 @@ import actors
 import transport
 from tests.ws_support import NO_KEEPALIVE, serve_echo
 from transport._client._proxy import bypasses_proxy, environment_proxy
-from transport._client._url import follow_redirect, parse_url
+from transport._client._url import RedirectRefused, follow_redirect, parse_url
 from transport._redact import redact_url
 
 SECRET = "s3cr%40t"  # percent-encoded "s3cr@t"
@@ -96,26 +96,27 @@ async def test_too_many_redirects_and_bad_locations_are_clear_errors(
     port, seen = redirecting
     caplog.set_level(logging.DEBUG, logger="transport")
     base = f"ws://{CREDENTIALS}127.0.0.1:{port}"
-    with pytest.raises(transport.RedirectError, match="redirected more than 10 times") as loop:
+    with pytest.raises(transport.HandshakeRejected, match="redirected more than 10 times") as loop:
         await transport.connect_websocket(system, f"{base}/loop", options=NO_KEEPALIVE)
     assert len(seen) == 11
+    assert loop.value.status == 302  # the redirect not followed
     few = transport.ConnectionOptions(ping_interval=None, max_redirects=2)
-    with pytest.raises(transport.RedirectError, match=r"more than 2 times \(max_redirects\)"):
+    with pytest.raises(transport.HandshakeRejected, match=r"more than 2 times \(max_redirects\)"):
         await transport.connect_websocket(system, f"{base}/301", options=few)
     none = transport.ConnectionOptions(ping_interval=None, max_redirects=0)
-    with pytest.raises(transport.RedirectError, match="more than 0 times"):
+    with pytest.raises(transport.HandshakeRejected, match="more than 0 times"):
         await transport.connect_websocket(system, f"{base}/308", options=none)
     # The reconnecting client does not retry what only the server's configuration can fix.
     client = transport.ReconnectingClient(url=f"{base}/loop", options=NO_KEEPALIVE)
     reason = await (await system.spawn(client)).wait_stopped()
     assert isinstance(reason, transport.GaveUp)
-    assert isinstance(reason.error, transport.RedirectError)
+    assert isinstance(reason.error, transport.HandshakeRejected)
     assert client.statistics().attempts == 1
     # A redirect without a Location is the rejection it is.
     with pytest.raises(transport.HandshakeRejected) as bare:
         await transport.connect_websocket(system, f"{base}/no-location", options=NO_KEEPALIVE)
     assert bare.value.status == 302
-    with pytest.raises(transport.RedirectError, match="not a ws, wss, http or https url"):
+    with pytest.raises(transport.HandshakeRejected, match="not a ws, wss, http or https url"):
         await transport.connect_websocket(system, f"{base}/ftp", options=NO_KEEPALIVE)
     # No error and no log line shows the credentials.
     shown = str(loop.value) + repr(loop.value) + repr(reason) + caplog.text
@@ -136,7 +137,7 @@ async def test_a_wss_connection_never_follows_a_redirect_to_ws(
     policy = transport.HandshakePolicy(on_handshake=downgrade)
     async with trio.open_nursery() as nursery:
         server = await serve_echo(nursery, system, ssl_context=context, policy=policy)
-        with pytest.raises(transport.RedirectError, match="never follows a redirect to ws"):
+        with pytest.raises(transport.HandshakeRejected, match="never follows a redirect to ws"):
             await transport.connect_websocket(
                 system,
                 f"wss://127.0.0.1:{server.port}/",
@@ -207,7 +208,7 @@ def test_follow_redirect_resolves_locations_and_keeps_credentials_on_the_same_or
     assert follow_redirect(plain, "https://example.com/").secure  # an upgrade is fine
     assert follow_redirect(plain, "//other.example:81/g").url == "ws://other.example:81/g"
     for downgrade in ("ws://example.com/", "http://example.com/"):
-        with pytest.raises(transport.RedirectError, match="never follows a redirect to ws"):
+        with pytest.raises(RedirectRefused, match="never follows a redirect to ws"):
             follow_redirect(current, downgrade)
 
 

@@ -74,7 +74,6 @@ from ._exceptions import (
     HandshakeRejected as HandshakeRejected,
     HandshakeTimeoutError as HandshakeTimeoutError,
     ProxyError as ProxyError,
-    RedirectError as RedirectError,
     TLSError as TLSError,
     TransportError as TransportError,
 )
@@ -181,7 +180,6 @@ __all__ = [
     "ReconnectingClient",
     "ReconnectingConnection",
     "ReconnectingMessage",
-    "RedirectError",
     "Reject",
     "RemoteActorUnavailableError",
     "RemoteError",

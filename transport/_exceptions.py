@@ -8,7 +8,6 @@ situation, from that trio exception too::
     │   ├── HandshakeRejected                            the server answered with an HTTP status
     │   ├── HandshakeTimeoutError  (trio.TooSlowError)   no handshake within the deadline
     │   ├── ProxyError                                   the proxy refused or failed the tunnel
-    │   ├── RedirectError                                a redirect the client must not follow
     │   └── TLSError               (trio.BrokenResourceError)  certificate or TLS failure
     ├── codecs (``_codec``): EncodeError, DecodeError
     ├── reconnecting clients: BufferFullError, UnconfirmedError, AckProtocolError
@@ -42,13 +41,23 @@ class HandshakeRejected(HandshakeError):
 
     ``status`` is the HTTP status code, ``headers`` the response headers as
     ``(name, value)`` strings, ``body`` the response body (possibly empty).
-    Rejections are not transient unless the status is 5xx.
+    Rejections are not transient unless the status is 5xx. A redirect (3xx)
+    the client did not follow is one too: past ``max_redirects``, from
+    ``wss`` to ``ws``, or to a URL that is not ``ws``, ``wss``, ``http`` or
+    ``https``; ``message`` then says which.
     """
 
     def __init__(
-        self, status: int, headers: Sequence[tuple[str, str]] = (), body: bytes = b""
+        self,
+        status: int,
+        headers: Sequence[tuple[str, str]] = (),
+        body: bytes = b"",
+        *,
+        message: str | None = None,
     ) -> None:
-        super().__init__(f"the server rejected the websocket handshake with HTTP {status}")
+        super().__init__(
+            message or f"the server rejected the websocket handshake with HTTP {status}"
+        )
         self.status = status
         self.headers = tuple(headers)
         self.body = body
@@ -69,15 +78,6 @@ class ProxyError(HandshakeError):
         super().__init__(message)
         self.status = status
         self.transient = transient
-
-
-class RedirectError(HandshakeError):
-    """The server redirected the client where it must not go.
-
-    Too many redirects (past ``max_redirects``), a redirect from ``wss`` to
-    ``ws``, or a ``Location`` that is no WebSocket or HTTP URL. Not transient:
-    the server's configuration has to change.
-    """
 
 
 class HandshakeTimeoutError(HandshakeError, trio.TooSlowError):

@@ -30,11 +30,10 @@ from .._exceptions import (
     HandshakeRejected,
     HandshakeTimeoutError,
     ProxyError,
-    RedirectError,
 )
 from .._redact import redact_url
 from ._proxy import choose_proxy, open_tunnel
-from ._url import Target, follow_redirect, parse_url, redirect_location
+from ._url import RedirectRefused, Target, follow_redirect, parse_url, redirect_location
 
 logger = logging.getLogger("transport")
 
@@ -93,6 +92,7 @@ def url_opener(
     async def open_connection(nursery: trio.Nursery) -> tuple[Backend, ConnectionInfo]:
         deadline = trio.current_time() + options.handshake_timeout
         current = target
+        last = HandshakeRejected(0)  # the last redirect answer, once there was one
         for _ in range(options.max_redirects + 1):
             stream = await _connect_by(
                 functools.partial(_open_stream, current, ssl_context, options),
@@ -119,19 +119,27 @@ def url_opener(
                 location = redirect_location(exc.status, exc.headers)
                 if location is None:
                     raise
-                following = follow_redirect(current, location)
+                try:
+                    following = follow_redirect(current, location)
+                except RedirectRefused as refused:
+                    raise HandshakeRejected(
+                        exc.status, exc.headers, exc.body, message=str(refused)
+                    ) from None
                 logger.debug(
                     "websocket client: %s redirected (HTTP %d) to %s",
                     redact_url(current.url),
                     exc.status,
                     redact_url(following.url),
                 )
-                current = following
+                current, last = following, exc
                 continue
             return backend, _info(backend, stream, current.resource, current.url)
-        raise RedirectError(
-            f"the websocket handshake with {target.url} was redirected more than "
-            f"{options.max_redirects} times (max_redirects); last to {redact_url(current.url)}"
+        raise HandshakeRejected(
+            last.status,
+            last.headers,
+            last.body,
+            message=f"the websocket handshake with {target.url} was redirected more than "
+            f"{options.max_redirects} times (max_redirects); last to {redact_url(current.url)}",
         )
 
     return open_connection

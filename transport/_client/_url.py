@@ -8,7 +8,6 @@ from collections.abc import Sequence
 
 import attrs
 
-from .._exceptions import RedirectError
 from .._redact import redact_target, redact_url
 
 #: The HTTP statuses a client follows to another URL (the ones websockets follows too).
@@ -53,6 +52,11 @@ class Target:
         if self.credentials is None:
             return None
         return ("Authorization", basic_credentials(*self.credentials))
+
+
+class RedirectRefused(Exception):
+    """A redirect the client does not follow (the connect path raises
+    :exc:`HandshakeRejected` with the redirect's status and this message)."""
 
 
 def bracketed(host: str) -> str:
@@ -115,16 +119,18 @@ def follow_redirect(current: Target, location: str) -> Target:
     scheme, sep, rest = absolute.partition("://")
     schemes = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
     if not sep or scheme.lower() not in schemes:
-        raise RedirectError(
+        raise RedirectRefused(
             f"the server at {current.url} redirected to {redact_url(absolute)!r}, "
             "which is not a ws, wss, http or https url"
         )
     try:
         target = parse_url(f"{schemes[scheme.lower()]}://{rest}")
     except ValueError as exc:
-        raise RedirectError(f"the server at {current.url} redirected to a bad url: {exc}") from None
+        raise RedirectRefused(
+            f"the server at {current.url} redirected to a bad url: {exc}"
+        ) from None
     if current.secure and not target.secure:
-        raise RedirectError(
+        raise RedirectRefused(
             f"the server at {current.url} redirected to the clear-text url {target.url}; "
             "a wss connection never follows a redirect to ws"
         )

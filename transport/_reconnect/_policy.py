@@ -18,7 +18,6 @@ from .._exceptions import (
     HandshakeError,
     HandshakeRejected,
     ProxyError,
-    RedirectError,
     TLSError,
     TransportError,
 )
@@ -56,17 +55,15 @@ def refusal_reason(error: Exception) -> str | None:
     Retried: anything that can heal by itself (connection refused or reset, a
     handshake timeout, an HTTP 5xx answer, a proxy that cannot reach the server
     or closed the exchange). Not retried: a TLS failure (trust or
-    configuration), a proxy that refuses the tunnel or the credentials, a redirect
-    that cannot be followed (too many, wss to ws), and any
-    other HTTP status (4xx: the request itself is wrong).
+    configuration), a proxy that refuses the tunnel or the credentials, and any
+    other HTTP status (4xx: the request itself is wrong; 3xx: a redirect not
+    followed).
     Errors that are not transport errors are bugs: they are not classified here.
     """
     if isinstance(error, TLSError):
         return f"tls failure, not retried: {error}"
     if isinstance(error, ProxyError):
         return None if error.transient else f"the proxy failed, not retried: {error}"
-    if isinstance(error, RedirectError):
-        return f"the server's redirect cannot be followed, not retried: {error}"
     if isinstance(error, HandshakeRejected):
         if 500 <= error.status < 600:
             return None
