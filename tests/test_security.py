@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import pathlib
 import ssl
@@ -14,6 +13,7 @@ import trustme
 import actors
 import transport
 from tests.hostile import HostileClient, request, settled, start_server
+from tests.ws_support import serve_echo
 
 OPTIONS = transport.ConnectionOptions(ping_interval=None)
 SECRET = "s3cr3t-t0ken-value"
@@ -27,22 +27,7 @@ def connection_actors(system: actors.ActorSystem) -> list[str]:
 async def start_tls_server(
     nursery: trio.Nursery, system: actors.ActorSystem, context: ssl.SSLContext
 ) -> transport.WebSocketServer:
-    async def echo(connection: transport.WebSocketConnection) -> None:
-        async for message in connection:
-            await connection.send(message)
-
-    server: transport.WebSocketServer = await nursery.start(
-        functools.partial(
-            transport.serve_websocket,
-            system,
-            echo,
-            "127.0.0.1",
-            0,
-            ssl_context=context,
-            options=OPTIONS,
-        )
-    )
-    return server
+    return await serve_echo(nursery, system, ssl_context=context, options=OPTIONS)
 
 
 async def test_tls_client_verifies_certificate_and_host_name_by_default(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import ssl
+
 import trio
 import trio.testing
 import wsproto
@@ -51,6 +54,36 @@ async def connection_pair(
         nursery.start_soon(open_client)
         nursery.start_soon(open_server)
     return opened["client"], opened["server"]
+
+
+async def echo(connection: transport.WebSocketConnection) -> None:
+    """A server handler that sends every message back."""
+    async for message in connection:
+        await connection.send(message)
+
+
+async def serve_echo(
+    nursery: trio.Nursery,
+    system: actors.ActorSystem,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    options: transport.ConnectionOptions = NO_KEEPALIVE,
+    policy: transport.HandshakePolicy = DEFAULT_POLICY,
+) -> transport.WebSocketServer:
+    """An echo server on a free loopback port, running in ``nursery``."""
+    server: transport.WebSocketServer = await nursery.start(
+        functools.partial(
+            transport.serve_websocket,
+            system,
+            echo,
+            "127.0.0.1",
+            0,
+            ssl_context=ssl_context,
+            options=options,
+            policy=policy,
+        )
+    )
+    return server
 
 
 async def wait_closed(connection: transport.WebSocketConnection) -> transport.ConnectionClosed:

@@ -55,6 +55,7 @@ from ._exceptions import (
     HandshakeError as HandshakeError,
     HandshakeRejected as HandshakeRejected,
     HandshakeTimeoutError as HandshakeTimeoutError,
+    ProxyError as ProxyError,
     TLSError as TLSError,
     TransportError as TransportError,
 )
@@ -149,6 +150,7 @@ __all__ = [
     "Overflow",
     "PoolMessage",
     "PoolStatistics",
+    "ProxyError",
     "RawCodec",
     "Received",
     "ReconnectStatistics",

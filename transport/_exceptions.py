@@ -7,6 +7,7 @@ situation, from that trio exception too::
     ├── HandshakeError                                   the connection never opened
     │   ├── HandshakeRejected                            the server answered with an HTTP status
     │   ├── HandshakeTimeoutError  (trio.TooSlowError)   no handshake within the deadline
+    │   ├── ProxyError                                   the proxy refused or failed the tunnel
     │   └── TLSError               (trio.BrokenResourceError)  certificate or TLS failure
     ├── codecs (``_codec``): EncodeError, DecodeError
     ├── reconnecting clients: BufferFullError, UnconfirmedError, AckProtocolError
@@ -40,16 +41,43 @@ class HandshakeRejected(HandshakeError):
 
     ``status`` is the HTTP status code, ``headers`` the response headers as
     ``(name, value)`` strings, ``body`` the response body (possibly empty).
-    Rejections are not transient unless the status is 5xx.
+    Rejections are not transient unless the status is 5xx. A redirect (3xx)
+    the client did not follow is one too: past ``max_redirects``, from
+    ``wss`` to ``ws``, or to a URL that is not ``ws``, ``wss``, ``http`` or
+    ``https``; ``message`` then says which.
     """
 
     def __init__(
-        self, status: int, headers: Sequence[tuple[str, str]] = (), body: bytes = b""
+        self,
+        status: int,
+        headers: Sequence[tuple[str, str]] = (),
+        body: bytes = b"",
+        *,
+        message: str | None = None,
     ) -> None:
-        super().__init__(f"the server rejected the websocket handshake with HTTP {status}")
+        super().__init__(
+            message or f"the server rejected the websocket handshake with HTTP {status}"
+        )
         self.status = status
         self.headers = tuple(headers)
         self.body = body
+
+
+class ProxyError(HandshakeError):
+    """The proxy did not open a tunnel to the server.
+
+    ``status`` is the proxy's answer: the HTTP status of an HTTP proxy's reply to
+    ``CONNECT`` (403 refused, 407 credentials missing or wrong, 502 the server
+    unreachable...), the SOCKS5 reply code, or ``None`` when the proxy closed or
+    broke the exchange. ``transient`` says whether trying again later can help
+    (the server or the proxy unreachable for now); a refusal or a credentials
+    failure is not transient. The message never shows the proxy's credentials.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, transient: bool) -> None:
+        super().__init__(message)
+        self.status = status
+        self.transient = transient
 
 
 class HandshakeTimeoutError(HandshakeError, trio.TooSlowError):

@@ -45,3 +45,19 @@ def redact_headers(headers: Sequence[tuple[str, str]]) -> str:
         f"{name}: {value if name.lower() in SHOWN_HEADERS else HIDDEN}" for name, value in headers
     )
     return "(" + ", ".join(shown) + ")"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its user information and query values hidden: ``wss://...@host/feed?k=...``.
+
+    Both parts of ``user:password@`` are hidden: a user name is often a token too.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return redact_target(url)
+    end = next((i for i, char in enumerate(rest) if char in "/?#"), len(rest))
+    authority, tail = rest[:end], rest[end:]
+    at = authority.rfind("@")
+    if at >= 0:
+        authority = HIDDEN + authority[at:]
+    return scheme + sep + authority + redact_target(tail)

@@ -10,10 +10,12 @@ import actors
 
 from .._adapter._limits import DEFAULT_MAX_MESSAGE_SIZE
 from .._adapter._request import DEFAULT_HANDSHAKE_TIMEOUT
+from .._client._proxy import ProxySetting, check_proxy_setting
+from .._client._url import DEFAULT_MAX_REDIRECTS
 from .._close_codes import ConnectionClosed, check_sendable
 from .._codec import Codec, DecodeError, DecodePolicy, RawCodec
 from .._overflow import INBOUND_OVERFLOW, Overflow, check_overflow
-from .._redact import redact_headers, redact_target
+from .._redact import redact_headers, redact_target, redact_url
 from ._inbound import InboundQueue
 
 
@@ -143,6 +145,10 @@ SubscriberMessage = Received | ConnectionClosed
 DEFAULT_QUEUE_BYTES = 256 * 1024
 
 
+def _shown_proxy(proxy: ProxySetting) -> str:
+    return repr(redact_url(proxy)) if isinstance(proxy, str) else repr(proxy)
+
+
 @final
 @attrs.frozen(kw_only=True)
 class ConnectionOptions:
@@ -182,6 +188,13 @@ class ConnectionOptions:
     - ``on_decode_error``: what an inbound message the codec refuses does to
       the connection (:class:`DecodePolicy`; it is always reported to the
       owner as :class:`Undecodable` and as a dead letter).
+    - ``proxy`` (clients): the proxy URL (``http://``, ``socks5://`` or
+      ``socks5h://``, credentials as ``user:password@``), ``None`` for the
+      proxy the environment names (``HTTPS_PROXY`` for wss, ``HTTP_PROXY`` for
+      ws, ``ALL_PROXY``, ``NO_PROXY``), or ``False`` to connect directly
+      whatever the environment says. Its repr hides the credentials.
+    - ``max_redirects`` (clients): how many HTTP redirects (301, 302, 303, 307,
+      308) the opening handshake follows; ``0`` follows none.
     """
 
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
@@ -199,9 +212,14 @@ class ConnectionOptions:
     receive_buffer_size: int | None = None
     codec: Codec = attrs.field(factory=RawCodec)
     on_decode_error: DecodePolicy = DecodePolicy.SKIP
+    proxy: ProxySetting = attrs.field(default=None, repr=_shown_proxy)
+    max_redirects: int = DEFAULT_MAX_REDIRECTS
 
     def __attrs_post_init__(self) -> None:
         check_overflow(self.overflow, INBOUND_OVERFLOW, "overflow")
+        check_proxy_setting(self.proxy)
+        if self.max_redirects < 0:
+            raise ValueError(f"max_redirects must be at least 0, not {self.max_redirects!r}")
         for name in (
             "max_message_size",
             "inbound_queue_size",
@@ -231,7 +249,9 @@ class ConnectionInfo:
 
     ``headers`` are the request headers on a server connection and the
     response headers on a client connection; ``remote`` is ``"host:port"``
-    when the peer is a socket, else ``""``.
+    when the peer is a socket, else ``""``. ``url`` is the URL a client
+    connection ended at, after any redirects, without credentials (``""`` on
+    a server connection); its repr hides query values.
     """
 
     is_client: bool
@@ -239,6 +259,7 @@ class ConnectionInfo:
     subprotocol: str | None
     headers: tuple[tuple[str, str], ...] = attrs.field(repr=redact_headers)
     remote: str
+    url: str = attrs.field(default="", repr=redact_url)
 
 
 @final

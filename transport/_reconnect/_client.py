@@ -41,7 +41,8 @@ import trio
 import actors
 
 from .._census import SourceKind, report_ended, report_started
-from .._client._connect import connect_websocket, parse_url
+from .._client._connect import connect_websocket
+from .._client._url import parse_url
 from .._close_codes import CloseCode, ConnectionClosed
 from .._codec import DecodeError, EncodeError, RawCodec
 from .._connection._handle import WebSocketConnection
@@ -56,6 +57,7 @@ from .._connection._messages import (
     Undecodable,
 )
 from .._overflow import Overflow
+from .._redact import redact_url
 from ._acked._wire import SESSION_ID_BYTES, AckProtocolError, Window, hello, parse_ack, parse_server
 from ._policy import (
     BufferFullError,
@@ -126,7 +128,7 @@ class ReconnectingClient(actors.Actor[ReconnectingMessage]):
       :exc:`UnconfirmedError`). Not combinable with ``on_connected``.
     """
 
-    url: str
+    url: str = attrs.field(repr=redact_url)  # credentials and query values are secrets
     ssl_context: ssl.SSLContext | None = None
     subprotocols: Sequence[str] = ()
     headers: Sequence[tuple[str, str]] = ()
@@ -154,7 +156,9 @@ class ReconnectingClient(actors.Actor[ReconnectingMessage]):
     def __attrs_post_init__(self) -> None:
         target = parse_url(self.url)
         if self.ssl_context is not None and not target.secure:
-            raise ValueError(f"an ssl_context was given for the plain-text url {self.url!r}")
+            raise ValueError(
+                f"an ssl_context was given for the plain-text url {redact_url(self.url)!r}"
+            )
         if self.max_attempts is not None and self.max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1 or None, not {self.max_attempts!r}")
         if self.subscriber is not None and self.inbox is not None:

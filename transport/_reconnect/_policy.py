@@ -14,7 +14,13 @@ import enum
 from typing import Generic, TypeVar, final
 
 from .._close_codes import ConnectionClosed
-from .._exceptions import HandshakeError, HandshakeRejected, TLSError, TransportError
+from .._exceptions import (
+    HandshakeError,
+    HandshakeRejected,
+    ProxyError,
+    TLSError,
+    TransportError,
+)
 from .._overflow import BUFFER_OVERFLOW, Overflow, check_overflow
 
 T = TypeVar("T")
@@ -47,12 +53,17 @@ def refusal_reason(error: Exception) -> str | None:
     """Why a failed connection attempt must not be retried, or ``None`` to retry it.
 
     Retried: anything that can heal by itself (connection refused or reset, a
-    handshake timeout, an HTTP 5xx answer). Not retried: a TLS failure (trust or
-    configuration) and any other HTTP status (4xx: the request itself is wrong).
+    handshake timeout, an HTTP 5xx answer, a proxy that cannot reach the server
+    or closed the exchange). Not retried: a TLS failure (trust or
+    configuration), a proxy that refuses the tunnel or the credentials, and any
+    other HTTP status (4xx: the request itself is wrong; 3xx: a redirect not
+    followed).
     Errors that are not transport errors are bugs: they are not classified here.
     """
     if isinstance(error, TLSError):
         return f"tls failure, not retried: {error}"
+    if isinstance(error, ProxyError):
+        return None if error.transient else f"the proxy failed, not retried: {error}"
     if isinstance(error, HandshakeRejected):
         if 500 <= error.status < 600:
             return None
