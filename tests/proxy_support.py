@@ -16,7 +16,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, final
 
@@ -59,6 +59,8 @@ class ProxyServer:
     process: subprocess.Popen[str] | None = None
     lines: list[str] = attrs.field(factory=list)
     drain: threading.Thread | None = None
+    # Notified at each new line of output (see wait_for).
+    _new_line: threading.Condition = attrs.field(factory=threading.Condition, init=False)
 
     def start(self) -> None:
         process = subprocess.Popen(
@@ -88,7 +90,15 @@ class ProxyServer:
 
     def _keep(self, stream: IO[str]) -> None:
         for line in stream:
-            self.lines.append(line)
+            with self._new_line:
+                self.lines.append(line)
+                self._new_line.notify_all()
+
+    def wait_for(self, done: Callable[[str], bool], timeout: float) -> str:
+        """Block (this thread, up to ``timeout`` s) until ``done(output)``; the output then."""
+        with self._new_line:
+            self._new_line.wait_for(lambda: done(self.output()), timeout)
+            return self.output()
 
     def stop(self) -> None:
         process, self.process = self.process, None

@@ -98,10 +98,12 @@ def tunnels_logged(proxy: ProxyServer, port: int) -> int:
 async def tunnels_logged_at_least(proxy: ProxyServer, port: int, count: int) -> int:
     """The proxy's count of tunnels to ``port``, once it reaches ``count``: the proxy writes its
     log line from its own process, which may come a moment after the tunnel carried traffic
-    (polled in real time, bounded; the count it reached otherwise)."""
-    with trio.move_on_after(5):
-        while tunnels_logged(proxy, port) < count:
-            await trio.sleep(0.01)
+    (waited for in a thread, bounded; the count it reached otherwise)."""
+
+    def reached(_: str) -> bool:
+        return tunnels_logged(proxy, port) >= count
+
+    await trio.to_thread.run_sync(proxy.wait_for, reached, 5.0)
     return tunnels_logged(proxy, port)
 
 
