@@ -6,7 +6,9 @@ one fails here by the hook's name, before the adapter misbehaves somewhere else.
 
 from __future__ import annotations
 
+import collections
 import inspect
+import sys
 
 import trio
 import trio.testing
@@ -30,6 +32,7 @@ HOOKS = {
     "route_receive_side",
     "take_handshake",
     "open_connection",
+    "light_event_queue",
     "close_frame",
     "payload_announced",
 }
@@ -119,6 +122,21 @@ def test_take_handshake_and_open_connection() -> None:
     assert [e.data for e in server.events() if isinstance(e, wsproto.events.TextMessage)] == [
         "after"
     ]
+
+
+def test_light_event_queue_keeps_the_end_of_stream_event() -> None:
+    _client, server = handshake_pair()
+    assert _hooks.take_handshake(server) == []
+    frame_layer = _hooks.open_connection(server)
+    assert isinstance(frame_layer._events, collections.deque)  # what the hook replaces
+    _hooks.light_event_queue(frame_layer)
+    assert sys.getsizeof(frame_layer._events) < sys.getsizeof(collections.deque()) // 4
+    # wsproto queues a CloseConnection there when the stream ends, and yields it first.
+    frame_layer.receive_data(None)
+    (event,) = frame_layer.events()
+    assert isinstance(event, wsproto.events.CloseConnection)
+    assert event.code == 1006
+    assert not frame_layer._events
 
 
 def test_close_frame_is_the_one_wsproto_writes() -> None:

@@ -17,7 +17,13 @@ import wsproto.connection
 import wsproto.events
 import wsproto.utilities
 
-from ._hooks import close_frame, open_connection, payload_announced, take_handshake
+from ._hooks import (
+    close_frame,
+    light_event_queue,
+    open_connection,
+    payload_announced,
+    take_handshake,
+)
 from ._limits import DEFAULT_LIMITS, BackendLimits, InboundGuard, Violation
 
 
@@ -114,6 +120,8 @@ class GuardedConnection(wsproto.WSConnection):
     def _drop_handshake(self) -> None:
         if self._handshake_events is None:
             self._handshake_events = take_handshake(self)
+            if self._handshake_events is not None:
+                light_event_queue(open_connection(self))
 
     def set_limits(self, limits: BackendLimits, *, hold_violations: bool | None = None) -> None:
         """Apply ``limits`` to the frames from here on (before the connection opens);

@@ -137,6 +137,26 @@ def take_handshake(connection: wsproto.WSConnection) -> list[wsproto.events.Even
     return events
 
 
+class _EventQueue(list[wsproto.events.Event]):
+    """wsproto's queue of pending events with a list's footprint (see :func:`light_event_queue`)."""
+
+    __slots__ = ()
+
+    def popleft(self) -> wsproto.events.Event:
+        return self.pop(0)
+
+
+def light_event_queue(connection: wsproto.connection.Connection) -> None:
+    """Replace the frame layer's queue of pending events (``_events``) with a list.
+
+    wsproto keeps a ``deque`` there (760 bytes even when empty, on every connection) and
+    queues an event in it only when the stream ends (a ``CloseConnection``); the list
+    has the deque's ``append`` and ``popleft`` and weighs 56 bytes. Called once the
+    connection is open.
+    """
+    connection._events = _EventQueue()  # type: ignore[assignment]  # append/popleft suffice
+
+
 def open_connection(connection: wsproto.WSConnection) -> wsproto.connection.Connection:
     """The open connection's frame layer (``connection``), after :func:`take_handshake`."""
     assert connection.connection is not None

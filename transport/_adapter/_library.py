@@ -85,8 +85,13 @@ class Backend:
 
     async def send(self, message: str | bytes) -> None:
         """Write one message frame; raises :exc:`BackendClosed` if the connection is closed."""
-        with _closed_as_backend_closed(self._ws):
-            await self._ws.send_message(message)
+        # The hot path: a try block costs nothing, a generator context manager a few
+        # microseconds per frame.
+        ws = self._ws
+        try:
+            await ws.send_message(message)
+        except (tw.ConnectionClosed, wsproto.utilities.LocalProtocolError) as exc:
+            raise _as_backend_closed(ws, exc) from None
 
     async def receive(self) -> str | bytes:
         """The next inbound message; raises :exc:`BackendClosed` once the connection closed."""
@@ -355,11 +360,18 @@ async def _run_reader(  # noqa: ASYNC910 - a task body
 def _closed_as_backend_closed(ws: tw.WebSocketConnection) -> Iterator[None]:
     try:
         yield
-    except tw.ConnectionClosed as exc:
-        raise _backend_closed(exc.reason) from None
-    except wsproto.utilities.LocalProtocolError:
-        # trio-websocket #175: a send while the peer's Close is being processed.
-        raise _backend_closed(ws.closed) from None
+    except (tw.ConnectionClosed, wsproto.utilities.LocalProtocolError) as exc:
+        raise _as_backend_closed(ws, exc) from None
+
+
+def _as_backend_closed(
+    ws: tw.WebSocketConnection, exc: tw.ConnectionClosed | wsproto.utilities.LocalProtocolError
+) -> BackendClosed:
+    """What the library raised on a closed connection, as :exc:`BackendClosed`."""
+    if isinstance(exc, tw.ConnectionClosed):
+        return _backend_closed(exc.reason)
+    # trio-websocket #175: a send while the peer's Close is being processed.
+    return _backend_closed(ws.closed)
 
 
 @contextlib.contextmanager
