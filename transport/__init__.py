@@ -14,6 +14,11 @@ children of one host actor.
 
 from __future__ import annotations
 
+from ._adapter._deflate import (
+    DEFAULT_COMPRESSION as DEFAULT_COMPRESSION,
+    LOW_MEMORY_COMPRESSION as LOW_MEMORY_COMPRESSION,
+    Compression as Compression,
+)
 from ._adapter._limits import InboundLimits as InboundLimits
 from ._backplane._interface import (
     DEFAULT_MIN_IDLE as DEFAULT_MIN_IDLE,
@@ -88,6 +93,7 @@ from ._connection._messages import (
 )
 from ._exceptions import (
     ConnectionClosedError as ConnectionClosedError,
+    ExtensionError as ExtensionError,
     HandshakeError as HandshakeError,
     HandshakeRejected as HandshakeRejected,
     HandshakeTimeoutError as HandshakeTimeoutError,
@@ -167,8 +173,11 @@ __all__ = [
     "BufferFullError",
     "ClientEvent",
     "ClientState",
+    "DEFAULT_COMPRESSION",
+    "LOW_MEMORY_COMPRESSION",
     "Close",
     "CloseCode",
+    "Compression",
     "Codec",
     "CodecError",
     "Connected",
@@ -186,6 +195,7 @@ __all__ = [
     "DistributedTopic",
     "DurableStream",
     "EncodeError",
+    "ExtensionError",
     "GaveUp",
     "GetPoolStatistics",
     "GetReconnectStatistics",

@@ -6,6 +6,7 @@ situation, from that trio exception too::
     TransportError
     ├── HandshakeError                                   the connection never opened
     │   ├── HandshakeRejected                            the server answered with an HTTP status
+    │   ├── ExtensionError                               the server's extension answer is invalid
     │   ├── HandshakeTimeoutError  (trio.TooSlowError)   no handshake within the deadline
     │   └── TLSError               (trio.BrokenResourceError)  certificate or TLS failure
     └── ConnectionClosedError      (trio.BrokenResourceError)  the connection is gone
@@ -44,6 +45,20 @@ class HandshakeRejected(HandshakeError):
         self.status = status
         self.headers = tuple(headers)
         self.body = body
+
+
+class ExtensionError(HandshakeError):
+    """The server answered the client's extension offer with something it must refuse.
+
+    An extension the client did not offer, a parameter it did not offer or with
+    a value out of range: the client fails the connection (RFC 6455 section 4.1,
+    RFC 7692 section 5), writing a Close frame with ``code`` (1002) first. A
+    misconfigured server, not a transient failure: it is not retried.
+    """
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class HandshakeTimeoutError(HandshakeError, trio.TooSlowError):

@@ -4,11 +4,14 @@ The library is handed a :class:`GuardedConnection` instead of wsproto's own
 ``WSConnection``. It applies the inbound limits of :class:`~transport.InboundLimits`
 (through the sans-IO :class:`~._limits.InboundGuard`) to wsproto's events, frame by
 frame, and turns a protocol error wsproto detects on receive into a close the library
-answers with a Close frame.
+answers with a Close frame. It also carries permessage-deflate (``_deflate``) when the
+connection's limits ask for it: it adds the extension to the client's request and to the
+server's 101, and fails a client handshake whose answer is invalid.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Generator
 
 import trio
@@ -18,6 +21,8 @@ import wsproto.events
 import wsproto.frame_protocol
 import wsproto.utilities
 
+from .._close_codes import CloseCode
+from ._deflate import DeflateExtension, NegotiationError
 from ._limits import BackendLimits, InboundGuard, Violation
 
 
@@ -52,6 +57,22 @@ class GuardedConnection(wsproto.WSConnection):
         # Once open, the finished HTTP/1.1 handshake (an h11 parser and its buffers) is
         # dropped; the events it still held are kept here until they are read.
         self._handshake_events: list[wsproto.events.Event] | None = None
+        compression = limits.compression
+        self._deflate = (
+            None if compression is None else DeflateExtension(compression, limits.max_message_size)
+        )
+        #: Why a client refused the server's 101 response, if it did.
+        self.handshake_failure: str | None = None
+        #: True if that was for its extension answer (then it failed the connection with 1002).
+        self.extension_failure = False
+
+    @property
+    def compression(self) -> str | None:
+        """The permessage-deflate parameters agreed on, or ``None`` (not negotiated)."""
+        deflate = self._deflate
+        if deflate is None or deflate.agreement is None:
+            return None
+        return deflate.agreement.header()
 
     @property
     def state(self) -> wsproto.connection.ConnectionState:
@@ -64,6 +85,16 @@ class GuardedConnection(wsproto.WSConnection):
         return wsproto.connection.ConnectionState.REMOTE_CLOSING
 
     def send(self, event: wsproto.events.Event) -> bytes:
+        if self._deflate is not None and isinstance(
+            event, wsproto.events.Request | wsproto.events.AcceptConnection
+        ):
+            event = dataclasses.replace(event, extensions=[self._deflate])
+        if self.handshake_failure is not None:
+            if not isinstance(event, wsproto.events.CloseConnection) or self._close_sent:
+                raise wsproto.utilities.LocalProtocolError("the handshake failed")
+            self._close_sent = True
+            frames = wsproto.frame_protocol.FrameProtocol(self.client, [])
+            return bytes(frames.close(event.code, event.reason))
         if self.violation is None:
             data = super().send(event)
             self._drop_handshake()
@@ -83,9 +114,28 @@ class GuardedConnection(wsproto.WSConnection):
         )
 
     def receive_data(self, data: bytes | None) -> None:
-        if self.violation is None:
+        if self.violation is not None or self.handshake_failure is not None:
+            return
+        connecting = self.connection is None
+        try:
             super().receive_data(data)
-            self._drop_handshake()
+        except (NegotiationError, wsproto.utilities.RemoteProtocolError) as exc:
+            if not (self.client and connecting):
+                raise
+            # The library would answer a client's handshake error with the hint, an HTTP
+            # rejection a client cannot send: the failure is recorded for the handshake's
+            # caller instead, and the library closes the stream.
+            close = None
+            if _about_extensions(exc):
+                # RFC 6455 section 4.1, RFC 7692 section 5: fail the connection, with a
+                # Close frame saying why (see send).
+                self.extension_failure = True
+                close = wsproto.events.CloseConnection(
+                    CloseCode.PROTOCOL_ERROR, "invalid extension answer"
+                )
+            self.handshake_failure = str(exc)
+            raise wsproto.utilities.RemoteProtocolError(str(exc), event_hint=close) from exc
+        self._drop_handshake()
 
     def _drop_handshake(self) -> None:
         if self._handshake_events is None and self.connection is not None:
@@ -136,7 +186,8 @@ class GuardedConnection(wsproto.WSConnection):
             and super().state is wsproto.connection.ConnectionState.OPEN
         ):
             # wsproto's ParseFailed: a close event it did not receive from the peer.
-            return Violation(event.code, event.reason or "")
+            refusal = None if self._deflate is None else self._deflate.refusal
+            return refusal or Violation(event.code, event.reason or "")
         return None
 
     def _fail(self, violation: Violation) -> wsproto.events.CloseConnection | None:
@@ -156,3 +207,8 @@ class GuardedConnection(wsproto.WSConnection):
             return None
         consumed = getattr(decoder, "payload_consumed", 0)
         return int(header.payload_len) - int(consumed)
+
+
+def _about_extensions(exc: Exception) -> bool:
+    # wsproto names an extension the client did not offer "unrecognized extension".
+    return isinstance(exc, NegotiationError) or "extension" in str(exc)

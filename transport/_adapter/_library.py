@@ -20,7 +20,7 @@ import wsproto.events
 import wsproto.utilities
 
 from .._close_codes import CloseCode
-from .._exceptions import HandshakeError, HandshakeRejected
+from .._exceptions import ExtensionError, HandshakeError, HandshakeRejected
 from .._redact import redact_target
 from ._guard import GuardedConnection
 from ._limits import DEFAULT_LIMITS, BackendLimits, Violation
@@ -55,7 +55,7 @@ class BackendClosed(Exception):
 class Backend:
     """An open WebSocket connection, owned by exactly one connection actor."""
 
-    __slots__ = ("_reader", "_stream", "_ws", "headers", "subprotocol")
+    __slots__ = ("_reader", "_stream", "_ws", "compression", "headers", "subprotocol")
 
     def __init__(
         self,
@@ -69,6 +69,11 @@ class Backend:
         self._reader = reader
         self.subprotocol: str | None = ws.subprotocol
         self.headers = headers
+        connection = ws._wsproto
+        #: The permessage-deflate parameters agreed on, or ``None``.
+        self.compression = (
+            connection.compression if isinstance(connection, GuardedConnection) else None
+        )
 
     async def send(self, message: str | bytes) -> None:
         """Write one message frame; raises :exc:`BackendClosed` if the connection is closed."""
@@ -239,15 +244,16 @@ async def client_handshake(
     """Run the client side of the opening handshake over ``stream``.
 
     The library's reader task is started in ``nursery`` (the owning actor's).
-    Raises :exc:`TLSError`, :exc:`HandshakeRejected`,
+    Raises :exc:`TLSError`, :exc:`HandshakeRejected`, :exc:`ExtensionError`,
     :exc:`HandshakeTimeoutError` or :exc:`HandshakeError`; the caller closes
     the stream on failure.
     """
+    connection = GuardedConnection(wsproto.ConnectionType.CLIENT, limits)
     with handshake_deadline(within, f"opening a websocket to {host}{redact_target(resource)}"):
         await tls_handshake(stream)
         ws = tw.WebSocketConnection(
             stream,
-            GuardedConnection(wsproto.ConnectionType.CLIENT, limits),
+            connection,
             host=host,
             path=resource,
             client_subprotocols=list(subprotocols),
@@ -264,6 +270,15 @@ async def client_handshake(
     if rejected:
         exc = rejected[0]
         raise HandshakeRejected(exc.status_code, decode_headers(exc.headers or ()), exc.body or b"")
+    failure = connection.handshake_failure
+    if failure is not None and connection.extension_failure:
+        raise ExtensionError(
+            f"invalid permessage-deflate answer from {host}: {failure}; the connection was"
+            " failed with 1002 (offer compression=None to connect without it)",
+            CloseCode.PROTOCOL_ERROR,
+        )
+    if failure is not None:
+        raise HandshakeError(f"invalid websocket handshake response from {host}: {failure}")
     if not ws._open_handshake.is_set():
         raise HandshakeError(f"the connection to {host} closed during the websocket handshake")
     # Open, even if the peer's first messages and its Close came in the same read as the

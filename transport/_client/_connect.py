@@ -68,7 +68,9 @@ def client_opener(
 
     TCP connect, TLS and the HTTP upgrade share one ``handshake_timeout``.
     """
-    limits = BackendLimits(options.max_message_size, options.receive_buffer_size)
+    limits = BackendLimits(
+        options.max_message_size, options.receive_buffer_size, compression=options.compression
+    )
 
     async def open_connection(nursery: trio.Nursery) -> tuple[Backend, ConnectionInfo]:
         deadline = trio.current_time() + options.handshake_timeout
@@ -102,6 +104,7 @@ def client_opener(
             subprotocol=backend.subprotocol,
             headers=backend.headers,
             remote=describe_remote(stream),
+            compression=backend.compression,
         )
         return backend, info
 

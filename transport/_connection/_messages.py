@@ -8,6 +8,7 @@ import attrs
 
 import actors
 
+from .._adapter._deflate import DEFAULT_COMPRESSION, Compression
 from .._adapter._limits import DEFAULT_MAX_MESSAGE_SIZE
 from .._adapter._request import DEFAULT_HANDSHAKE_TIMEOUT
 from .._close_codes import ConnectionClosed, check_sendable
@@ -171,6 +172,10 @@ class ConnectionOptions:
     - ``on_decode_error``: what an inbound message the codec refuses does to
       the connection (:class:`DecodePolicy`; it is always reported to the
       owner as :class:`Undecodable` and as a dead letter).
+    - ``compression``: permessage-deflate (RFC 7692) settings a client offers
+      and a server accepts (:class:`Compression`); ``None`` never negotiates
+      it. A compressed message that inflates past ``max_message_size`` is
+      refused with 1009 while it inflates.
     """
 
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
@@ -188,6 +193,7 @@ class ConnectionOptions:
     receive_buffer_size: int | None = None
     codec: Codec = attrs.field(factory=RawCodec)
     on_decode_error: DecodePolicy = DecodePolicy.SKIP
+    compression: Compression | None = DEFAULT_COMPRESSION
 
     def __attrs_post_init__(self) -> None:
         for name in (
@@ -219,7 +225,9 @@ class ConnectionInfo:
 
     ``headers`` are the request headers on a server connection and the
     response headers on a client connection; ``remote`` is ``"host:port"``
-    when the peer is a socket, else ``""``.
+    when the peer is a socket, else ``""``; ``compression`` holds the
+    permessage-deflate parameters agreed on (as in ``Sec-WebSocket-Extensions``),
+    ``None`` when the connection is not compressed.
     """
 
     is_client: bool
@@ -227,6 +235,7 @@ class ConnectionInfo:
     subprotocol: str | None
     headers: tuple[tuple[str, str], ...] = attrs.field(repr=redact_headers)
     remote: str
+    compression: str | None = None
 
 
 @final

@@ -151,7 +151,9 @@ def accepted_opener(
     inbound: InboundLimits = DEFAULT_INBOUND_LIMITS,
 ) -> Opener:
     """An opener that hands an already accepted ``request`` to the library and sends the 101."""
-    limits = BackendLimits(options.max_message_size, options.receive_buffer_size, inbound)
+    limits = BackendLimits(
+        options.max_message_size, options.receive_buffer_size, inbound, options.compression
+    )
 
     async def open_connection(nursery: trio.Nursery) -> tuple[Backend, ConnectionInfo]:
         try:
@@ -169,6 +171,7 @@ def accepted_opener(
             subprotocol=backend.subprotocol,
             headers=request.headers,
             remote=describe_remote(stream),
+            compression=backend.compression,
         )
         return backend, info
 
