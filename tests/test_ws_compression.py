@@ -18,16 +18,6 @@ import websockets.trio.server
 
 import actors
 import transport
-from transport._adapter._deflate import (
-    Agreement,
-    NegotiationError,
-    client_agreement,
-    client_offer,
-    parse_parameters,
-    server_agreement,
-)
-from transport._reconnect._policy import refusal_reason
-
 from tests.hostile import (
     MAX_MESSAGE_SIZE,
     SERVER_OPTIONS,
@@ -39,6 +29,15 @@ from tests.hostile import (
     traced_memory,
 )
 from tests.ws_support import NO_KEEPALIVE, connection_pair, wait_closed
+from transport._adapter._deflate import (
+    Agreement,
+    NegotiationError,
+    client_agreement,
+    client_offer,
+    parse_parameters,
+    server_agreement,
+)
+from transport._reconnect._policy import refusal_reason
 
 TIMEOUT = 30
 DEFLATE = transport.DEFAULT_COMPRESSION
@@ -61,9 +60,9 @@ def deflate_bomb(size: int = BOMB_SIZE) -> bytes:
 
 def test_the_default_offer_lets_the_server_limit_the_client_window() -> None:
     assert client_offer(DEFLATE) == "client_max_window_bits=12; server_max_window_bits=12"
-    assert client_offer(transport.Compression(client_max_window_bits=15, server_max_window_bits=15)) == (
-        "client_max_window_bits"
-    )
+    assert client_offer(
+        transport.Compression(client_max_window_bits=15, server_max_window_bits=15)
+    ) == ("client_max_window_bits")
     assert client_offer(transport.LOW_MEMORY_COMPRESSION) == (
         "server_no_context_takeover; client_no_context_takeover; "
         "client_max_window_bits=10; server_max_window_bits=10"
@@ -236,7 +235,9 @@ async def test_a_compressed_message_just_within_the_limit_gets_through(
     actor_system: actors.ActorSystem,
 ) -> None:
     compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
-    payload = (compressor.compress(b"a" * MAX_MESSAGE_SIZE) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    payload = (compressor.compress(b"a" * MAX_MESSAGE_SIZE) + compressor.flush(zlib.Z_SYNC_FLUSH))[
+        :-4
+    ]
     extension = (("Sec-WebSocket-Extensions", "permessage-deflate"),)
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
@@ -247,7 +248,9 @@ async def test_a_compressed_message_just_within_the_limit_gets_through(
             echoed = await client.next_message()  # compressed by the server in turn
             await client.aclose()
             nursery.cancel_scope.cancel()
-    assert zlib.decompressobj(-15).decompress(echoed + b"\x00\x00\xff\xff") == b"a" * MAX_MESSAGE_SIZE
+    assert (
+        zlib.decompressobj(-15).decompress(echoed + b"\x00\x00\xff\xff") == b"a" * MAX_MESSAGE_SIZE
+    )
 
 
 # -- a hand-made server, for what a well-behaved server never answers ----------------------
@@ -269,7 +272,9 @@ async def raw_server(serve: Serve) -> AsyncIterator[int]:
         await serve(stream, head)
 
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(functools.partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
+        listeners = await nursery.start(
+            functools.partial(trio.serve_tcp, handle, 0, host="127.0.0.1")
+        )
         yield listeners[0].socket.getsockname()[1]
         nursery.cancel_scope.cancel()
 
@@ -331,10 +336,12 @@ async def test_an_invalid_extension_answer_fails_the_handshake_with_1002(
     problem: str,
 ) -> None:
     codes: list[int | None] = []
+    read = trio.Event()
 
     async def serve(stream: trio.SocketStream, head: bytes) -> None:
         await stream.send_all(switching_protocols(head, answer))
         codes.append(await client_close_code(stream))
+        read.set()
 
     options = transport.ConnectionOptions(ping_interval=None, compression=offered)
     with trio.fail_after(TIMEOUT):
@@ -343,8 +350,7 @@ async def test_an_invalid_extension_answer_fails_the_handshake_with_1002(
                 await transport.connect_websocket(
                     actor_system, f"ws://127.0.0.1:{port}/", options=options
                 )
-            while not codes:
-                await trio.sleep(0.01)
+            await read.wait()
     assert caught.value.code == 1002
     assert codes == [1002]  # the client said why before it closed
 
@@ -415,7 +421,9 @@ async def test_our_client_and_a_websockets_server_negotiate_compression(
             )
             port = server.listeners[0].socket.getsockname()[1]
             url = f"ws://127.0.0.1:{port}/"
-            async with transport.open_websocket_client(actor_system, url, options=NO_KEEPALIVE) as ws:
+            async with transport.open_websocket_client(
+                actor_system, url, options=NO_KEEPALIVE
+            ) as ws:
                 assert ws.info.compression is not None
                 for message in (FEED, FEED * 2000, bytes(100_000), "é" * 500):
                     await ws.send(message)
@@ -436,9 +444,7 @@ async def test_a_websockets_client_and_our_server_negotiate_compression(
 
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
-            server = await start_server(
-                nursery, actor_system, options=SERVER_OPTIONS, handler=echo
-            )
+            server = await start_server(nursery, actor_system, options=SERVER_OPTIONS, handler=echo)
             async with websockets.trio.client.connect(f"ws://127.0.0.1:{server.port}/") as ws:
                 assert [e.name for e in ws.protocol.extensions] == ["permessage-deflate"]
                 for message in (FEED, FEED * 800, bytes(60_000), "é" * 500):

@@ -14,11 +14,6 @@ children of one host actor.
 
 from __future__ import annotations
 
-from ._adapter._deflate import (
-    DEFAULT_COMPRESSION as DEFAULT_COMPRESSION,
-    LOW_MEMORY_COMPRESSION as LOW_MEMORY_COMPRESSION,
-    Compression as Compression,
-)
 from ._adapter._limits import InboundLimits as InboundLimits
 from ._backplane._interface import (
     DEFAULT_MIN_IDLE as DEFAULT_MIN_IDLE,
@@ -70,6 +65,11 @@ from ._codec import (
     RawCodec as RawCodec,
     UnknownTagError as UnknownTagError,
     UnsupportedFrameError as UnsupportedFrameError,
+)
+from ._compression import (
+    DEFAULT_COMPRESSION as DEFAULT_COMPRESSION,
+    LOW_MEMORY_COMPRESSION as LOW_MEMORY_COMPRESSION,
+    Compression as Compression,
 )
 from ._connection._actor import Application as Application
 from ._connection._handle import (
@@ -156,8 +156,10 @@ from ._server._host import (
 )
 
 __all__ = [
+    "DEFAULT_COMPRESSION",
     "DEFAULT_MIN_IDLE",
     "DEFAULT_STREAM_MAXLEN",
+    "LOW_MEMORY_COMPRESSION",
     "PAYLOAD_EXCERPT",
     "Accept",
     "AckProtocolError",
@@ -173,13 +175,11 @@ __all__ = [
     "BufferFullError",
     "ClientEvent",
     "ClientState",
-    "DEFAULT_COMPRESSION",
-    "LOW_MEMORY_COMPRESSION",
     "Close",
     "CloseCode",
-    "Compression",
     "Codec",
     "CodecError",
+    "Compression",
     "Connected",
     "ConnectedHook",
     "ConnectionClosed",

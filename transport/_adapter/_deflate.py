@@ -1,4 +1,4 @@
-"""permessage-deflate (RFC 7692): its settings, its negotiation, and a bounded inflater.
+"""permessage-deflate (RFC 7692): its negotiation and a bounded inflater.
 
 wsproto carries the extension (``wsproto.extensions.PerMessageDeflate``); what it lacks is
 supplied here by :class:`DeflateExtension`, a subclass the frame guard (``_guard``) hands
@@ -29,74 +29,20 @@ import wsproto.extensions
 import wsproto.frame_protocol as fp
 
 from .._close_codes import CloseCode
+from .._compression import (
+    MAX_WINDOW_BITS as _MAX_BITS,
+    MIN_WINDOW_BITS as _OWN_MIN_BITS,
+    Compression,
+)
 from ._limits import Violation
 
 _NAME = "permessage-deflate"
 _FLAGS = ("server_no_context_takeover", "client_no_context_takeover")
 _BITS = ("server_max_window_bits", "client_max_window_bits")
-# RFC 7692 allows 8; zlib cannot deflate with a window of 256 bytes, so ours start at 9.
+# RFC 7692 allows 8 from a peer; zlib cannot deflate with a window of 256 bytes (ours: 9).
 _PEER_MIN_BITS = 8
-_OWN_MIN_BITS = 9
-_MAX_BITS = 15
 # The end of a flushed deflate block, stripped from every message (RFC 7692 section 7.2.1).
 _TAIL = b"\x00\x00\xff\xff"
-
-
-@final
-@attrs.frozen(kw_only=True)
-class Compression:
-    """permessage-deflate settings (RFC 7692) of one connection, client or server.
-
-    ``server_*`` parameters are about what the server compresses, ``client_*``
-    about what the client compresses, on both sides; a client requests them in
-    its offer, a server imposes them in its answer.
-
-    - ``server_no_context_takeover`` / ``client_no_context_takeover``: that side
-      starts every message with an empty window, so neither side keeps a
-      compressor nor an inflater between messages (no memory when idle, less
-      compression on messages that repeat each other).
-    - ``server_max_window_bits`` / ``client_max_window_bits`` (9 to 15): the
-      window of that side's compressor, ``2**bits`` bytes (the inflater on the
-      other side needs as much). A peer that does not support limiting the
-      client's window keeps 15.
-    - ``level`` (0 to 9) and ``memory_level`` (1 to 9): zlib's settings for what
-      this side compresses; the compressor holds about
-      ``2**(window_bits + 2) + 2**(memory_level + 9)`` bytes.
-
-    The default matches ``websockets``: windows of 4 KiB (12 bits), memory level 5,
-    context takeover on; :data:`LOW_MEMORY_COMPRESSION` holds nothing between messages.
-    """
-
-    server_no_context_takeover: bool = False
-    client_no_context_takeover: bool = False
-    server_max_window_bits: int = 12
-    client_max_window_bits: int = 12
-    level: int = 6
-    memory_level: int = 5
-
-    def __attrs_post_init__(self) -> None:
-        for name in _BITS:
-            bits = getattr(self, name)
-            if not _OWN_MIN_BITS <= bits <= _MAX_BITS:
-                raise ValueError(f"{name} must be between 9 and 15, not {bits!r}")
-        if not 0 <= self.level <= 9:
-            raise ValueError(f"level must be between 0 and 9, not {self.level!r}")
-        if not 1 <= self.memory_level <= 9:
-            raise ValueError(f"memory_level must be between 1 and 9, not {self.memory_level!r}")
-
-
-#: The default settings: 4 KiB windows, memory level 5, context takeover.
-DEFAULT_COMPRESSION = Compression()
-
-#: For servers with many connections: no context takeover both ways (nothing held between
-#: messages) and 1 KiB windows (10 bits), memory level 4, while a message is compressed.
-LOW_MEMORY_COMPRESSION = Compression(
-    server_no_context_takeover=True,
-    client_no_context_takeover=True,
-    server_max_window_bits=10,
-    client_max_window_bits=10,
-    memory_level=4,
-)
 
 
 class NegotiationError(ValueError):
@@ -157,7 +103,9 @@ def client_offer(settings: Compression) -> str:
     """The client's offer: its settings, and room for the server to limit the client's window."""
     parts = [flag for flag in _FLAGS if getattr(settings, flag)]
     bits = settings.client_max_window_bits
-    parts.append("client_max_window_bits" if bits == _MAX_BITS else f"client_max_window_bits={bits}")
+    parts.append(
+        "client_max_window_bits" if bits == _MAX_BITS else f"client_max_window_bits={bits}"
+    )
     if settings.server_max_window_bits < _MAX_BITS:
         parts.append(f"server_max_window_bits={settings.server_max_window_bits}")
     return "; ".join(parts)
@@ -173,7 +121,9 @@ def client_agreement(settings: Compression, answer: str) -> Agreement:
     offered_server = settings.server_max_window_bits
     server_bits = _bits(parameters, "server_max_window_bits", _MAX_BITS)
     if server_bits > offered_server:
-        raise NegotiationError(f"server_max_window_bits={server_bits} exceeds the offered {offered_server}")
+        raise NegotiationError(
+            f"server_max_window_bits={server_bits} exceeds the offered {offered_server}"
+        )
     client_bits = _bits(parameters, "client_max_window_bits", settings.client_max_window_bits)
     if client_bits < _OWN_MIN_BITS:
         raise NegotiationError(f"client_max_window_bits={client_bits} is below zlib's minimum of 9")

@@ -24,7 +24,7 @@ import attrs
 from .._close_codes import CloseCode
 
 if TYPE_CHECKING:
-    from ._deflate import Compression
+    from .._compression import Compression
 
 #: Default budget of frames in one message.
 DEFAULT_MAX_FRAGMENTS = 1024

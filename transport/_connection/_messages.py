@@ -8,11 +8,11 @@ import attrs
 
 import actors
 
-from .._adapter._deflate import DEFAULT_COMPRESSION, Compression
 from .._adapter._limits import DEFAULT_MAX_MESSAGE_SIZE
 from .._adapter._request import DEFAULT_HANDSHAKE_TIMEOUT
 from .._close_codes import ConnectionClosed, check_sendable
 from .._codec import Codec, DecodeError, DecodePolicy, RawCodec
+from .._compression import DEFAULT_COMPRESSION, Compression
 from .._redact import redact_headers, redact_target
 from ._inbound import InboundOverflow, InboundQueue
 

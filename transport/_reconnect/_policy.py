@@ -14,7 +14,13 @@ import enum
 from typing import Generic, TypeVar, final
 
 from .._close_codes import ConnectionClosed
-from .._exceptions import ExtensionError, HandshakeError, HandshakeRejected, TLSError, TransportError
+from .._exceptions import (
+    ExtensionError,
+    HandshakeError,
+    HandshakeRejected,
+    TLSError,
+    TransportError,
+)
 
 T = TypeVar("T")
 
