@@ -205,7 +205,7 @@ class Router(Generic[M_contra]):
             self._select(message, ())  # raises: a broadcast cannot ask
         return await self._pick(message).ask(message, timeout=timeout)
 
-    async def _broadcast(self, message: object) -> None:
+    async def _broadcast(self, message: object) -> None:  # noqa: ASYNC910 - raises with no routee
         routees = self._current()
         if not routees:
             self._pick(message)  # raises NoRouteesError

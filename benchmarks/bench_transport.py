@@ -16,7 +16,8 @@ The throughput figures come from three server processes, each started once:
 ``raw`` (trio-websocket's ``serve_websocket`` with its defaults, handlers that
 echo or count), ``ours`` (``transport.serve_websocket`` with the default
 :class:`transport.ConnectionOptions`) and ``ours_deep`` (the same with an
-``inbound_queue_size`` of ``DEEP_INBOUND``, for the one-way phases only: our
+``inbound_queue_size`` of ``DEEP_INBOUND`` and byte budgets of ``DEEP_INBOUND_BYTES``, for
+the one-way phases only: our
 reader never waits for the application, by design, so a client that streams
 faster than the handler consumes can overflow the default 1,024-message queue and be
 closed with 1013; the deep queue lets the whole stream in, and the rate measured
@@ -96,6 +97,7 @@ CONNS = int(os.environ.get("BENCH_CONNS", "1000"))
 TARGET_S = float(os.environ.get("BENCH_TARGET_S", "0.25"))
 #: Inbound queue of the server for the one-way phases: more than one phase sends.
 DEEP_INBOUND = 2**18
+DEEP_INBOUND_BYTES = 2**32
 #: Throughput repetitions past the second start only before this many seconds.
 THROUGHPUT_BUDGET_S = 25.0
 #: An idle-memory repetition past the first starts only if it can end before this.
@@ -202,8 +204,12 @@ async def serve(stack: str, ssl_context: ssl.SSLContext | None) -> None:
             nursery.cancel_scope.cancel()
         return
     options = transport.ConnectionOptions()
+    budget = 128 * 2**20  # serve_websocket's default
     if stack == "ours_deep":
-        options = transport.ConnectionOptions(inbound_queue_size=DEEP_INBOUND)
+        options = transport.ConnectionOptions(
+            inbound_queue_size=DEEP_INBOUND, inbound_max_bytes=DEEP_INBOUND_BYTES
+        )
+        budget = DEEP_INBOUND_BYTES
     async with actors.open_system("bench") as system:
         counter = await system.spawn(Counter(), name="counter")
         async with trio.open_nursery() as nursery:
@@ -217,6 +223,7 @@ async def serve(stack: str, ssl_context: ssl.SSLContext | None) -> None:
                     ssl_context=ssl_context,
                     options=options,
                     max_connections=CONNS + 256,
+                    max_inbound_bytes=budget,
                 )
             )
             await serve_until_stdin_closes(ours.port)

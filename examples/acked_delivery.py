@@ -50,7 +50,7 @@ async def main() -> None:
         url = f"ws://127.0.0.1:{server.port}/"
         print(f"server: listening on {url}")
         async with transport.open_reconnecting_client(
-            system, url, acknowledged=True, backoff=QUICK
+            system, transport.ReconnectingClient(url=url, acknowledged=True, backoff=QUICK)
         ) as sensor:
             for number in range(READINGS):
                 await sensor.send(f"reading {number}")

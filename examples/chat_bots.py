@@ -80,7 +80,11 @@ class ChatBot(actors.Actor[ChatBotMessage]):
             await connection.send(join)
 
         self.client = await transport.connect_reconnecting_client(
-            self.ctx, self.url, on_connected=rejoin, subscriber=self.ctx.ref, name="client"
+            self.ctx,
+            transport.ReconnectingClient(
+                url=self.url, on_connected=rejoin, subscriber=self.ctx.ref
+            ),
+            name="client",
         )
 
     async def say(self, text: str) -> None:

@@ -100,10 +100,12 @@ class FeedBot(actors.Actor[transport.ClientEvent | PostDigest]):
         self.chat = await self.ctx.spawn(ChatBot(self.chat_url, self.room, self.name), name="chat")
         self.feed = await transport.connect_reconnecting_client(
             self.ctx,
-            self.feed_url,
-            ssl_context=self.ssl_context,
-            on_connected=resubscribe,
-            subscriber=self.ctx.ref,
+            transport.ReconnectingClient(
+                url=self.feed_url,
+                ssl_context=self.ssl_context,
+                on_connected=resubscribe,
+                subscriber=self.ctx.ref,
+            ),
             name="feed",
         )
         self.ctx.start_soon(self._heartbeat, self.feed)

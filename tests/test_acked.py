@@ -279,7 +279,7 @@ async def test_a_client_sends_and_receives_coded_messages_through_a_session(
         url = await serve(system, nursery, echo)
         options = attrs.evolve(OPTIONS, codec=CODEC)
         async with transport.open_reconnecting_client(
-            system, url, options=options, acknowledged=True
+            system, transport.ReconnectingClient(url=url, options=options, acknowledged=True)
         ) as client:
             for i in range(3):
                 await client.send_message(Note(f"n{i}"))
@@ -306,12 +306,14 @@ async def test_what_is_still_unconfirmed_when_the_client_stops_is_reported(
             url = await serve(system, nursery, mute)
             async with transport.open_reconnecting_client(
                 system,
-                url,
-                options=OPTIONS,
-                acknowledged=True,
-                window=3,
-                buffer=2,
-                when_full=transport.WhenFull.DROP_NEWEST,
+                transport.ReconnectingClient(
+                    url=url,
+                    options=OPTIONS,
+                    acknowledged=True,
+                    window=3,
+                    buffer=2,
+                    when_full=transport.Overflow.DROP_NEWEST,
+                ),
             ) as client:
                 await client.wait_connected()
                 for i in range(10):
@@ -344,7 +346,7 @@ async def test_a_client_gives_up_on_a_server_without_sessions(
     async with trio.open_nursery() as nursery:
         url = await serve(system, nursery, echo)
         client = await transport.connect_reconnecting_client(
-            system, url, options=OPTIONS, acknowledged=True
+            system, transport.ReconnectingClient(url=url, options=OPTIONS, acknowledged=True)
         )
         reason = await client.ref.wait_stopped()
         nursery.cancel_scope.cancel()

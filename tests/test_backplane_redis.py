@@ -22,6 +22,7 @@ from tests.redis_support import (
     redis_server as redis_server,
     start_child,
 )
+from transport import _codec
 from transport._backplane import _redis, _wire
 
 # coredis 6.9 leaves the anyio streams of broken connections for the garbage collector, which
@@ -227,7 +228,7 @@ async def test_bad_backplane_messages_go_to_dead_letters(redis_server: RedisServ
             assert [type(error) for error in errors] == [
                 _wire.MalformedFrameError,
                 _wire.OversizedFrameError,
-                transport.UnknownTagError,
+                _codec.UnknownTagError,
             ]
             assert backplane.statistics().undeliverable == 3
 

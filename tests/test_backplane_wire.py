@@ -6,6 +6,7 @@ import pytest
 
 import transport
 from tests.redis_support import CODEC, Echo
+from transport import _codec
 from transport._backplane._failures import is_connection_failure, redact
 from transport._backplane._wire import (
     MalformedFrameError,
@@ -38,7 +39,7 @@ def test_bad_payloads_raise_decode_errors_only() -> None:
         decode_payload(RAW, b"t\xff", 100)
     with pytest.raises(OversizedFrameError):
         decode_payload(RAW, b"t" + b"a" * 100, 100)
-    with pytest.raises(transport.UnknownTagError):
+    with pytest.raises(_codec.UnknownTagError):
         decode_payload(CODEC, b't{"type":"nope"}', 100)
 
 

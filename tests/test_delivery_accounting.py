@@ -39,7 +39,7 @@ import trio
 
 import actors
 import transport
-from transport import WhenFull
+from transport import Overflow
 
 SENT = 2000
 DROPS_AT = (300, 800, 1300)  # the link is cut when the server has received this many
@@ -238,13 +238,15 @@ async def stream_under_cuts(
             with trio.fail_after(30):
                 async with transport.open_reconnecting_client(
                     system,
-                    f"ws://127.0.0.1:{proxy.port}/",
-                    options=options,
-                    backoff=QUICK,
-                    buffer=BUFFER,
-                    when_full=WhenFull.DROP_OLDEST,
-                    acknowledged=acknowledged,
-                    window=window,
+                    transport.ReconnectingClient(
+                        url=f"ws://127.0.0.1:{proxy.port}/",
+                        options=options,
+                        backoff=QUICK,
+                        buffer=BUFFER,
+                        when_full=Overflow.DROP_OLDEST,
+                        acknowledged=acknowledged,
+                        window=window,
+                    ),
                 ) as sender:
                     await sender.wait_connected()
                     for i in range(SENT):

@@ -68,6 +68,18 @@ EXAMPLES = {
         "   Terminated(/pool/worker-4, Normal())",
         "   group 'workers': []",
     ],
+    "routers": [
+        # One user, one worker: consistent hashing keeps a user's state on its worker.
+        "[ 0.0s] ada -> routee-2 (visit 2)",
+        # A crashed routee is restarted in place (fresh state, same ref, same keys).
+        "[ 0.0s] after a crash: bob -> routee-3 (visit 1)",
+        # Growing the pool moves only what the newcomer takes over.
+        "[ 0.0s] grown to 4 routees: ['fay'] moved, to ['routee-4']",
+        # Stashed asks wait for the connection, then are answered in order.
+        "[ 2.0s] database: connected, unstashing 3",
+        "[ 2.0s] client: rows for 'select 1'",
+        "[ 2.0s] client: rows for 'select 3'",
+    ],
     "timers": [
         "[ 0.7s] search box: searching for 'trio'",
         "[ 1.7s] search box: escape, pending search cancelled",

@@ -108,7 +108,10 @@ async def test_tls_client_without_a_context_checks_the_host_name_with_the_defaul
             assert "match" in str(cause).lower()
             # The reconnecting client's default context checks it too: it gives up at once.
             reconnecting = await transport.connect_reconnecting_client(
-                system, f"wss://127.0.0.1:{server.port}/", options=OPTIONS
+                system,
+                transport.ReconnectingClient(
+                    url=f"wss://127.0.0.1:{server.port}/", options=OPTIONS
+                ),
             )
             reason = await reconnecting.ref.wait_stopped()
             assert isinstance(reason, transport.GaveUp)

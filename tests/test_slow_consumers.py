@@ -19,7 +19,7 @@ import trio
 import actors
 import transport
 from tests.hostile import PING, TEXT, HostileClient, frame, request, start_server
-from transport import InboundOverflow
+from transport import Overflow
 
 CAPACITY = 64  # inbound queue size of the server under test
 SIZE = 1024  # bytes per message
@@ -83,9 +83,9 @@ class StuckApplication:
         self.done.set()
 
 
-@pytest.mark.parametrize("policy", [InboundOverflow.DROP_OLDEST, InboundOverflow.DROP_NEWEST])
+@pytest.mark.parametrize("policy", [Overflow.DROP_OLDEST, Overflow.DROP_NEWEST])
 async def test_a_stuck_application_drops_by_policy_and_memory_stays_bounded(
-    policy: InboundOverflow,
+    policy: Overflow,
 ) -> None:
     # The Pong after the flood comes once the server's reader has handled every message.
     flood = b"".join(frame(TEXT, numbered(i).encode()) for i in range(FLOOD))
@@ -127,7 +127,7 @@ async def test_a_stuck_application_drops_by_policy_and_memory_stays_bounded(
     assert stats.closed is None  # a drop policy keeps the connection open
     assert (stats.messages_received, stats.inbound_depth) == (FLOOD, CAPACITY)
     assert stats.inbound_dropped == dropped_letters(system) == FLOOD - CAPACITY
-    if policy is InboundOverflow.DROP_OLDEST:  # the newest are kept
+    if policy is Overflow.DROP_OLDEST:  # the newest are kept
         kept, last_dropped = list(range(FLOOD - CAPACITY, FLOOD)), FLOOD - CAPACITY
     else:  # the first ones are kept, everything after is dropped
         kept, last_dropped = list(range(CAPACITY)), FLOOD
@@ -138,10 +138,10 @@ async def test_a_stuck_application_drops_by_policy_and_memory_stays_bounded(
 
 @pytest.mark.parametrize(
     ("policy", "code"),
-    [(InboundOverflow.CLOSE_POLICY_VIOLATION, 1008), (InboundOverflow.CLOSE_TRY_AGAIN_LATER, 1013)],
+    [(Overflow.CLOSE_POLICY_VIOLATION, 1008), (Overflow.CLOSE_TRY_AGAIN_LATER, 1013)],
 )
 async def test_a_stuck_application_closes_by_policy_and_memory_stays_bounded(
-    policy: InboundOverflow, code: int
+    policy: Overflow, code: int
 ) -> None:
     flood = b"".join(frame(TEXT, numbered(i).encode()) for i in range(FLOOD))
     options = transport.ConnectionOptions(
@@ -199,7 +199,7 @@ async def test_messages_queued_for_an_application_that_never_reads_them_are_repo
     options = transport.ConnectionOptions(
         ping_interval=None,
         inbound_queue_size=CAPACITY,
-        overflow=InboundOverflow.CLOSE_TRY_AGAIN_LATER,
+        overflow=Overflow.CLOSE_TRY_AGAIN_LATER,
         write_timeout=1.0,
         close_timeout=0.5,
     )

@@ -9,7 +9,9 @@ import pytest
 
 import actors
 import transport
-from transport import CloseCode, Situation, close_code_for, is_sendable, is_transient
+from transport import CloseCode, is_transient
+from transport._close_codes import Situation, close_code_for, is_sendable
+from transport._overflow import close_situation
 from transport._server._handshake import check_request
 
 
@@ -55,11 +57,11 @@ def test_transient_codes_are_worth_a_reconnect() -> None:
 
 
 def test_overflow_policies_map_to_their_close_situation() -> None:
-    policy = transport.InboundOverflow
-    assert policy.CLOSE_POLICY_VIOLATION.close_situation is Situation.OVERFLOW_POLICY_VIOLATION
-    assert policy.CLOSE_TRY_AGAIN_LATER.close_situation is Situation.OVERFLOW_TRY_AGAIN_LATER
-    assert policy.DROP_OLDEST.close_situation is None
-    assert policy.DROP_NEWEST.close_situation is None
+    policy = transport.Overflow
+    assert close_situation(policy.CLOSE_POLICY_VIOLATION) is Situation.OVERFLOW_POLICY_VIOLATION
+    assert close_situation(policy.CLOSE_TRY_AGAIN_LATER) is Situation.OVERFLOW_TRY_AGAIN_LATER
+    assert close_situation(policy.DROP_OLDEST) is None
+    assert close_situation(policy.DROP_NEWEST) is None
 
 
 def test_connection_closed_is_a_frozen_stop_reason() -> None:
@@ -104,6 +106,12 @@ def test_options_are_validated() -> None:
         transport.ConnectionOptions(write_timeout=0)
     with pytest.raises(ValueError, match="ping_interval"):
         transport.ConnectionOptions(ping_interval=-1)
+    with pytest.raises(ValueError, match=r"overflow cannot be Overflow\.FAIL; use one of"):
+        transport.ConnectionOptions(overflow=transport.Overflow.FAIL)
+    with pytest.raises(ValueError, match=r"when_full cannot be Overflow\.CLOSE_TRY_AGAIN_LATER"):
+        transport.ReconnectingClient(
+            url="ws://h/", when_full=transport.Overflow.CLOSE_TRY_AGAIN_LATER
+        )
 
 
 def test_public_surface_is_documented() -> None:

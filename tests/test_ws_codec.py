@@ -17,7 +17,7 @@ from hypothesis import given, settings, strategies as st
 import actors
 import transport
 from tests.ws_support import connection_pair, raw_client, raw_close_code, wait_closed
-from transport import DecodePolicy, JsonCodec
+from transport import DecodePolicy, JsonCodec, _codec
 from transport._server._handshake import HandshakeRequest, check_request
 
 #: Bounded and deterministic: the same examples on every run and in CI, no example database.
@@ -100,52 +100,52 @@ def test_tags_default_to_the_class_name_in_snake_case_and_the_tag_field_is_confi
 
 
 BAD_INPUT = [
-    ("not json", transport.InvalidJsonError, "not valid json"),
-    ('{"type":"leave","room":"r"', transport.InvalidJsonError, "not valid json"),
+    ("not json", _codec.InvalidJsonError, "not valid json"),
+    ('{"type":"leave","room":"r"', _codec.InvalidJsonError, "not valid json"),
     (
         '{"type":"chat","text":"x","author":{"name":"a","id":NaN}}',
-        transport.InvalidJsonError,
+        _codec.InvalidJsonError,
         "NaN",
     ),
-    ("[" * 50_000, transport.InvalidJsonError, "not valid json"),
-    ("9" * 10_000, transport.InvalidJsonError, "not valid json"),
-    ('["leave","r"]', transport.MissingTagError, "json array, not an object"),
-    ('"leave"', transport.MissingTagError, "json string"),
-    ('{"room":"r"}', transport.MissingTagError, "no 'type' field"),
-    ('{"type":null,"room":"r"}', transport.MissingTagError, "no 'type' field"),
-    ('{"type":"kick","room":"r"}', transport.UnknownTagError, "unknown message type 'kick'"),
-    ('{"type":["leave"],"room":"r"}', transport.UnknownTagError, "a json array"),
-    ('{"type":"leave"}', transport.InvalidFieldsError, "required field missing @ Leave.room"),
-    ('{"type":"leave","room":5}', transport.InvalidFieldsError, "Leave.room"),
-    ('{"type":"leave","room":"r","reason":false}', transport.InvalidFieldsError, "Leave.reason"),
+    ("[" * 50_000, _codec.InvalidJsonError, "not valid json"),
+    ("9" * 10_000, _codec.InvalidJsonError, "not valid json"),
+    ('["leave","r"]', _codec.MissingTagError, "json array, not an object"),
+    ('"leave"', _codec.MissingTagError, "json string"),
+    ('{"room":"r"}', _codec.MissingTagError, "no 'type' field"),
+    ('{"type":null,"room":"r"}', _codec.MissingTagError, "no 'type' field"),
+    ('{"type":"kick","room":"r"}', _codec.UnknownTagError, "unknown message type 'kick'"),
+    ('{"type":["leave"],"room":"r"}', _codec.UnknownTagError, "a json array"),
+    ('{"type":"leave"}', _codec.InvalidFieldsError, "required field missing @ Leave.room"),
+    ('{"type":"leave","room":5}', _codec.InvalidFieldsError, "Leave.room"),
+    ('{"type":"leave","room":"r","reason":false}', _codec.InvalidFieldsError, "Leave.reason"),
     (
         '{"type":"leave","room":"r","by":"x"}',
-        transport.InvalidFieldsError,
+        _codec.InvalidFieldsError,
         "extra fields found (by)",
     ),
-    ('{"type":"join","room":"r","invited":"ab"}', transport.InvalidFieldsError, "Join.invited"),
-    ('{"type":"join","room":"r","invited":[1]}', transport.InvalidFieldsError, "invited"),
+    ('{"type":"join","room":"r","invited":"ab"}', _codec.InvalidFieldsError, "Join.invited"),
+    ('{"type":"join","room":"r","invited":[1]}', _codec.InvalidFieldsError, "invited"),
     (
         '{"type":"chat","text":"x","author":{"name":"a","id":"1"}}',
-        transport.InvalidFieldsError,
+        _codec.InvalidFieldsError,
         "ChatMessage.author.id",
     ),
     (
         '{"type":"chat","text":"x","author":{"name":"a","id":true}}',
-        transport.InvalidFieldsError,
+        _codec.InvalidFieldsError,
         "ChatMessage.author.id",
     ),
     (
         '{"type":"chat","text":"x","author":{"name":"a","id":1.5}}',
-        transport.InvalidFieldsError,
+        _codec.InvalidFieldsError,
         "ChatMessage.author.id",
     ),
     (
         '{"type":"chat","text":"x","author":{"name":"a","id":1},"mood":"sleepy"}',
-        transport.InvalidFieldsError,
+        _codec.InvalidFieldsError,
         "ChatMessage.mood",
     ),
-    (b'{"type":"leave","room":"r"}', transport.UnsupportedFrameError, "accepts text only"),
+    (b'{"type":"leave","room":"r"}', _codec.UnsupportedFrameError, "accepts text only"),
 ]
 
 
@@ -159,16 +159,16 @@ def test_bad_input_is_a_typed_decode_error_with_reason_payload_and_close_code(
     assert isinstance(error, transport.DecodeError)
     assert isinstance(error, transport.TransportError)
     assert reason in error.reason
-    assert error.payload == frame[: transport.PAYLOAD_EXCERPT]
+    assert error.payload == frame[: _codec.PAYLOAD_EXCERPT]
     assert error.payload_size == len(frame)
-    expected = 1003 if error_type is transport.UnsupportedFrameError else 1007
+    expected = 1003 if error_type is _codec.UnsupportedFrameError else 1007
     assert error.close_code == expected
 
 
 def test_binary_messages_when_accepted_must_be_utf8_json() -> None:
     codec = JsonCodec(Leave, accept_binary=True)
     assert codec.decode('{"type":"leave","room":"é"}'.encode()) == Leave("é")
-    with pytest.raises(transport.InvalidUtf8Error) as info:
+    with pytest.raises(_codec.InvalidUtf8Error) as info:
         codec.decode(b'{"type":"leave","room":"\xff"}')
     assert info.value.close_code == 1007
     assert info.value.payload == b'{"type":"leave","room":"\xff"}'
@@ -177,15 +177,15 @@ def test_binary_messages_when_accepted_must_be_utf8_json() -> None:
 def test_extra_fields_are_ignored_when_not_forbidden() -> None:
     lenient = JsonCodec(Leave, forbid_extra_fields=False)
     assert lenient.decode('{"type":"leave","room":"r","by":"x"}') == Leave("r")
-    with pytest.raises(transport.InvalidFieldsError):
+    with pytest.raises(_codec.InvalidFieldsError):
         lenient.decode('{"type":"leave","room":1}')
 
 
 def test_a_huge_bad_message_keeps_only_a_short_excerpt() -> None:
     frame = "x" * 1_000_000
-    with pytest.raises(transport.InvalidJsonError) as info:
+    with pytest.raises(_codec.InvalidJsonError) as info:
         CODEC.decode(frame)
-    assert info.value.payload == "x" * transport.PAYLOAD_EXCERPT
+    assert info.value.payload == "x" * _codec.PAYLOAD_EXCERPT
     assert info.value.payload_size == 1_000_000
     assert len(repr(info.value)) < 1000
 
@@ -255,7 +255,7 @@ def test_arbitrary_frames_decode_or_raise_only_decode_error(frame: str | bytes) 
         else:
             assert isinstance(decoded, ChatMessage | Join | Leave)
             continue
-        assert error.payload == frame[: transport.PAYLOAD_EXCERPT]
+        assert error.payload == frame[: _codec.PAYLOAD_EXCERPT]
         assert error.payload_size == len(frame)
 
 
@@ -380,10 +380,10 @@ async def test_skip_policy_reports_bad_input_and_keeps_the_connection(
         assert await server.receive_message() == Leave("r")
         dead = [letters.receive_nowait(), letters.receive_nowait()]
     assert isinstance(first, transport.Undecodable)
-    assert isinstance(first.error, transport.InvalidJsonError)
+    assert isinstance(first.error, _codec.InvalidJsonError)
     assert first.error.payload == "{not json"
     assert isinstance(second, transport.Undecodable)
-    assert isinstance(second.error, transport.UnknownTagError)
+    assert isinstance(second.error, _codec.UnknownTagError)
     assert [letter.message for letter in dead] == [first, second]
     assert all(letter.reason is actors.DeadLetterReason.UNDELIVERABLE for letter in dead)
     assert dead[0].error is first.error
@@ -446,7 +446,7 @@ async def test_subscriber_receives_decoded_objects_and_undecodable_notices(
     joined, notice, left, closed = collector.got
     assert (joined, left) == (Join("a"), Leave("a"))
     assert isinstance(notice, transport.Undecodable)
-    assert isinstance(notice.error, transport.InvalidJsonError)
+    assert isinstance(notice.error, _codec.InvalidJsonError)
     assert closed == transport.ConnectionClosed(1000, "", by_peer=True)
 
 

@@ -10,7 +10,7 @@ import trio.testing
 import actors
 import transport
 from tests.ws_support import NO_KEEPALIVE, connection_pair, wait_closed
-from transport import ConnectionOptions, InboundOverflow
+from transport import ConnectionOptions, Overflow
 
 
 async def test_messages_flow_in_order_both_ways(system: actors.ActorSystem) -> None:
@@ -75,10 +75,10 @@ async def test_closing_the_system_closes_connections_with_1001() -> None:
 
 @pytest.mark.parametrize(
     ("policy", "kept"),
-    [(InboundOverflow.DROP_OLDEST, ["m3", "m4"]), (InboundOverflow.DROP_NEWEST, ["m0", "m1"])],
+    [(Overflow.DROP_OLDEST, ["m3", "m4"]), (Overflow.DROP_NEWEST, ["m0", "m1"])],
 )
 async def test_drop_policies_count_and_dead_letter_every_drop(
-    system: actors.ActorSystem, policy: InboundOverflow, kept: list[str]
+    system: actors.ActorSystem, policy: Overflow, kept: list[str]
 ) -> None:
     options = ConnectionOptions(ping_interval=None, inbound_queue_size=2, overflow=policy)
     client, server = await connection_pair(system, server_options=options)
@@ -98,10 +98,10 @@ async def test_drop_policies_count_and_dead_letter_every_drop(
 
 @pytest.mark.parametrize(
     ("policy", "code"),
-    [(InboundOverflow.CLOSE_POLICY_VIOLATION, 1008), (InboundOverflow.CLOSE_TRY_AGAIN_LATER, 1013)],
+    [(Overflow.CLOSE_POLICY_VIOLATION, 1008), (Overflow.CLOSE_TRY_AGAIN_LATER, 1013)],
 )
 async def test_close_policies_disconnect_the_slow_party(
-    system: actors.ActorSystem, policy: InboundOverflow, code: int
+    system: actors.ActorSystem, policy: Overflow, code: int
 ) -> None:
     options = ConnectionOptions(ping_interval=None, inbound_queue_size=2, overflow=policy)
     client, server = await connection_pair(system, server_options=options)
@@ -130,7 +130,7 @@ async def test_reader_keeps_answering_pings_while_the_application_reads_nothing(
 ) -> None:
     keepalive = ConnectionOptions(ping_interval=1, pong_timeout=1)
     slow_app = ConnectionOptions(
-        ping_interval=None, inbound_queue_size=1, overflow=InboundOverflow.DROP_NEWEST
+        ping_interval=None, inbound_queue_size=1, overflow=Overflow.DROP_NEWEST
     )
     client, server = await connection_pair(
         system, client_options=keepalive, server_options=slow_app

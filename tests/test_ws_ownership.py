@@ -67,10 +67,12 @@ HANDLE_ATTRIBUTES = frozenset(
 ACTOR_ATTRIBUTES = frozenset(
     {
         "application_ended",
+        "begin_close",
         "close",
         "ctx",
         "get_statistics",
         "handle",
+        "keepalive_ping",
         "on_start",
         "on_stop",
         "send_bytes",

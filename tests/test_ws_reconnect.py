@@ -23,8 +23,8 @@ from tests.reconnect_support import (
     spawn_events,
     wait_for_state,
 )
-from transport import ClientState, WhenFull
-from transport._reconnect._policy import Outbox, close_refusal_reason, refusal_reason
+from transport import ClientState, Overflow
+from transport._reconnect._policy import SendBuffer, close_refusal_reason, refusal_reason
 
 
 @pytest.fixture
@@ -56,20 +56,20 @@ def test_which_failures_are_retried() -> None:
 @pytest.mark.parametrize(
     ("policy", "kept", "gave_way"),
     [
-        (WhenFull.DROP_OLDEST, [2, 3, 4], [0, 1]),
-        (WhenFull.DROP_NEWEST, [0, 1, 2], [3, 4]),
-        (WhenFull.FAIL, [0, 1, 2], [3, 4]),
+        (Overflow.DROP_OLDEST, [2, 3, 4], [0, 1]),
+        (Overflow.DROP_NEWEST, [0, 1, 2], [3, 4]),
+        (Overflow.FAIL, [0, 1, 2], [3, 4]),
     ],
 )
-def test_outbox_policies(policy: WhenFull, kept: list[int], gave_way: list[int]) -> None:
-    outbox: Outbox[int] = Outbox(3, policy)
+def test_outbox_policies(policy: Overflow, kept: list[int], gave_way: list[int]) -> None:
+    outbox: SendBuffer[int] = SendBuffer(3, policy)
     dropped = [d for d in (outbox.put(i) for i in range(5)) if d is not None]
     assert dropped == gave_way
     assert outbox.take_all() == kept
 
 
 def test_outbox_put_back_keeps_order_and_bound() -> None:
-    outbox: Outbox[int] = Outbox(2, WhenFull.DROP_NEWEST)
+    outbox: SendBuffer[int] = SendBuffer(2, Overflow.DROP_NEWEST)
     outbox.put(1)
     outbox.put(2)
     first = outbox.take()
@@ -77,7 +77,7 @@ def test_outbox_put_back_keeps_order_and_bound() -> None:
     assert outbox.put_back(first) == [3]
     assert outbox.take_all() == [1, 2]
     with pytest.raises(ValueError, match="buffer"):
-        Outbox(-1, WhenFull.FAIL)
+        SendBuffer(-1, Overflow.FAIL)
 
 
 def test_bad_configuration_is_refused_at_construction() -> None:
@@ -109,11 +109,13 @@ async def test_server_drop_reconnects_reruns_hook_and_flushes_the_buffer(
     subscriber, events = await spawn_events(system)
     client = await transport.connect_reconnecting_client(
         system,
-        endpoint.url,
-        options=OPTIONS,
-        backoff=EXACT,
-        on_connected=log_in,
-        subscriber=subscriber,
+        transport.ReconnectingClient(
+            url=endpoint.url,
+            options=OPTIONS,
+            backoff=EXACT,
+            on_connected=log_in,
+            subscriber=subscriber,
+        ),
     )
     first = await events.receive()
     assert isinstance(first, transport.Connected)
@@ -153,7 +155,7 @@ async def test_inbound_keeps_flowing_to_the_same_reader_across_reconnects(
     system: actors.ActorSystem, endpoint: Endpoint, autojump_clock: trio.testing.MockClock
 ) -> None:
     async with transport.open_reconnecting_client(
-        system, endpoint.url, options=OPTIONS, backoff=EXACT
+        system, transport.ReconnectingClient(url=endpoint.url, options=OPTIONS, backoff=EXACT)
     ) as client:
         assert await client.receive() == "welcome 0"
         await endpoint.connections[0].close(1001)
@@ -186,7 +188,10 @@ async def test_nothing_is_lost_while_connections_keep_dropping(
     with system.dead_letters.subscribe(buffer=total) as letters:
         async with trio.open_nursery() as nursery:
             async with transport.open_reconnecting_client(
-                system, endpoint.url, options=OPTIONS, backoff=quick, buffer=total
+                system,
+                transport.ReconnectingClient(
+                    url=endpoint.url, options=OPTIONS, backoff=quick, buffer=total
+                ),
             ) as client:
 
                 async def drop_every(count: int) -> None:
@@ -223,7 +228,8 @@ async def test_server_down_at_start_backs_off_then_connects(
 ) -> None:
     port = await closed_port()
     client = await transport.connect_reconnecting_client(
-        system, f"ws://127.0.0.1:{port}/", options=OPTIONS, backoff=EXACT
+        system,
+        transport.ReconnectingClient(url=f"ws://127.0.0.1:{port}/", options=OPTIONS, backoff=EXACT),
     )
     start = trio.current_time()
     await client.send("waited")
@@ -249,7 +255,7 @@ async def test_http_5xx_is_retried_on_schedule_and_4xx_is_not(
 ) -> None:
     endpoint.reject = [503, 503, 502]
     client = await transport.connect_reconnecting_client(
-        system, endpoint.url, options=OPTIONS, backoff=EXACT
+        system, transport.ReconnectingClient(url=endpoint.url, options=OPTIONS, backoff=EXACT)
     )
     await client.wait_connected()
     times = endpoint.handshakes
@@ -258,7 +264,7 @@ async def test_http_5xx_is_retried_on_schedule_and_4xx_is_not(
 
     endpoint.reject = [401]
     client = await transport.connect_reconnecting_client(
-        system, endpoint.url, options=OPTIONS, backoff=EXACT
+        system, transport.ReconnectingClient(url=endpoint.url, options=OPTIONS, backoff=EXACT)
     )
     reason = await client.ref.wait_stopped()
     assert isinstance(reason, transport.GaveUp)
@@ -275,11 +281,13 @@ async def test_attempt_cap_gives_up_and_dead_letters_the_buffer(
     subscriber, events = await spawn_events(system)
     client = await transport.connect_reconnecting_client(
         system,
-        f"ws://127.0.0.1:{port}/",
-        options=OPTIONS,
-        backoff=EXACT,
-        max_attempts=3,
-        subscriber=subscriber,
+        transport.ReconnectingClient(
+            url=f"ws://127.0.0.1:{port}/",
+            options=OPTIONS,
+            backoff=EXACT,
+            max_attempts=3,
+            subscriber=subscriber,
+        ),
     )
     start = trio.current_time()
     with system.dead_letters.subscribe() as letters:
@@ -318,10 +326,12 @@ async def test_untrusted_certificate_is_not_retried(
         untrusting = ssl.create_default_context()  # the system store knows nothing of our CA
         client = await transport.connect_reconnecting_client(
             system,
-            f"wss://127.0.0.1:{endpoint.port}/",
-            ssl_context=untrusting,
-            options=OPTIONS,
-            backoff=EXACT,
+            transport.ReconnectingClient(
+                url=f"wss://127.0.0.1:{endpoint.port}/",
+                ssl_context=untrusting,
+                options=OPTIONS,
+                backoff=EXACT,
+            ),
         )
         start = trio.current_time()
         reason = await client.ref.wait_stopped()
@@ -335,25 +345,30 @@ async def test_untrusted_certificate_is_not_retried(
         trusting = ssl.create_default_context()
         ca.configure_trust(trusting)
         async with transport.open_reconnecting_client(
-            system, f"wss://127.0.0.1:{endpoint.port}/", ssl_context=trusting, options=OPTIONS
+            system,
+            transport.ReconnectingClient(
+                url=f"wss://127.0.0.1:{endpoint.port}/", ssl_context=trusting, options=OPTIONS
+            ),
         ) as client:
             await client.send("secure")
             assert await endpoint.take(1) == [(0, "secure")]
         nursery.cancel_scope.cancel()
 
 
-@pytest.mark.parametrize("policy", list(WhenFull))
+@pytest.mark.parametrize("policy", [Overflow.DROP_OLDEST, Overflow.DROP_NEWEST, Overflow.FAIL])
 async def test_full_buffer_policies_report_every_message(
-    system: actors.ActorSystem, policy: WhenFull, autojump_clock: trio.testing.MockClock
+    system: actors.ActorSystem, policy: Overflow, autojump_clock: trio.testing.MockClock
 ) -> None:
     port = await closed_port()
     client = await transport.connect_reconnecting_client(
         system,
-        f"ws://127.0.0.1:{port}/",
-        options=OPTIONS,
-        backoff=EXACT,
-        buffer=3,
-        when_full=policy,
+        transport.ReconnectingClient(
+            url=f"ws://127.0.0.1:{port}/",
+            options=OPTIONS,
+            backoff=EXACT,
+            buffer=3,
+            when_full=policy,
+        ),
     )
     with system.dead_letters.subscribe() as letters:
         refused: dict[int, transport.BufferFullError] = {}
@@ -366,11 +381,11 @@ async def test_full_buffer_policies_report_every_message(
         await wait_for_state(client, ClientState.BACKING_OFF, failed_attempts=2)
         reports = drain(letters)
     kept = {
-        WhenFull.DROP_OLDEST: ["m2", "m3", "told"],
-        WhenFull.DROP_NEWEST: ["m0", "m1", "m2"],
-        WhenFull.FAIL: ["m0", "m1", "m2"],
+        Overflow.DROP_OLDEST: ["m2", "m3", "told"],
+        Overflow.DROP_NEWEST: ["m0", "m1", "m2"],
+        Overflow.FAIL: ["m0", "m1", "m2"],
     }[policy]
-    if policy is WhenFull.FAIL:
+    if policy is Overflow.FAIL:
         assert list(refused) == [3]
         assert "buffer of 3 messages is full" in str(refused[3])
         assert [r.reason for r in reports] == [actors.DeadLetterReason.REJECTED]
@@ -393,7 +408,10 @@ async def test_a_close_code_that_is_not_transient_ends_the_client(
 ) -> None:
     subscriber, events = await spawn_events(system)
     client = await transport.connect_reconnecting_client(
-        system, endpoint.url, options=OPTIONS, backoff=EXACT, subscriber=subscriber
+        system,
+        transport.ReconnectingClient(
+            url=endpoint.url, options=OPTIONS, backoff=EXACT, subscriber=subscriber
+        ),
     )
     assert isinstance(await events.receive(), transport.Connected)
     assert await events.receive() == transport.Received("welcome 0")
@@ -415,7 +433,10 @@ async def test_a_failing_hook_closes_with_1011_and_gives_up(
         raise PermissionError("wrong password")
 
     client = await transport.connect_reconnecting_client(
-        system, endpoint.url, options=OPTIONS, backoff=EXACT, on_connected=bad_login
+        system,
+        transport.ReconnectingClient(
+            url=endpoint.url, options=OPTIONS, backoff=EXACT, on_connected=bad_login
+        ),
     )
     reason = await client.ref.wait_stopped()
     assert isinstance(reason, transport.GaveUp)
@@ -435,7 +456,10 @@ async def test_stopping_the_client_closes_with_1001_and_tells_the_subscriber(
             await endpoint.start(nursery)
             subscriber, events = await spawn_events(system)
             client = await transport.connect_reconnecting_client(
-                system, endpoint.url, options=OPTIONS, subscriber=subscriber
+                system,
+                transport.ReconnectingClient(
+                    url=endpoint.url, options=OPTIONS, subscriber=subscriber
+                ),
             )
             await client.wait_connected()
             await client.ref.stop()
@@ -453,7 +477,9 @@ async def test_stopping_the_client_closes_with_1001_and_tells_the_subscriber(
 async def test_statistics_by_ask(
     system: actors.ActorSystem, endpoint: Endpoint, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with transport.open_reconnecting_client(system, endpoint.url, options=OPTIONS) as client:
+    async with transport.open_reconnecting_client(
+        system, transport.ReconnectingClient(url=endpoint.url, options=OPTIONS)
+    ) as client:
         await client.wait_connected()
         stats = await client.ref.ask(transport.GetReconnectStatistics())
         assert stats.state is ClientState.CONNECTED
@@ -492,14 +518,14 @@ async def test_a_connection_dying_mid_flush_puts_back_reports_and_keeps_order(
 ) -> None:
     # The reconnecting client connects through this stand-in for connect_websocket: each
     # connection is a real connection actor over a memory stream, with a one-message
-    # mailbox and outbox, so handing the buffer to the first one (whose writes hang)
+    # mailbox (its outbound queue), so handing the buffer to the first one (whose writes hang)
     # blocks in the middle. Meanwhile new sends fill the buffer; then the connection dies.
     from transport._client._connect import client_opener
     from transport._connection._actor import ConnectionActor, Spawner, spawn_connection
     from transport._server._handshake import DEFAULT_POLICY, server_opener
 
     options = transport.ConnectionOptions(ping_interval=None, outbound_queue_size=1)
-    first_attempt, reconnected = trio.Event(), trio.Event()
+    first_attempt, second_attempt, reconnected = trio.Event(), trio.Event(), trio.Event()
     streams: list[BreakableStream] = []
     servers: list[transport.WebSocketConnection] = []
     handles: list[transport.WebSocketConnection] = []
@@ -507,8 +533,7 @@ async def test_a_connection_dying_mid_flush_puts_back_reports_and_keeps_order(
     async def connect_websocket(
         parent: Spawner, url: str, *, name: str, **_: object
     ) -> transport.WebSocketConnection:
-        if not streams:
-            await first_attempt.wait()
+        await (second_attempt if streams else first_attempt).wait()
         client_side, server_side = trio.testing.memory_stream_pair()
         stream = BreakableStream(client_side)
 
@@ -537,11 +562,13 @@ async def test_a_connection_dying_mid_flush_puts_back_reports_and_keeps_order(
     buffer = 6
     client = await transport.connect_reconnecting_client(
         system,
-        "ws://test.invalid/",
-        options=options,
-        backoff=actors.Backoff(minimum=0.001, maximum=0.001, jitter=0),
-        buffer=buffer,
-        when_full=WhenFull.DROP_NEWEST,
+        transport.ReconnectingClient(
+            url="ws://test.invalid/",
+            options=options,
+            backoff=actors.Backoff(minimum=0.001, maximum=0.001, jitter=0),
+            buffer=buffer,
+            when_full=Overflow.DROP_NEWEST,
+        ),
     )
     sent: list[str] = []
     with system.dead_letters.subscribe() as letters:
@@ -561,11 +588,14 @@ async def test_a_connection_dying_mid_flush_puts_back_reports_and_keeps_order(
         assert client.statistics().dropped == 0
         # The connection is stopped: the message the flush held goes back to the front of
         # a full buffer, and the newest buffered message gives way, counted and reported.
+        # (A stop waits for the write under way, never cut short: here it fails.)
         handles[0].ref.request_stop()
+        streams[0].broken.set()
+        await handles[0].ref.wait_stopped()
         await trio.testing.wait_all_tasks_blocked()
         assert client.statistics().dropped == 1
         assert client.statistics().buffered == buffer
-        streams[0].broken.set()  # its hanging write fails: the connection ends at once
+        second_attempt.set()
         await reconnected.wait()
         delivered = [str(await servers[1].receive()) for _ in range(buffer)]
         stats = client.statistics()

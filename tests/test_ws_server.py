@@ -275,7 +275,7 @@ async def test_threads_and_tasks_share_one_wss_connection_without_loss_or_reorde
     options = transport.ConnectionOptions(
         ping_interval=0.05,  # pings and pongs interleave with the traffic
         inbound_queue_size=4096,
-        overflow=transport.InboundOverflow.CLOSE_POLICY_VIOLATION,  # a drop fails the test
+        overflow=transport.Overflow.CLOSE_POLICY_VIOLATION,  # a drop fails the test
     )
     async with trio.open_nursery() as nursery:
         server = await start_server(nursery, system, ssl_context=server_ssl)

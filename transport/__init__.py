@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from ._adapter._limits import InboundLimits as InboundLimits
 from ._backplane._interface import (
-    DEFAULT_MIN_IDLE as DEFAULT_MIN_IDLE,
-    DEFAULT_STREAM_MAXLEN as DEFAULT_STREAM_MAXLEN,
     Backplane as Backplane,
     BackplaneError as BackplaneError,
     BackplaneGap as BackplaneGap,
@@ -32,7 +30,6 @@ from ._backplane._interface import (
     StreamMessage as StreamMessage,
 )
 from ._backplane._local import (
-    LocalBackplane as LocalBackplane,
     open_local_backplane as open_local_backplane,
 )
 from ._backplane._redis_open import open_redis_backplane as open_redis_backplane
@@ -45,38 +42,24 @@ from ._client._connect import (
 from ._close_codes import (
     CloseCode as CloseCode,
     ConnectionClosed as ConnectionClosed,
-    Situation as Situation,
-    close_code_for as close_code_for,
-    is_sendable as is_sendable,
     is_transient as is_transient,
 )
 from ._codec import (
-    PAYLOAD_EXCERPT as PAYLOAD_EXCERPT,
     Codec as Codec,
-    CodecError as CodecError,
     DecodeError as DecodeError,
     DecodePolicy as DecodePolicy,
     EncodeError as EncodeError,
-    InvalidFieldsError as InvalidFieldsError,
-    InvalidJsonError as InvalidJsonError,
-    InvalidUtf8Error as InvalidUtf8Error,
     JsonCodec as JsonCodec,
-    MissingTagError as MissingTagError,
     RawCodec as RawCodec,
-    UnknownTagError as UnknownTagError,
-    UnsupportedFrameError as UnsupportedFrameError,
 )
 from ._compression import (
     DEFAULT_COMPRESSION as DEFAULT_COMPRESSION,
     LOW_MEMORY_COMPRESSION as LOW_MEMORY_COMPRESSION,
     Compression as Compression,
 )
-from ._connection._actor import Application as Application
 from ._connection._handle import (
-    MessageIterator as MessageIterator,
     WebSocketConnection as WebSocketConnection,
 )
-from ._connection._inbound import InboundOverflow as InboundOverflow
 from ._connection._messages import (
     Close as Close,
     ConnectionInfo as ConnectionInfo,
@@ -92,7 +75,6 @@ from ._connection._messages import (
     Undecodable as Undecodable,
 )
 from ._exceptions import (
-    ConnectionClosedError as ConnectionClosedError,
     ExtensionError as ExtensionError,
     HandshakeError as HandshakeError,
     HandshakeRejected as HandshakeRejected,
@@ -100,12 +82,11 @@ from ._exceptions import (
     TLSError as TLSError,
     TransportError as TransportError,
 )
+from ._overflow import Overflow as Overflow
 from ._pool._router import (
     ConnectionPool as ConnectionPool,
     GetPoolStatistics as GetPoolStatistics,
-    Keyed as Keyed,
     PoolMessage as PoolMessage,
-    PoolRouter as PoolRouter,
     PoolStatistics as PoolStatistics,
     connect_connection_pool as connect_connection_pool,
     open_connection_pool as open_connection_pool,
@@ -118,7 +99,6 @@ from ._reconnect._acked._server import (
 )
 from ._reconnect._acked._wire import AckProtocolError as AckProtocolError
 from ._reconnect._client import (
-    ConnectedHook as ConnectedHook,
     ReconnectingClient as ReconnectingClient,
 )
 from ._reconnect._handle import (
@@ -129,7 +109,6 @@ from ._reconnect._handle import (
 from ._reconnect._policy import (
     BufferFullError as BufferFullError,
     ClientState as ClientState,
-    WhenFull as WhenFull,
 )
 from ._reconnect._types import (
     ClientEvent as ClientEvent,
@@ -144,7 +123,6 @@ from ._reconnect._types import (
 )
 from ._server._handshake import (
     Accept as Accept,
-    HandshakeHook as HandshakeHook,
     HandshakePolicy as HandshakePolicy,
     HandshakeRequest as HandshakeRequest,
     Reject as Reject,
@@ -157,15 +135,11 @@ from ._server._host import (
 
 __all__ = [
     "DEFAULT_COMPRESSION",
-    "DEFAULT_MIN_IDLE",
-    "DEFAULT_STREAM_MAXLEN",
     "LOW_MEMORY_COMPRESSION",
-    "PAYLOAD_EXCERPT",
     "Accept",
     "AckProtocolError",
     "AckedConnection",
     "AckedSessions",
-    "Application",
     "Backplane",
     "BackplaneError",
     "BackplaneGap",
@@ -178,12 +152,9 @@ __all__ = [
     "Close",
     "CloseCode",
     "Codec",
-    "CodecError",
     "Compression",
     "Connected",
-    "ConnectedHook",
     "ConnectionClosed",
-    "ConnectionClosedError",
     "ConnectionInfo",
     "ConnectionMessage",
     "ConnectionOptions",
@@ -201,24 +172,15 @@ __all__ = [
     "GetReconnectStatistics",
     "GetStatistics",
     "HandshakeError",
-    "HandshakeHook",
     "HandshakePolicy",
     "HandshakeRejected",
     "HandshakeRequest",
     "HandshakeTimeoutError",
     "InboundLimits",
-    "InboundOverflow",
-    "InvalidFieldsError",
-    "InvalidJsonError",
-    "InvalidUtf8Error",
     "JsonCodec",
-    "Keyed",
-    "LocalBackplane",
-    "MessageIterator",
-    "MissingTagError",
+    "Overflow",
     "OversizedMessageError",
     "PoolMessage",
-    "PoolRouter",
     "PoolStatistics",
     "RawCodec",
     "Received",
@@ -237,24 +199,18 @@ __all__ = [
     "SendText",
     "ServerStatistics",
     "SessionStatistics",
-    "Situation",
     "StreamMessage",
     "SubscriberMessage",
     "TLSError",
     "TransportError",
     "UnconfirmedError",
     "Undecodable",
-    "UnknownTagError",
-    "UnsupportedFrameError",
     "WebSocketConnection",
     "WebSocketServer",
-    "WhenFull",
-    "close_code_for",
     "connect_connection_pool",
     "connect_reconnecting_client",
     "connect_websocket",
     "insecure_ssl_context",
-    "is_sendable",
     "is_transient",
     "open_connection_pool",
     "open_local_backplane",

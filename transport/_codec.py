@@ -14,15 +14,17 @@ Decoding never raises anything but a :class:`DecodeError`, and encoding anything
 an :class:`EncodeError`::
 
     TransportError
-    └── CodecError
-        ├── EncodeError                 the value cannot be sent with this codec
-        └── DecodeError                 an inbound message is bad input (close code 1007)
-            ├── UnsupportedFrameError   a frame type the codec does not accept (1003)
-            ├── InvalidUtf8Error        a Binary message that is not UTF-8
-            ├── InvalidJsonError        not JSON (or NaN, Infinity, nesting too deep)
-            ├── MissingTagError         not a JSON object with the tag field
-            ├── UnknownTagError         a tag no registered class has
-            └── InvalidFieldsError      missing, extra or wrongly typed fields
+    ├── EncodeError                 the value cannot be sent with this codec
+    └── DecodeError                 an inbound message is bad input (close code 1007)
+        ├── UnsupportedFrameError   a frame type the codec does not accept (1003)
+        ├── InvalidUtf8Error        a Binary message that is not UTF-8
+        ├── InvalidJsonError        not JSON (or NaN, Infinity, nesting too deep)
+        ├── MissingTagError         not a JSON object with the tag field
+        ├── UnknownTagError         a tag no registered class has
+        └── InvalidFieldsError      missing, extra or wrongly typed fields
+
+Only ``EncodeError`` and ``DecodeError`` are exported: the kinds of decode failure are
+told apart by ``reason`` (and by these private classes, for the package's tests).
 """
 
 from __future__ import annotations
@@ -48,19 +50,15 @@ T = TypeVar("T")
 PAYLOAD_EXCERPT = 256
 
 
-class CodecError(TransportError):
-    """Base class of the errors of codecs."""
-
-
-class EncodeError(CodecError):
+class EncodeError(TransportError):
     """A value cannot be encoded by the connection's codec; nothing was sent."""
 
 
-class DecodeError(CodecError):
+class DecodeError(TransportError):
     """An inbound message could not be decoded; it is bad input, not a broken connection.
 
     ``reason`` says what is wrong; ``payload`` is the start of the message as received
-    (at most :data:`PAYLOAD_EXCERPT` characters or bytes, so a huge or hostile message
+    (at most 256 characters or bytes, so a huge or hostile message
     is not copied into logs and dead letters); ``payload_size`` is its full length.
     ``close_code`` is the code the connection closes with under the ``CLOSE`` policy.
     """

@@ -9,7 +9,13 @@ situation, from that trio exception too::
     │   ├── ExtensionError                               the server's extension answer is invalid
     │   ├── HandshakeTimeoutError  (trio.TooSlowError)   no handshake within the deadline
     │   └── TLSError               (trio.BrokenResourceError)  certificate or TLS failure
-    └── ConnectionClosedError      (trio.BrokenResourceError)  the connection is gone
+    ├── codecs (``_codec``): EncodeError, DecodeError
+    ├── reconnecting clients: BufferFullError, UnconfirmedError, AckProtocolError
+    └── the backplane: BackplaneError and its subclasses
+
+A connection that closes is not an exception: its actor stops with a
+:class:`ConnectionClosed` reason, and sending on it raises
+:exc:`actors.ActorStoppedError` (trio's ``BrokenResourceError``).
 
 None of them carries a stream or a library connection object: only codes, statuses,
 headers and text.
@@ -72,15 +78,3 @@ class TLSError(HandshakeError, trio.BrokenResourceError):
     failure: retrying will not help. The underlying :mod:`ssl` error is the
     ``__cause__``.
     """
-
-
-class ConnectionClosedError(TransportError, trio.BrokenResourceError):
-    """The WebSocket connection is closed; nothing more can be sent on it.
-
-    ``code`` and ``reason`` say how it closed.
-    """
-
-    def __init__(self, message: str, code: int, reason: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.reason = reason

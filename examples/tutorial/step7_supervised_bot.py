@@ -51,11 +51,13 @@ class Bot(actors.Actor[transport.ClientEvent]):
             await connection.send("hello")
 
         self.client = await transport.connect_reconnecting_client(
-            self.ctx,  # the client is our child: it stops before we do
-            self.url,
-            backoff=actors.Backoff(minimum=0.1, maximum=2.0),
-            on_connected=hello,
-            subscriber=self.ctx.ref,  # Connected, Received, Disconnected, GaveUp come here
+            self.ctx,
+            transport.ReconnectingClient(
+                url=self.url,
+                backoff=actors.Backoff(minimum=0.1, maximum=2.0),
+                on_connected=hello,
+                subscriber=self.ctx.ref,
+            ),
             name="client",
         )
 

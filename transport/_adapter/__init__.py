@@ -1,11 +1,12 @@
 """The adapter over trio-websocket and wsproto: every line that names either library lives here.
 
 The connection actor sees only :class:`Backend` (send, receive, ping, close, abort) and
-:class:`ServerHandshake`; nothing else in the package imports ``trio_websocket`` or ``wsproto``, so the
-library can be swapped (``websockets.trio`` is the likely alternative) by rewriting this
-package alone. Three modules: ``_request`` reads and parses a server's opening request
-before the library sees it, ``_guard`` wraps wsproto's connection with the frame guard and
-the inbound limits (``_limits``, sans-IO), and ``_library`` drives trio-websocket.
+:class:`ServerHandshake`; nothing else in the package imports ``trio_websocket`` or
+``wsproto``, so the library can be swapped (``websockets.trio`` is the likely alternative)
+by rewriting this package alone. Its modules: ``_request`` reads and parses a server's
+opening request before the library sees it, ``_guard`` wraps wsproto's connection with the
+frame guard and the inbound limits (``_limits``, sans-IO), ``_library`` drives
+trio-websocket, and ``_hooks`` holds every private hook of either library.
 
 What this adapter closes of trio-websocket 0.12.2's known gaps:
 
@@ -45,8 +46,6 @@ What it cannot close from above, and how the actor contains it instead:
 - wsproto keeps the request bytes a client pipelines behind its opening request and
   drops them at the 101 (clients must wait for it, RFC 6455 section 4.1).
 
-The library's private hooks used here (``_reader_task``, ``_open_handshake``,
-``_get_request``, ``_pings``, ``_send``) are the ones its own ``wrap_*_stream`` and
-``ping`` functions use; wsproto's frame decoder is read (never written) to see a frame
-header before its payload. All are pinned by the tests of this package.
+Every private hook of trio-websocket and wsproto the adapter uses is one function of
+``_hooks``, with why the public API does not serve; each is pinned by a test.
 """

@@ -18,12 +18,12 @@ import trio
 import wsproto
 import wsproto.connection
 import wsproto.events
-import wsproto.frame_protocol
 import wsproto.utilities
 
 from .._close_codes import CloseCode
 from ._deflate import DeflateExtension, NegotiationError
-from ._limits import BackendLimits, InboundGuard, Violation
+from ._hooks import close_frame, open_connection, payload_announced, take_handshake
+from ._limits import DEFAULT_LIMITS, BackendLimits, InboundGuard, Violation
 
 
 class GuardedConnection(wsproto.WSConnection):
@@ -39,28 +39,43 @@ class GuardedConnection(wsproto.WSConnection):
       :func:`~._library.route_inbound`): nothing is yielded, the state stays
       OPEN so that the replies to the messages before the error can still be
       written, and the owner sends the Close frame itself later
-      (:meth:`~._library.Backend.fail`): strict close order;
-    - or (no owner yet, or it declines) this connection reports its state as
+      (:meth:`~._library.Backend.fail`): strict close order. A violation found
+      once open but before the owner could be told is held until it is
+      (:meth:`report_pending`), if ``hold_violations`` says an owner will come;
+    - or (no owner, or it declines) this connection reports its state as
       REMOTE_CLOSING and yields a close event: the library answers it with a
       Close frame carrying the code (built here, as wsproto would), marks the
       connection closed and closes the stream.
+
+    A server's request is parsed once, by this connection: the adapter reads it
+    before the library exists (``_request``), puts the request event back
+    (:meth:`hold`), sets the connection's limits (:meth:`set_limits`) and hands
+    the same connection to the library, whose reader then sees the request first.
     """
 
-    def __init__(self, connection_type: wsproto.ConnectionType, limits: BackendLimits) -> None:
+    def __init__(
+        self,
+        connection_type: wsproto.ConnectionType,
+        limits: BackendLimits = DEFAULT_LIMITS,
+        hold_violations: bool = False,
+    ) -> None:
         super().__init__(connection_type)
-        self._guard = InboundGuard(limits.inbound, limits.max_message_size, trio.current_time)
+        self.set_limits(limits)
+        # Events read by the adapter before the library, to be read again by it.
+        self._held: list[wsproto.events.Event] = []
         self.violation: Violation | None = None
         #: Told of a violation; true if it takes the close on itself (see the class docstring).
         self.report: Callable[[Violation], bool] | None = None
         self._reported = False
+        # A violation found before the connection's owner could be told (frames that
+        # came with the handshake): held until report_pending().
+        self._pending = False
+        # Whether an owner will route this connection (and so may be told later).
+        self._hold = hold_violations
         self._close_sent = False
         # Once open, the finished HTTP/1.1 handshake (an h11 parser and its buffers) is
         # dropped; the events it still held are kept here until they are read.
         self._handshake_events: list[wsproto.events.Event] | None = None
-        compression = limits.compression
-        self._deflate = (
-            None if compression is None else DeflateExtension(compression, limits.max_message_size)
-        )
         #: Why a client refused the server's 101 response, if it did.
         self.handshake_failure: str | None = None
         #: True if that was for its extension answer (then it failed the connection with 1002).
@@ -80,9 +95,14 @@ class GuardedConnection(wsproto.WSConnection):
             return super().state
         if self._close_sent:
             return wsproto.connection.ConnectionState.CLOSED
-        if self._reported:
+        if self._reported or self._pending:
             return super().state
         return wsproto.connection.ConnectionState.REMOTE_CLOSING
+
+    @property
+    def is_open(self) -> bool:
+        """True once the opening handshake succeeded (whatever happened since)."""
+        return self._handshake_events is not None
 
     def send(self, event: wsproto.events.Event) -> bytes:
         if self._deflate is not None and isinstance(
@@ -93,22 +113,20 @@ class GuardedConnection(wsproto.WSConnection):
             if not isinstance(event, wsproto.events.CloseConnection) or self._close_sent:
                 raise wsproto.utilities.LocalProtocolError("the handshake failed")
             self._close_sent = True
-            frames = wsproto.frame_protocol.FrameProtocol(self.client, [])
-            return bytes(frames.close(event.code, event.reason))
+            return close_frame(self, event.code, event.reason)
         if self.violation is None:
             data = super().send(event)
             self._drop_handshake()
             return data
         if (
-            self._reported
+            (self._reported or self._pending)
             and not self._close_sent
             and not isinstance(event, wsproto.events.CloseConnection)
         ):
             return super().send(event)  # a reply to a message that came before the error
         if isinstance(event, wsproto.events.CloseConnection) and not self._close_sent:
             self._close_sent = True
-            frames = wsproto.frame_protocol.FrameProtocol(self.client, [])
-            return bytes(frames.close(event.code, event.reason))
+            return close_frame(self, event.code, event.reason)
         raise wsproto.utilities.LocalProtocolError(
             f"Event {event} cannot be sent in state {self.state}."
         )
@@ -138,19 +156,35 @@ class GuardedConnection(wsproto.WSConnection):
         self._drop_handshake()
 
     def _drop_handshake(self) -> None:
-        if self._handshake_events is None and self.connection is not None:
-            self._handshake_events = list(self.handshake.events())
-            del self.handshake
+        if self._handshake_events is None:
+            self._handshake_events = take_handshake(self)
+
+    def set_limits(self, limits: BackendLimits, *, hold_violations: bool | None = None) -> None:
+        """Apply ``limits`` to the frames from here on (before the connection opens);
+        ``hold_violations``, if given, as in the constructor."""
+        self._guard = InboundGuard(limits.inbound, limits.max_message_size, trio.current_time)
+        compression = limits.compression
+        self._deflate = (
+            None if compression is None else DeflateExtension(compression, limits.max_message_size)
+        )
+        if hold_violations is not None:
+            self._hold = hold_violations
+
+    def hold(self, event: wsproto.events.Event) -> None:
+        """Put ``event`` back: :meth:`events` yields it again before anything new."""
+        self._held.append(event)
 
     def _library_events(self) -> Generator[wsproto.events.Event, None, None]:
+        held = self._held
+        while held:
+            yield held.pop(0)
         pending = self._handshake_events
         if pending is None:
             yield from super().events()
             return
         while pending:
             yield pending.pop(0)
-        assert self.connection is not None
-        yield from self.connection.events()
+        yield from open_connection(self).events()
 
     def events(self) -> Generator[wsproto.events.Event, None, None]:
         if self.violation is not None:
@@ -163,7 +197,7 @@ class GuardedConnection(wsproto.WSConnection):
                     yield close
                 return
             yield event
-        remaining = self._payload_announced()
+        remaining = payload_announced(self)
         if remaining is not None:
             violation = self._guard.on_frame_header(remaining)
             if violation is not None:
@@ -193,20 +227,22 @@ class GuardedConnection(wsproto.WSConnection):
     def _fail(self, violation: Violation) -> wsproto.events.CloseConnection | None:
         self.violation = violation
         report = self.report
+        if report is None and self._hold and self._handshake_events is not None:
+            self._pending = True  # open, not routed yet: the owner is told on routing
+            return None
         if report is not None and report(violation):
             self._reported = True
             return None
         return wsproto.events.CloseConnection(code=violation.code, reason=violation.reason)
 
-    def _payload_announced(self) -> int | None:
-        # Payload bytes a data frame's header announced and that have not arrived yet,
-        # read from wsproto's frame decoder (None between frames and for control frames).
-        decoder = getattr(getattr(self.connection, "_proto", None), "_frame_decoder", None)
-        header = getattr(decoder, "header", None)
-        if header is None or header.opcode.iscontrol():
-            return None
-        consumed = getattr(decoder, "payload_consumed", 0)
-        return int(header.payload_len) - int(consumed)
+    def report_pending(self) -> None:
+        """Tell ``report`` of a violation found before it was set (see ``_fail``)."""
+        if not self._pending:
+            return
+        self._pending = False
+        assert self.report is not None
+        assert self.violation is not None
+        self._reported = self.report(self.violation)
 
 
 def _about_extensions(exc: Exception) -> bool:

@@ -3,26 +3,37 @@
 The connection actor sees only :class:`Backend` (send, receive, ping, close, abort) and
 :class:`ServerHandshake`; the library's objects never leave this module. The connection
 handed to the library is the frame guard's (``_guard``); a server's request was read and
-parsed before (``_request``), and is replayed to the library from the bytes read.
+parsed before (``_request``) by the wsproto connection the library is then given.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Protocol, final
+from typing import TYPE_CHECKING, final
 
 import trio
 import trio_websocket as tw
 import wsproto
 import wsproto.connection
-import wsproto.events
 import wsproto.utilities
 
 from .._close_codes import CloseCode
 from .._exceptions import ExtensionError, HandshakeError, HandshakeRejected
 from .._redact import redact_target
 from ._guard import GuardedConnection
+from ._hooks import (
+    PongListener,
+    expect_pong,
+    install_sink,
+    installed_sink,
+    library_messages,
+    library_request,
+    route_receive_side,
+    run_reader,
+    send_ping_frame,
+    wait_open,
+)
 from ._limits import DEFAULT_LIMITS, BackendLimits, Violation
 from ._request import (
     DEFAULT_HANDSHAKE_TIMEOUT,
@@ -55,7 +66,15 @@ class BackendClosed(Exception):
 class Backend:
     """An open WebSocket connection, owned by exactly one connection actor."""
 
-    __slots__ = ("_reader", "_stream", "_ws", "compression", "headers", "subprotocol")
+    __slots__ = (
+        "_connection",
+        "_reader",
+        "_stream",
+        "_ws",
+        "compression",
+        "headers",
+        "subprotocol",
+    )
 
     def __init__(
         self,
@@ -63,17 +82,16 @@ class Backend:
         stream: trio.abc.Stream,
         headers: Headers,
         reader: trio.CancelScope,
+        connection: GuardedConnection,
     ):
         self._ws = ws
         self._stream = stream
         self._reader = reader
+        self._connection = connection  # the library's wsproto connection
         self.subprotocol: str | None = ws.subprotocol
         self.headers = headers
-        connection = ws._wsproto
         #: The permessage-deflate parameters agreed on, or ``None``.
-        self.compression = (
-            connection.compression if isinstance(connection, GuardedConnection) else None
-        )
+        self.compression = connection.compression
 
     async def send(self, message: str | bytes) -> None:
         """Write one message frame; raises :exc:`BackendClosed` if the connection is closed."""
@@ -91,13 +109,8 @@ class Backend:
         Only the frame write is awaited here, so the caller can shield and
         bound it, and wait for the Pong separately (cancellable).
         """
-        ws = self._ws
-        if ws.closed is not None:
-            raise _backend_closed(ws.closed)
         pong = trio.Event()
-        ws._pings[payload] = pong
-        with _closed_as_backend_closed(ws):
-            await ws._send(wsproto.events.Ping(payload=payload))
+        await send_ping_to(self, payload, pong)
         return pong
 
     async def close(self, code: int, reason: str) -> None:  # noqa: ASYNC910 - aclose checkpoints
@@ -109,13 +122,17 @@ class Backend:
         """Write a Close frame with ``code``, then close the stream (caller bounds it).
 
         For a protocol error or a broken limit that the owner took on itself (see
-        :func:`route_inbound`): the reader has stopped, the peer's Close is not waited
-        for (RFC 6455 section 7.1.7), and a TCP stream closes lingering, so that the peer
-        reads the Close frame before the connection goes.
+        :func:`route_inbound`): the reader stops, the peer's Close is not waited for
+        (RFC 6455 section 7.1.7), and a TCP stream closes lingering, so that the peer
+        reads the Close frame before the connection goes. Nothing else writes by now:
+        the owner has written what came before.
         """
-        with contextlib.suppress(tw.ConnectionClosed, wsproto.utilities.LocalProtocolError):
-            await self._ws._send(wsproto.events.CloseConnection(code=code, reason=reason or None))
         self._reader.cancel()
+        data = self._connection.send(
+            wsproto.events.CloseConnection(code=code, reason=reason or None)
+        )
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._stream.send_all(data)
         await close_lingering(self._stream)
 
     def shield_reader(self) -> None:
@@ -137,8 +154,8 @@ class Backend:
 
     def closed_by_peer(self) -> bool:
         """After a close: false if this side started it (a limit or protocol error)."""
-        connection = self._ws._wsproto
-        if isinstance(connection, GuardedConnection) and connection.violation is not None:
+        connection = self._connection
+        if connection.violation is not None:
             return False
         return connection.state is not wsproto.connection.ConnectionState.LOCAL_CLOSING
 
@@ -150,15 +167,21 @@ class Backend:
 
 
 async def open_request(
-    request: ServerRequest, nursery: trio.Nursery, *, limits: BackendLimits = DEFAULT_LIMITS
+    request: ServerRequest,
+    nursery: trio.Nursery,
+    *,
+    limits: BackendLimits = DEFAULT_LIMITS,
+    hold_violations: bool = False,
 ) -> ServerHandshake:
     """Hand the request's stream to the library, its reader task started in ``nursery``.
 
-    From here on only the owner of ``nursery`` may touch the stream. The
-    request is replayed to the library from the bytes already read.
+    From here on only the owner of ``nursery`` may touch the stream. The library
+    gets the wsproto connection that parsed the request, the request event held
+    in it: nothing is parsed twice. ``hold_violations``: as for
+    :func:`client_handshake`.
     """
-    connection = GuardedConnection(wsproto.ConnectionType.SERVER, limits)
-    connection.receive_data(request.received)
+    connection = request.connection  # it parsed the request and holds its event
+    connection.set_limits(limits, hold_violations=hold_violations)
     stream = request.stream
     ws = tw.WebSocketConnection(
         _LingeringStream(stream) if isinstance(stream, trio.SocketStream) else stream,
@@ -170,17 +193,17 @@ async def open_request(
     reader = trio.CancelScope()
     with trio.CancelScope() as waiting:
         nursery.start_soon(_run_reader, ws, reader, waiting, None)
-        library_request = await ws._get_request()  # at once: the request is already buffered
-    if waiting.cancelled_caught:  # pragma: no cover - the replayed request is complete
+        parsed = await library_request(ws)  # at once: the request event is held
+    if waiting.cancelled_caught:  # pragma: no cover - the request event is held
         raise HandshakeError("the library did not see the websocket request")
-    return ServerHandshake(library_request, stream, request.headers, reader)
+    return ServerHandshake(parsed, stream, request.headers, reader, connection)
 
 
 @final
 class ServerHandshake:
     """A request handed to the library; accept it (or reject it late)."""
 
-    __slots__ = ("_reader", "_request", "_stream", "headers", "path", "subprotocols")
+    __slots__ = ("_connection", "_reader", "_request", "_stream", "headers", "path", "subprotocols")
 
     def __init__(
         self,
@@ -188,10 +211,12 @@ class ServerHandshake:
         stream: trio.abc.Stream,
         headers: Headers,
         reader: trio.CancelScope,
+        connection: GuardedConnection,
     ) -> None:
         self._request = request
         self._stream = stream
         self._reader = reader
+        self._connection = connection
         self.path = request.path
         self.headers = headers
         self.subprotocols: tuple[str, ...] = request.proposed_subprotocols
@@ -205,7 +230,7 @@ class ServerHandshake:
                 ws = await self._request.accept(
                     subprotocol=subprotocol, extra_headers=encode_headers(extra_headers)
                 )
-        return Backend(ws, self._stream, self.headers, self._reader)
+        return Backend(ws, self._stream, self.headers, self._reader, self._connection)
 
     async def reject(
         self, status: int, body: bytes, extra_headers: Sequence[tuple[str, str]], within: float
@@ -240,17 +265,21 @@ async def client_handshake(
     extra_headers: Sequence[tuple[str, str]] = (),
     limits: BackendLimits = DEFAULT_LIMITS,
     within: float = DEFAULT_HANDSHAKE_TIMEOUT,
+    hold_violations: bool = False,
 ) -> Backend:
     """Run the client side of the opening handshake over ``stream``.
 
     The library's reader task is started in ``nursery`` (the owning actor's).
+    With ``hold_violations`` (a connection actor that will route the reader), a protocol
+    error in frames that come with the 101 is held for :func:`route_inbound` instead of
+    being answered by the library at once (strict close order).
     Raises :exc:`TLSError`, :exc:`HandshakeRejected`, :exc:`ExtensionError`,
     :exc:`HandshakeTimeoutError` or :exc:`HandshakeError`; the caller closes
     the stream on failure.
     """
-    connection = GuardedConnection(wsproto.ConnectionType.CLIENT, limits)
     with handshake_deadline(within, f"opening a websocket to {host}{redact_target(resource)}"):
         await tls_handshake(stream)
+        connection = GuardedConnection(wsproto.ConnectionType.CLIENT, limits, hold_violations)
         ws = tw.WebSocketConnection(
             stream,
             connection,
@@ -266,7 +295,7 @@ async def client_handshake(
         reader = trio.CancelScope()
         with trio.CancelScope() as waiting:
             nursery.start_soon(_run_reader, ws, reader, waiting, rejected)
-            await ws._open_handshake.wait()
+            await wait_open(ws)
     if rejected:
         exc = rejected[0]
         raise HandshakeRejected(exc.status_code, decode_headers(exc.headers or ()), exc.body or b"")
@@ -279,12 +308,12 @@ async def client_handshake(
         )
     if failure is not None:
         raise HandshakeError(f"invalid websocket handshake response from {host}: {failure}")
-    if not ws._open_handshake.is_set():
+    if not connection.is_open:
         raise HandshakeError(f"the connection to {host} closed during the websocket handshake")
     # Open, even if the peer's first messages and its Close came in the same read as the
     # 101 (the reader may have ended already): they wait in the library's queue, and the
     # connection actor takes them before it sees the end.
-    return Backend(ws, stream, decode_headers(ws.handshake_headers), reader)
+    return Backend(ws, stream, decode_headers(ws.handshake_headers), reader, connection)
 
 
 @final
@@ -329,10 +358,10 @@ async def _run_reader(  # noqa: ASYNC910 - a task body
     # shields, see Backend.shield_reader), a rejection raised inside it is reported
     # instead of crashing the nursery (a server gets none), and a handshake waiter is
     # woken as soon as it ends.
-    ws._send_channel = _InboundSink(ws._send_channel)  # type: ignore[assignment]
+    install_sink(ws, _InboundSink)
     try:
         with reader:
-            await ws._reader_task()
+            await run_reader(ws)
     except tw.ConnectionRejected as exc:
         if rejected is None:
             raise
@@ -372,12 +401,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 
-class PongListener(Protocol):
-    """Told when the Pong of a Ping arrives (or a Pong to a later Ping: the peer may skip)."""
-
-    def set(self) -> None: ...
-
-
 def route_inbound(
     backend: Backend,
     deliver: Callable[[str | bytes], None],
@@ -413,12 +436,9 @@ def route_inbound(
     the library answers with the Close frame at once.
     """
     ws = backend._ws
-    connection = ws._wsproto
-    if violated is not None and isinstance(connection, GuardedConnection):
-        connection.report = violated
-    sink: object = ws._send_channel
+    sink = installed_sink(ws)
     assert isinstance(sink, _InboundSink)
-    library = ws._recv_channel
+    library = library_messages(ws)
     while True:
         try:
             message = library.receive_nowait()
@@ -432,7 +452,12 @@ def route_inbound(
     # No await since the drain: nothing was queued meanwhile.
     sink.route(deliver, ended)
     # The library closes its receive side on a close of its own: the sink hears that too.
-    ws._recv_channel = sink  # type: ignore[assignment]
+    route_receive_side(ws, sink)
+    if violated is not None:
+        connection = backend._connection
+        connection.report = violated
+        # A violation in the frames that came with the handshake, after their messages.
+        connection.report_pending()
 
 
 async def send_ping_to(backend: Backend, payload: bytes, pong: PongListener) -> None:
@@ -444,9 +469,9 @@ async def send_ping_to(backend: Backend, payload: bytes, pong: PongListener) -> 
     ws = backend._ws
     if ws.closed is not None:
         raise _backend_closed(ws.closed)
-    ws._pings[payload] = pong  # type: ignore[assignment]
+    expect_pong(ws, payload, pong)
     with _closed_as_backend_closed(ws):
-        await ws._send(wsproto.events.Ping(payload=payload))
+        await send_ping_frame(ws, payload)
 
 
 @final

@@ -6,7 +6,8 @@ refused client never costs a task or an actor. A request that is not a valid web
 upgrade is answered here (400, or 426 for an unsupported version), and so is a
 ``Sec-WebSocket-Key`` that is not 16 bytes of base64. A valid one is a
 :class:`ServerRequest`, which holds the stream and the bytes read until it is rejected
-(:meth:`ServerRequest.reject`) or handed to the library (``_library.open_request``).
+(:meth:`ServerRequest.reject`) or handed to the library (``_library.open_request``)
+with the wsproto connection that parsed it: the request is parsed once.
 
 Also here, because the library adapter shares them: the handshake deadline, the TLS
 handshake, header encoding and the lingering close of a server's TCP stream.
@@ -28,6 +29,7 @@ import wsproto.utilities
 
 from .._exceptions import HandshakeError, HandshakeTimeoutError, TLSError
 from .._redact import redact_target
+from ._guard import GuardedConnection
 
 #: Seconds the opening handshake (TLS and HTTP upgrade) may take by default.
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
@@ -47,22 +49,22 @@ Headers = tuple[tuple[str, str], ...]
 class ServerRequest:
     """A client's opening request, read before any connection actor exists.
 
-    Holds the stream and the bytes read so far until :meth:`reject` answers
-    it or ``_library.open_request`` hands both to the library in the owning actor's nursery.
+    Holds the stream and the wsproto connection that parsed the request (the
+    request event put back in it) until :meth:`reject` answers it or
+    ``_library.open_request`` hands both to the library in the owning actor's nursery.
     """
 
-    __slots__ = ("_probe", "headers", "path", "received", "stream", "subprotocols")
+    __slots__ = ("connection", "headers", "path", "stream", "subprotocols")
 
     def __init__(
         self,
         stream: trio.abc.Stream,
-        received: bytes,
         request: wsproto.events.Request,
-        probe: wsproto.WSConnection,
+        connection: GuardedConnection,
     ) -> None:
         self.stream = stream
-        self.received = received
-        self._probe = probe
+        self.connection = connection
+        connection.hold(request)
         self.path = request.target
         self.headers: Headers = decode_headers(list(request.extra_headers))
         self.subprotocols: tuple[str, ...] = tuple(request.subprotocols)
@@ -77,9 +79,9 @@ class ServerRequest:
         response = wsproto.events.RejectConnection(
             status_code=status, headers=encode_headers(extra_headers), has_body=bool(body)
         )
-        data = self._probe.send(response)
+        data = self.connection.send(response)
         if body:
-            data += self._probe.send(wsproto.events.RejectData(data=body))
+            data += self.connection.send(wsproto.events.RejectData(data=body))
         # On cancellation the caller closes the stream (as on every handshake failure).
         with trio.move_on_after(within):  # noqa: ASYNC912 - send_all checkpoints unless it fails at once
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
@@ -99,8 +101,7 @@ async def read_request(
     """
     with handshake_deadline(within, "waiting for a websocket request"):
         await tls_handshake(stream)
-        probe = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
-        received = bytearray()
+        probe = GuardedConnection(wsproto.ConnectionType.SERVER)
         while True:
             try:
                 data = await stream.receive_some(_REQUEST_READ_SIZE)
@@ -108,7 +109,6 @@ async def read_request(
                 raise HandshakeError("the connection broke during the websocket request") from exc
             if not data:
                 raise HandshakeError("the client went away before completing its websocket request")
-            received += data
             problem: str | wsproto.utilities.RemoteProtocolError | None
             try:
                 probe.receive_data(bytes(data))
@@ -122,7 +122,7 @@ async def read_request(
                 await _answer_bad_request(stream, probe, problem)
                 raise HandshakeError(f"invalid websocket request: {problem}")
             if request is not None:
-                return ServerRequest(stream, bytes(received), request, probe)
+                return ServerRequest(stream, request, probe)
 
 
 async def reject_stream(

@@ -93,6 +93,7 @@ def client_opener(
                 extra_headers=headers,
                 limits=limits,
                 within=max(deadline - trio.current_time(), 0.001),
+                hold_violations=True,
             )
         except BaseException:
             with trio.CancelScope(shield=True):

@@ -53,7 +53,7 @@ from .._adapter._library import Backend, BackendClosed, route_inbound, send_ping
 from .._adapter._limits import Violation
 from .._close_codes import CloseCode, ConnectionClosed, Situation, close_code_for
 from .._codec import DecodePolicy, EncodeError, as_decode_error
-from .._reconnect._acked._wire import Retained
+from .._overflow import close_situation
 from ._inbound import ByteBudget, InboundQueue, deliver_last, forward
 from ._messages import (
     Close,
@@ -64,6 +64,7 @@ from ._messages import (
     Counters,
     Frame,
     GetStatistics,
+    KeptBySender,
     Received,
     SendBytes,
     SendMessage,
@@ -150,7 +151,7 @@ class ConnectionActor(actors.Actor[ActorMessage]):
     _violation: Violation | None = attrs.field(init=False, default=None)
     _violation_deadline: float = attrs.field(init=False, default=math.inf)
     # The io task, while it waits between its timers.
-    _io_waiting: trio.Event | None = attrs.field(init=False, default=None)
+    _io_waiting: trio.lowlevel.Task | None = attrs.field(init=False, default=None)
     # The handler's end; the event is made only when the io task has to wait for it.
     _application_ended: bool = attrs.field(init=False, default=False)
     _application_done: trio.Event | None = attrs.field(init=False, default=None)
@@ -178,11 +179,6 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         )
         self._inbound.on_end = self._inbound_taken
         self._counters = Counters(outbound_capacity=options.outbound_queue_size)
-
-    @property
-    def options(self) -> ConnectionOptions:
-        """The connection's options."""
-        return self._options
 
     def handle(self) -> WebSocketConnection:
         """The public handle of this connection (after a successful spawn)."""
@@ -276,7 +272,8 @@ class ConnectionActor(actors.Actor[ActorMessage]):
 
     @actors.handler
     def get_statistics(self, message: GetStatistics) -> ConnectionStatistics:
-        return self.statistics()
+        assert self._ref is not None
+        return self._counters.snapshot(self._inbound, self._ref.statistics())
 
     @actors.handler
     async def keepalive_ping(self, message: KeepalivePing) -> None:  # noqa: ASYNC910 - the write checkpoints
@@ -299,11 +296,6 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         self._wake_io()  # its next timer is the pong timeout now
         if scope.cancelled_caught:
             await self._abort(backend, "a keepalive ping could not be written")
-
-    def statistics(self) -> ConnectionStatistics:
-        """A snapshot of the connection's counters and queues."""
-        assert self._ref is not None
-        return self._counters.snapshot(self._inbound, self._ref.statistics())
 
     async def _write(self, frame: Frame, data: str | bytes) -> None:  # noqa: ASYNC910 - the write checkpoints
         """Write one frame: shielded, and bounded by ``write_timeout``.
@@ -411,10 +403,19 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         self._wake_io()
 
     def _wake_io(self) -> None:
-        waiting = self._io_waiting
-        if waiting is not None:
+        task = self._io_waiting
+        if task is not None:
             self._io_waiting = None
-            waiting.set()
+            trio.lowlevel.reschedule(task)
+
+    async def _io_wait(self) -> None:
+        """Park the io task until :meth:`_wake_io` (cheaper than an event per wait)."""
+        self._io_waiting = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(self._abort_io_wait)
+
+    def _abort_io_wait(self, _: object) -> trio.lowlevel.Abort:
+        self._io_waiting = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
     def _note_outcome(self, outcome: ConnectionClosed) -> None:
         if self._outcome is None:
@@ -452,11 +453,13 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         backend.stop_reading()
         inbound = self._inbound
         inbound.close()
-        consumer = self._subscriber is not None or (
-            self._application is not None and not self._application_ended
+        consumer = (
+            inbound.read
+            or self._subscriber is not None
+            or (self._application is not None and not self._application_ended)
         )
-        if not consumer and not len(inbound) and not inbound.waiting:
-            self._inbound_taken()  # nothing came before the error, and nobody reads
+        if not consumer and not len(inbound):
+            self._inbound_taken()  # nothing came before it, and nobody reads
         self._wake_io()
         return True
 
@@ -487,7 +490,7 @@ class ConnectionActor(actors.Actor[ActorMessage]):
     def _dead_letter(
         self, message: object, reason: actors.DeadLetterReason, error: BaseException | None = None
     ) -> None:
-        if isinstance(message, SendBytes) and isinstance(message.data, Retained):
+        if isinstance(message, SendBytes) and isinstance(message.data, KeptBySender):
             return  # made again on the next connection: not lost
         self._dead_letters.publish(
             actors.DeadLetter(
@@ -643,7 +646,7 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         if dropped:
             for message_dropped in dropped:
                 self._dead_letter(message_dropped, actors.DeadLetterReason.DROPPED)
-            situation = inbound.policy.close_situation
+            situation = close_situation(inbound.policy)
             if situation is not None:
                 self._request_close(situation, "inbound queue overflow")
 
@@ -680,10 +683,11 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         ready (the loop has handled what precedes it) or the connection has ended."""
         while not self._close_ready:
             due = self._timers_due()
-            waiting = self._io_waiting = trio.Event()
-            with trio.move_on_at(due):
-                await waiting.wait()
-            self._io_waiting = None
+            if due == math.inf:  # no scope to keep while idle without timers
+                await self._io_wait()
+            else:
+                with trio.move_on_at(due):
+                    await self._io_wait()
             if not await self._timers_step(backend):
                 return
 
@@ -756,16 +760,16 @@ async def spawn_connection(
 ) -> WebSocketConnection:
     """Spawn a connection actor under ``parent``; returns once the handshake succeeded."""
     actor = ConnectionActor(opener, options, subscriber, application)
-    await spawn_actor(parent, actor, name)
+    await spawn_actor(parent, actor, options, name)
     return actor.handle()
 
 
 async def spawn_actor(
-    parent: Spawner, actor: ConnectionActor, name: str | None
+    parent: Spawner, actor: ConnectionActor, options: ConnectionOptions, name: str | None
 ) -> actors.ActorRef[ActorMessage]:
-    """Spawn ``actor`` with its mailbox sized as the connection's outbound queue:
-    ``outbound_queue_size`` messages and ``outbound_max_bytes`` of frame payload."""
-    options = actor.options
+    """Spawn ``actor`` (made with ``options``) with its mailbox sized as the connection's
+    outbound queue: ``outbound_queue_size`` messages and ``outbound_max_bytes`` of frame
+    payload."""
     return await parent.spawn(
         actor,
         name=name,

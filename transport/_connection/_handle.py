@@ -19,14 +19,16 @@ from ._messages import (
     ConnectionStatistics,
     Counters,
     Frame,
+    KeptBySender,
     Received,
     SendBytes,
     SendText,
 )
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from .._close_codes import ConnectionClosed
-    from .._reconnect._acked._wire import Retained
     from ._inbound import InboundQueue
 
 
@@ -117,11 +119,11 @@ class WebSocketConnection:
         self._on_trio_thread("send_nowait")
         self.ref.tell_nowait(frame)
 
-    async def _send_retained(self, data: Retained) -> bool:
+    async def _send_kept(self, data: KeptBySender) -> bool:
         """Queue a protocol message its sender makes again if this connection ends.
 
         False, queueing nothing, once the connection is closing; one queued and then
-        not written is never dead-lettered either (see :class:`Retained`).
+        not written is never dead-lettered either (see :class:`KeptBySender`).
         """
         if self._counters.closing:
             await trio.lowlevel.checkpoint()
@@ -185,7 +187,7 @@ class WebSocketConnection:
         assert isinstance(data, str | bytes)
         return data
 
-    def messages(self) -> MessageIterator:
+    def messages(self) -> AsyncIterator[object]:
         """``async for message in connection.messages():`` what :meth:`receive_message` returns."""
         return MessageIterator(self)
 

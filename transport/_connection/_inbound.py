@@ -2,7 +2,7 @@
 
 The queue is bounded in messages and in bytes, per connection and (through a
 shared :class:`ByteBudget`) per server. When a message does not fit, the
-:class:`InboundOverflow` decides what gives way; the
+:class:`Overflow` decides what gives way; the
 caller (the connection actor) counts and dead-letters whatever was dropped and
 closes the connection when the policy says so. :func:`forward` drains the queue
 into a subscriber actor.
@@ -11,7 +11,6 @@ into a subscriber actor.
 from __future__ import annotations
 
 import collections
-import enum
 from collections.abc import Callable
 from typing import Generic, TypeVar, final
 
@@ -19,31 +18,9 @@ import trio
 
 import actors
 
-from .._close_codes import Situation
+from .._overflow import Overflow
 
 T = TypeVar("T")
-
-
-class InboundOverflow(enum.Enum):
-    """What a connection does when its inbound queue is full and another message arrives."""
-
-    #: Drop the oldest queued message to make room for the new one.
-    DROP_OLDEST = "drop oldest"
-    #: Drop the message that just arrived.
-    DROP_NEWEST = "drop newest"
-    #: Drop the new message and close the connection with 1008 (policy violation).
-    CLOSE_POLICY_VIOLATION = "close 1008"
-    #: Drop the new message and close the connection with 1013 (try again later).
-    CLOSE_TRY_AGAIN_LATER = "close 1013"
-
-    @property
-    def close_situation(self) -> Situation | None:
-        """The close situation this policy leads to, or ``None`` for the drop policies."""
-        if self is InboundOverflow.CLOSE_POLICY_VIOLATION:
-            return Situation.OVERFLOW_POLICY_VIOLATION
-        if self is InboundOverflow.CLOSE_TRY_AGAIN_LATER:
-            return Situation.OVERFLOW_TRY_AGAIN_LATER
-        return None
 
 
 @final
@@ -91,12 +68,13 @@ class InboundQueue(Generic[T]):
         "max_bytes",
         "on_end",
         "policy",
+        "read",
     )
 
     def __init__(
         self,
         capacity: int,
-        policy: InboundOverflow,
+        policy: Overflow,
         max_bytes: int | None = None,
         budget: ByteBudget | None = None,
     ) -> None:
@@ -120,6 +98,8 @@ class InboundQueue(Generic[T]):
         self._closed = False
         self._ended = False
         self._receiving = False
+        #: True once a consumer has asked for an item.
+        self.read = False
 
     def __len__(self) -> int:
         return 0 if self._items is None else len(self._items)
@@ -162,7 +142,7 @@ class InboundQueue(Generic[T]):
         assert sizes is not None
         dropped: list[T] = []
         if not self._fits(size):
-            if self.policy is not InboundOverflow.DROP_OLDEST:
+            if self.policy is not Overflow.DROP_OLDEST:
                 self.dropped += 1
                 return [item]
             while items and not self._fits(size):
@@ -226,6 +206,7 @@ class InboundQueue(Generic[T]):
         :exc:`trio.EndOfChannel` once closed and empty."""
         if self._receiving:
             raise _busy()
+        self.read = True
         if self._items:
             return self._take()
         if self._closed:
@@ -237,6 +218,7 @@ class InboundQueue(Generic[T]):
         if self._receiving:
             raise _busy()
         self._receiving = True
+        self.read = True
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
             if self._items:

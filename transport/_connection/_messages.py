@@ -13,8 +13,9 @@ from .._adapter._request import DEFAULT_HANDSHAKE_TIMEOUT
 from .._close_codes import ConnectionClosed, check_sendable
 from .._codec import Codec, DecodeError, DecodePolicy, RawCodec
 from .._compression import DEFAULT_COMPRESSION, Compression
+from .._overflow import INBOUND_OVERFLOW, Overflow, check_overflow
 from .._redact import redact_headers, redact_target
-from ._inbound import InboundOverflow, InboundQueue
+from ._inbound import InboundQueue
 
 
 @final
@@ -73,6 +74,17 @@ class GetStatistics(actors.ControlMessage, actors.Request["ConnectionStatistics"
     A control message: answered after at most the frame being written, however
     many frames are queued or senders wait.
     """
+
+
+class KeptBySender(bytes):
+    """Binary data whose sender keeps it and makes it again if this connection ends.
+
+    The plug-in point of protocols layered on a connection (acknowledged delivery's
+    envelopes subclass it): the connection never dead-letters such data when it ends
+    before writing it, since that would report a loss that is not one.
+    """
+
+    __slots__ = ()
 
 
 #: A message frame waiting to be written.
@@ -181,7 +193,7 @@ class ConnectionOptions:
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     inbound_queue_size: int = 1024
     inbound_max_bytes: int = DEFAULT_QUEUE_BYTES
-    overflow: InboundOverflow = InboundOverflow.CLOSE_TRY_AGAIN_LATER
+    overflow: Overflow = Overflow.CLOSE_TRY_AGAIN_LATER
     outbound_queue_size: int = 64
     outbound_max_bytes: int = DEFAULT_QUEUE_BYTES
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
@@ -196,6 +208,7 @@ class ConnectionOptions:
     compression: Compression | None = DEFAULT_COMPRESSION
 
     def __attrs_post_init__(self) -> None:
+        check_overflow(self.overflow, INBOUND_OVERFLOW, "overflow")
         for name in (
             "max_message_size",
             "inbound_queue_size",

@@ -39,23 +39,11 @@ from .._connection._messages import SendBytes, SendMessage, SendText
 from .._reconnect._client import ReconnectingClient
 from .._reconnect._inbox_reader import InboxReader
 from .._reconnect._policy import BufferFullError, ClientState
-from .._reconnect._types import Frame, ReconnectingMessage, ReconnectStatistics, Send, frame_of
+from .._reconnect._types import Outgoing, ReconnectingMessage, ReconnectStatistics, Send, frame_of
 from ._routing import Routing, choose_member
 
 #: Restarts of a member that gave up: 0.5 s doubling to 30 s.
 DEFAULT_RESTART_BACKOFF = actors.Backoff(minimum=0.5, maximum=30.0)
-
-
-@final
-@attrs.frozen
-class Keyed:
-    """Tell a pool to send ``message`` on the member ``key`` picks (under ``KEY_HASH``).
-
-    Other routings ignore the key.
-    """
-
-    key: Hashable
-    message: SendText | SendBytes | SendMessage
 
 
 @final
@@ -65,7 +53,7 @@ class GetPoolStatistics(actors.Request["PoolStatistics"]):
 
 
 #: Every message a pool's router accepts.
-PoolMessage = SendText | SendBytes | SendMessage | Keyed | Send | GetPoolStatistics
+PoolMessage = SendText | SendBytes | SendMessage | Send | GetPoolStatistics
 
 
 @final
@@ -182,11 +170,6 @@ class PoolRouter(actors.Actor[PoolMessage]):
         await self._route(message, None)
 
     @actors.handler
-    async def keyed(self, message: Keyed) -> None:
-        """Route the message by its key (under ``KEY_HASH``)."""
-        await self._route(message.message, message.key)
-
-    @actors.handler
     async def send(self, message: Send) -> None:  # noqa: ASYNC910 - a handler
         """Route, replying once the member has taken the message (or with its refusal)."""
         member = self._refs[self._pick(message.key)]
@@ -200,7 +183,7 @@ class PoolRouter(actors.Actor[PoolMessage]):
         """Reply with the pool's statistics."""
         return self.snapshot()
 
-    async def _route(self, frame: Frame, key: Hashable | None) -> None:  # noqa: ASYNC910 - a handler
+    async def _route(self, frame: Outgoing, key: Hashable | None) -> None:  # noqa: ASYNC910 - a handler
         member = self._refs[self._pick(key)]
         try:
             await member.tell(frame)
@@ -264,7 +247,7 @@ class ConnectionPool(InboxReader):
         members: tuple[actors.ActorRef[ReconnectingMessage], ...],
         inbox: trio.MemoryReceiveChannel[object] | None,
     ) -> None:
-        #: The router's ref: tell it :class:`SendText`, :class:`SendBytes`, :class:`Keyed`.
+        #: The router's ref: tell it :class:`SendText`, :class:`SendBytes`, :class:`Send`.
         self.ref = ref
         #: The members' refs, in index order (stable across their restarts).
         self.members = members
@@ -288,15 +271,14 @@ class ConnectionPool(InboxReader):
         """Send ``message`` on the member the routing picks (``key`` for ``KEY_HASH``).
 
         Returns once that member has taken it (handed to its connection, or
-        buffered). Raises :exc:`BufferFullError` (``WhenFull.FAIL``),
+        buffered). Raises :exc:`BufferFullError` (``Overflow.FAIL``),
         :exc:`ValueError` (no key under ``KEY_HASH``), :exc:`actors.ActorStoppedError`.
         """
         await self.ref.ask(Send(message, key), timeout=math.inf)
 
     def send_nowait(self, message: str | bytes, *, key: Hashable | None = None) -> None:
         """Queue ``message`` in the router's mailbox or raise :exc:`trio.WouldBlock`."""
-        frame = frame_of(message)
-        self.ref.tell_nowait(frame if key is None else Keyed(key, frame))
+        self.ref.tell_nowait(frame_of(message) if key is None else Send(message, key))
 
     async def send_message(self, message: object, *, key: Hashable | None = None) -> None:
         """Encode ``message`` with the members' codec, then :meth:`send` it."""

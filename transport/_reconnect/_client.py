@@ -16,7 +16,7 @@ Which failures are retried is decided by the pure functions of ``_policy``.
 
 Outbound messages are handled one at a time by the client's handlers: while a
 connection is live they are told to it (waiting while its mailbox is full: that is the
-backpressure), otherwise they wait in the bounded :class:`Outbox`. Delivery across a
+backpressure), otherwise they wait in the bounded :class:`SendBuffer`. Delivery across a
 link failure is at most once: a message already handed to a connection that fails
 before writing it is dead-lettered by that connection (reason ``STOPPED``).
 
@@ -54,12 +54,12 @@ from .._connection._messages import (
     SendText,
     Undecodable,
 )
+from .._overflow import Overflow
 from ._acked._wire import SESSION_ID_BYTES, AckProtocolError, Window, hello, parse_ack, parse_server
 from ._policy import (
     BufferFullError,
     ClientState,
-    Outbox,
-    WhenFull,
+    SendBuffer,
     close_refusal_reason,
     refusal_reason,
 )
@@ -68,9 +68,9 @@ from ._types import (
     ClientEvent,
     Connected,
     Disconnected,
-    Frame,
     GaveUp,
     GetReconnectStatistics,
+    Outgoing,
     ReconnectingMessage,
     ReconnectStatistics,
     Send,
@@ -95,7 +95,7 @@ class ReconnectingClient(actors.Actor[ReconnectingMessage]):
     Spawn it (``system.spawn(ReconnectingClient(url=...))``, or under a
     :class:`actors.Supervisor`), or use :func:`open_reconnecting_client`. Tell it
     :class:`SendText`, :class:`SendBytes`, :class:`SendMessage`, :class:`Close`; ask it
-    :class:`Send` (refusals under ``WhenFull.FAIL`` come back as :exc:`BufferFullError`)
+    :class:`Send` (refusals under ``Overflow.FAIL`` come back as :exc:`BufferFullError`)
     and :class:`GetReconnectStatistics`. Spawned directly, give it a ``subscriber`` or an
     ``inbox``: the channel it makes otherwise is only readable through :meth:`handle`.
 
@@ -104,7 +104,7 @@ class ReconnectingClient(actors.Actor[ReconnectingMessage]):
       seconds starts the schedule again. ``max_attempts`` caps consecutive failed
       attempts (``None``: no cap).
     - ``buffer`` / ``when_full``: at most ``buffer`` messages wait while disconnected;
-      see :class:`WhenFull`.
+      see :class:`Overflow`.
     - ``on_connected(connection)``: runs on every new connection before the buffer is
       flushed and before inbound messages are delivered (log in, resubscribe); it may
       send and receive on the connection. If it raises while the connection is up,
@@ -133,7 +133,7 @@ class ReconnectingClient(actors.Actor[ReconnectingMessage]):
     backoff: actors.Backoff = DEFAULT_BACKOFF
     max_attempts: int | None = None
     buffer: int = 100
-    when_full: WhenFull = WhenFull.DROP_OLDEST
+    when_full: Overflow = Overflow.DROP_OLDEST
     on_connected: ConnectedHook | None = None
     subscriber: actors.ActorRef[ClientEvent] | None = None
     inbox: trio.MemorySendChannel[object] | None = None
@@ -158,7 +158,7 @@ class ReconnectingClient(actors.Actor[ReconnectingMessage]):
             raise ValueError(f"max_attempts must be at least 1 or None, not {self.max_attempts!r}")
         if self.subscriber is not None and self.inbox is not None:
             raise ValueError("give a reconnecting client a subscriber or an inbox, not both")
-        self._status = Status(Outbox(self.buffer, self.when_full))
+        self._status = Status(SendBuffer(self.buffer, self.when_full))
         if self.acknowledged:
             if self.on_connected is not None:
                 raise ValueError(
@@ -227,12 +227,12 @@ class ReconnectingClient(actors.Actor[ReconnectingMessage]):
 
     @actors.handler
     async def send_text(self, message: SendText) -> None:
-        """Send now if connected, else buffer (see :class:`WhenFull`)."""
+        """Send now if connected, else buffer (see :class:`Overflow`)."""
         await self._submit(message)
 
     @actors.handler
     async def send_bytes(self, message: SendBytes) -> None:
-        """Send now if connected, else buffer (see :class:`WhenFull`)."""
+        """Send now if connected, else buffer (see :class:`Overflow`)."""
         await self._submit(message)
 
     @actors.handler
@@ -267,7 +267,7 @@ class ReconnectingClient(actors.Actor[ReconnectingMessage]):
         """Reply with the client's statistics."""
         return self._status.snapshot()
 
-    async def _submit(self, frame: Frame) -> None:  # noqa: ASYNC910 - a handler
+    async def _submit(self, frame: Outgoing) -> None:  # noqa: ASYNC910 - a handler
         live = self._live
         if live is not None:
             try:
@@ -283,7 +283,7 @@ class ReconnectingClient(actors.Actor[ReconnectingMessage]):
         if gave_way is None:
             return  # noqa: ASYNC910
         status.dropped += 1
-        if gave_way is frame and self.when_full is WhenFull.FAIL:
+        if gave_way is frame and self.when_full is Overflow.FAIL:
             raise actors.ErrorReply(
                 BufferFullError(
                     f"reconnecting client {self._path} is {status.state.value} and its buffer "
@@ -449,7 +449,7 @@ class ReconnectingClient(actors.Actor[ReconnectingMessage]):
             if window is not None:
                 window.poke()  # the sender task sees the connection has ended
 
-    def _unwrap(self, window: Window[Frame], frame: object) -> object:
+    def _unwrap(self, window: Window[Outgoing], frame: object) -> object:
         """A server message decoded, or ``None`` for an acknowledgement (applied)."""
         assert isinstance(frame, str | bytes)
         value = parse_server(frame)
@@ -463,14 +463,14 @@ class ReconnectingClient(actors.Actor[ReconnectingMessage]):
             self._dead_letter(notice, actors.DeadLetterReason.FAILED, exc)
             return notice
 
-    async def _resume(self, connection: WebSocketConnection, window: Window[Frame]) -> bool:
+    async def _resume(self, connection: WebSocketConnection, window: Window[Outgoing]) -> bool:
         """Say hello, apply the server's acknowledgement, send the unconfirmed again.
 
         False if the client gave up (the server does not speak the protocol).
         """
         try:
             with trio.fail_after(self.options.handshake_timeout):
-                if not await connection._send_retained(hello(self._session)):
+                if not await connection._send_kept(hello(self._session)):
                     raise trio.EndOfChannel
                 window.confirm(parse_ack(await connection.receive()))
         except (trio.EndOfChannel, actors.ActorStoppedError, trio.TooSlowError):
@@ -481,12 +481,14 @@ class ReconnectingClient(actors.Actor[ReconnectingMessage]):
             await self._give_up(f"the server does not acknowledge: {exc}", exc)
             return False
         for envelope in window.envelopes():
-            if not await connection._send_retained(envelope):
+            if not await connection._send_kept(envelope):
                 break
             self._status.resent += 1
         return True
 
-    async def _send_numbered(self, connection: WebSocketConnection, window: Window[Frame]) -> None:  # noqa: ASYNC910 - a task body
+    async def _send_numbered(  # noqa: ASYNC910 - a task body
+        self, connection: WebSocketConnection, window: Window[Outgoing]
+    ) -> None:
         """Move buffered messages into the window and onto the connection while it has room."""
         outbox = self._status.outbox
         codec = self.options.codec
@@ -503,7 +505,7 @@ class ReconnectingClient(actors.Actor[ReconnectingMessage]):
                     continue
             else:
                 payload = frame.text if isinstance(frame, SendText) else frame.data
-            if not await connection._send_retained(window.add(frame, payload)):
+            if not await connection._send_kept(window.add(frame, payload)):
                 return  # it is in the window: sent again on the next connection
 
     async def _protocol_error(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import math
-import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import final
 
+import attrs
 import trio
 
 import actors
@@ -16,13 +16,11 @@ import actors
 from .._client._connect import closed_on_exit
 from .._codec import Codec
 from .._connection._actor import Spawner
-from .._connection._messages import DEFAULT_OPTIONS, Close, ConnectionOptions
-from ._client import ConnectedHook, ReconnectingClient
+from .._connection._messages import Close
+from ._client import ReconnectingClient
 from ._inbox_reader import InboxReader
-from ._policy import ClientState, WhenFull
+from ._policy import ClientState
 from ._types import (
-    DEFAULT_BACKOFF,
-    ClientEvent,
     ReconnectingMessage,
     ReconnectStatistics,
     Send,
@@ -78,7 +76,7 @@ class ReconnectingConnection(InboxReader):
         """Send ``message`` (text for ``str``, binary for ``bytes``) now, or once reconnected.
 
         Returns when the client has handed it to the connection or buffered it.
-        Raises :exc:`BufferFullError` when the buffer is full under ``WhenFull.FAIL``
+        Raises :exc:`BufferFullError` when the buffer is full under ``Overflow.FAIL``
         and :exc:`actors.ActorStoppedError` once the client has stopped.
         """
         await self.ref.ask(Send(message), timeout=math.inf)
@@ -86,7 +84,7 @@ class ReconnectingConnection(InboxReader):
     def send_nowait(self, message: str | bytes) -> None:
         """Queue ``message`` in the client's mailbox or raise :exc:`trio.WouldBlock`.
 
-        A refusal under ``WhenFull.FAIL`` then goes to dead letters (``REJECTED``).
+        A refusal under ``Overflow.FAIL`` then goes to dead letters (``REJECTED``).
         """
         self.ref.tell_nowait(frame_of(message))
 
@@ -122,89 +120,31 @@ class ReconnectingConnection(InboxReader):
 
 
 async def connect_reconnecting_client(
-    parent: Spawner,
-    url: str,
-    *,
-    ssl_context: ssl.SSLContext | None = None,
-    subprotocols: Sequence[str] = (),
-    headers: Sequence[tuple[str, str]] = (),
-    options: ConnectionOptions = DEFAULT_OPTIONS,
-    backoff: actors.Backoff = DEFAULT_BACKOFF,
-    max_attempts: int | None = None,
-    buffer: int = 100,
-    when_full: WhenFull = WhenFull.DROP_OLDEST,
-    on_connected: ConnectedHook | None = None,
-    subscriber: actors.ActorRef[ClientEvent] | None = None,
-    acknowledged: bool = False,
-    window: int = 100,
-    name: str | None = None,
+    parent: Spawner, client: ReconnectingClient, *, name: str | None = None
 ) -> ReconnectingConnection:
-    """Spawn a :class:`ReconnectingClient` under ``parent`` and return its handle.
+    """Spawn a client made from the ``client`` template under ``parent``; return its handle.
 
-    It returns at once: the client connects in the background and buffers what is
-    sent meanwhile (:meth:`ReconnectingConnection.wait_connected` waits for the
-    connection). Arguments as for :class:`ReconnectingClient`; a malformed ``url``
-    raises :exc:`ValueError` here.
+    ``client`` holds every setting (``ReconnectingClient(url=..., buffer=...)``, see
+    :class:`ReconnectingClient`): one object, as a pool's members are made from one, and
+    the same template may be started any number of times. This returns at once: the
+    client connects in the background and buffers what is sent meanwhile
+    (:meth:`ReconnectingConnection.wait_connected` waits for the connection). A malformed
+    ``url`` raises :exc:`ValueError` when the template is made.
     """
-    client = ReconnectingClient(
-        url=url,
-        ssl_context=ssl_context,
-        subprotocols=subprotocols,
-        headers=headers,
-        options=options,
-        backoff=backoff,
-        max_attempts=max_attempts,
-        buffer=buffer,
-        when_full=when_full,
-        on_connected=on_connected,
-        subscriber=subscriber,
-        acknowledged=acknowledged,
-        window=window,
-    )
-    await parent.spawn(client, name=name)
-    return client.handle()
+    actor = attrs.evolve(client)
+    await parent.spawn(actor, name=name)
+    return actor.handle()
 
 
 @asynccontextmanager
 async def open_reconnecting_client(
-    parent: Spawner,
-    url: str,
-    *,
-    ssl_context: ssl.SSLContext | None = None,
-    subprotocols: Sequence[str] = (),
-    headers: Sequence[tuple[str, str]] = (),
-    options: ConnectionOptions = DEFAULT_OPTIONS,
-    backoff: actors.Backoff = DEFAULT_BACKOFF,
-    max_attempts: int | None = None,
-    buffer: int = 100,
-    when_full: WhenFull = WhenFull.DROP_OLDEST,
-    on_connected: ConnectedHook | None = None,
-    subscriber: actors.ActorRef[ClientEvent] | None = None,
-    acknowledged: bool = False,
-    window: int = 100,
-    name: str | None = None,
+    parent: Spawner, client: ReconnectingClient, *, name: str | None = None
 ) -> AsyncIterator[ReconnectingConnection]:
     """:func:`connect_reconnecting_client` for the duration of an ``async with`` block.
 
     Leaving the block closes the client (1000, or 1011 if the block raised) and waits
     for it to stop, within ``write_timeout + close_timeout``.
     """
-    client = await connect_reconnecting_client(
-        parent,
-        url,
-        ssl_context=ssl_context,
-        subprotocols=subprotocols,
-        headers=headers,
-        options=options,
-        backoff=backoff,
-        max_attempts=max_attempts,
-        buffer=buffer,
-        when_full=when_full,
-        on_connected=on_connected,
-        subscriber=subscriber,
-        acknowledged=acknowledged,
-        window=window,
-        name=name,
-    )
-    async with closed_on_exit(client, options):
-        yield client
+    connection = await connect_reconnecting_client(parent, client, name=name)
+    async with closed_on_exit(connection, client.options):
+        yield connection

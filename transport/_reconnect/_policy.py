@@ -2,8 +2,8 @@
 
 - :func:`refusal_reason`: is a failed connection attempt worth retrying?
 - :func:`close_refusal_reason`: is a connection that ended worth reconnecting?
-- :class:`Outbox`: the bounded buffer of outbound messages waiting for a connection, and
-  :class:`WhenFull`, what gives way when it is full.
+- :class:`SendBuffer`: the bounded buffer of outbound messages waiting for a connection, and
+  its :class:`Overflow` policy, what gives way when it is full.
 Each returns a value; the reconnecting client (``_client.py``) acts on it.
 """
 
@@ -21,6 +21,7 @@ from .._exceptions import (
     TLSError,
     TransportError,
 )
+from .._overflow import BUFFER_OVERFLOW, Overflow, check_overflow
 
 T = TypeVar("T")
 
@@ -40,27 +41,10 @@ class ClientState(enum.Enum):
     CLOSED = "closed"
 
 
-class WhenFull(enum.Enum):
-    """What a reconnecting client does with a message when its buffer is full.
-
-    The buffer holds messages only while there is no connection to hand them to.
-    Every message that gives way is reported: counted in ``dropped`` and sent to
-    dead letters (reason ``DROPPED``), or, under :attr:`FAIL`, refused to its sender.
-    """
-
-    #: Drop the oldest buffered message to make room (fresh data matters most).
-    DROP_OLDEST = "drop oldest"
-    #: Drop the message that just arrived (what was queued first goes first).
-    DROP_NEWEST = "drop newest"
-    #: Refuse the new message: ``send()`` raises :exc:`BufferFullError`; a told message
-    #: goes to dead letters (reason ``REJECTED``) with that error.
-    FAIL = "fail"
-
-
 class BufferFullError(TransportError):
     """A reconnecting client refused a message: it is disconnected and its buffer is full.
 
-    Raised by ``send()`` under :attr:`WhenFull.FAIL`. Try again once connected, or
+    Raised by ``send()`` under :attr:`Overflow.FAIL`. Try again once connected, or
     choose a larger ``buffer`` or a drop policy.
     """
 
@@ -100,8 +84,8 @@ def close_refusal_reason(closed: ConnectionClosed) -> str | None:
 
 
 @final
-class Outbox(Generic[T]):
-    """A bounded FIFO of messages waiting for a connection, with a :class:`WhenFull` policy.
+class SendBuffer(Generic[T]):
+    """A bounded FIFO of messages waiting for a connection, with a :class:`Overflow` policy.
 
     It never blocks and never raises: :meth:`put` and :meth:`put_back` return what gave
     way, and the caller reports it.
@@ -109,9 +93,10 @@ class Outbox(Generic[T]):
 
     __slots__ = ("_items", "capacity", "when_full")
 
-    def __init__(self, capacity: int, when_full: WhenFull) -> None:
+    def __init__(self, capacity: int, when_full: Overflow) -> None:
         if capacity < 0:
             raise ValueError(f"buffer must be at least 0, not {capacity!r}")
+        check_overflow(when_full, BUFFER_OVERFLOW, "when_full")
         self.capacity = capacity
         self.when_full = when_full
         self._items: collections.deque[T] = collections.deque()
@@ -124,7 +109,7 @@ class Outbox(Generic[T]):
         if len(self._items) < self.capacity:
             self._items.append(item)
             return None
-        if self.when_full is WhenFull.DROP_OLDEST and self._items:
+        if self.when_full is Overflow.DROP_OLDEST and self._items:
             self._items.append(item)
             return self._items.popleft()
         return item
@@ -138,7 +123,7 @@ class Outbox(Generic[T]):
         self._items.appendleft(item)
         dropped: list[T] = []
         while len(self._items) > self.capacity:
-            if self.when_full is WhenFull.DROP_OLDEST:
+            if self.when_full is Overflow.DROP_OLDEST:
                 dropped.append(self._items.popleft())
             else:
                 dropped.append(self._items.pop())

@@ -19,7 +19,7 @@ from .._connection._messages import (
     SendText,
 )
 from .._exceptions import TransportError
-from ._policy import ClientState, Outbox
+from ._policy import ClientState, SendBuffer
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ._acked._wire import Window
 
 #: What a reconnecting client buffers and hands to its connection.
-Frame = SendText | SendBytes | SendMessage
+Outgoing = SendText | SendBytes | SendMessage
 
 #: The schedule used when none is given: 0.5 s doubling to 30 s, 20% jitter.
 DEFAULT_BACKOFF = actors.Backoff(minimum=0.5, maximum=30.0, factor=2.0, jitter=0.2)
@@ -45,7 +45,7 @@ class Send(actors.Request[None]):
     """Ask a reconnecting client (or a pool) to send ``data``: text for ``str``, binary for ``bytes``.
 
     The reply comes once the message is handed to the live connection or buffered;
-    under ``WhenFull.FAIL`` a full buffer is raised to the asker as
+    under ``Overflow.FAIL`` a full buffer is raised to the asker as
     :exc:`BufferFullError`. ``key`` picks the connection of a pool routed by
     ``KEY_HASH``; a single client ignores it.
     """
@@ -169,7 +169,7 @@ class ReconnectStatistics:
 class Status:
     """State shared by a reconnecting client and its handle (no stream in here)."""
 
-    outbox: Outbox[Frame]
+    outbox: SendBuffer[Outgoing]
     state: ClientState = ClientState.CONNECTING
     attempts: int = 0
     failed_attempts: int = 0
@@ -182,7 +182,7 @@ class Status:
     undelivered: int = 0
     connection: WebSocketConnection | None = None
     #: Acknowledged delivery's unconfirmed messages (``None`` without it).
-    window: Window[Frame] | None = None
+    window: Window[Outgoing] | None = None
     resent: int = 0
     #: Called after every state change (a pool listens to its members this way).
     listener: Callable[[], None] | None = None
@@ -226,7 +226,7 @@ class Status:
         )
 
 
-def frame_of(data: str | bytes) -> Frame:
+def frame_of(data: str | bytes) -> Outgoing:
     """The connection message that sends ``data``."""
     return SendText(data) if isinstance(data, str) else SendBytes(bytes(data))
 

@@ -83,7 +83,9 @@ class HandshakePolicy:
     overlap). ``allowed_origins``: if given, a request carrying an ``Origin``
     header not in it is refused with 403 (requests without ``Origin`` come
     from non-browser clients and pass). ``on_handshake``: authentication or
-    routing hook, see :data:`HandshakeHook`.
+    routing hook: an async function called with each :class:`HandshakeRequest` after
+    the built-in checks passed; it returns a :class:`Reject` to refuse, an
+    :class:`Accept` to override the subprotocol or add headers, ``None`` to accept.
     """
 
     subprotocols: Sequence[str] = ()
@@ -157,7 +159,7 @@ def accepted_opener(
 
     async def open_connection(nursery: trio.Nursery) -> tuple[Backend, ConnectionInfo]:
         try:
-            handshake = await open_request(request, nursery, limits=limits)
+            handshake = await open_request(request, nursery, limits=limits, hold_violations=True)
             backend = await handshake.accept(
                 accept.subprotocol, accept.headers, options.handshake_timeout
             )

@@ -202,7 +202,7 @@ class ConnectionHost(actors.Actor[HostMessage]):
         name = f"connection-{self._serial}"
         opener = accepted_opener(request, stream, accept, self._options, self._inbound)
         actor = ConnectionActor(opener, self._options, None, self._application, self._budget)
-        ref = await spawn_actor(self.ctx, actor, name)
+        ref = await spawn_actor(self.ctx, actor, self._options, name)
         self._accepted += 1
         self._connections[name] = ref
         if len(self._connections) > 2 * self.ctx.child_count + 16:

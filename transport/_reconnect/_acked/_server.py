@@ -246,4 +246,4 @@ class AckedConnection(ReceiveIterable):
     async def _acknowledge(self) -> None:
         self._owed = 0
         # Not sent if the connection is closing: the next hello is answered afresh.
-        await self.connection._send_retained(ack(self._session.last or 0))
+        await self.connection._send_kept(ack(self._session.last or 0))

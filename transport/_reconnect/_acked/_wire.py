@@ -25,6 +25,7 @@ from typing import Generic, TypeVar, final
 
 import trio
 
+from ..._connection._messages import KeptBySender
 from ..._exceptions import TransportError
 
 T = TypeVar("T")
@@ -44,7 +45,7 @@ class AckProtocolError(TransportError):
 
 
 @final
-class Retained(bytes):
+class Retained(KeptBySender):
     """A protocol message that outlives the connection it was queued on.
 
     A numbered message stays in the client's window until acknowledged (sent again on

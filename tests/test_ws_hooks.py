@@ -1,0 +1,153 @@
+"""Pins every private hook of trio-websocket and wsproto the adapter uses (``_adapter/_hooks``).
+
+One test per hook, against the installed libraries: an upgrade that renames or changes
+one fails here by the hook's name, before the adapter misbehaves somewhere else.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import trio
+import trio.testing
+import trio_websocket as tw
+import wsproto
+import wsproto.connection
+import wsproto.events
+
+from transport._adapter import _hooks
+from transport._adapter._library import Backend, client_handshake, server_handshake
+
+HOOKS = {
+    "run_reader",
+    "wait_open",
+    "library_request",
+    "expect_pong",
+    "send_ping_frame",
+    "install_sink",
+    "installed_sink",
+    "library_messages",
+    "route_receive_side",
+    "take_handshake",
+    "open_connection",
+    "close_frame",
+    "payload_announced",
+}
+
+
+def test_every_hook_is_pinned_here() -> None:
+    functions = {
+        name
+        for name, value in vars(_hooks).items()
+        if inspect.isfunction(value) and value.__module__ == _hooks.__name__
+    }
+    assert functions == HOOKS
+
+
+def library_connection() -> tw.WebSocketConnection:
+    client_stream, _server_stream = trio.testing.memory_stream_pair()
+    return tw.WebSocketConnection(
+        client_stream, wsproto.WSConnection(wsproto.ConnectionType.CLIENT), host="h", path="/"
+    )
+
+
+async def open_pair(nursery: trio.Nursery) -> tuple[Backend, Backend]:
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    server: list[Backend] = []
+
+    async def serve() -> None:
+        handshake = await server_handshake(nursery, server_stream)
+        server.append(await handshake.accept(None, (), 10))
+
+    async with trio.open_nursery() as inner:
+        inner.start_soon(serve)
+        client = await client_handshake(nursery, client_stream, host="h", resource="/")
+    return client, server[0]
+
+
+def test_trio_websocket_attributes_the_hooks_use() -> None:
+    ws = library_connection()
+    # run_reader, library_request, send_ping_frame: coroutine methods.
+    for name, parameters in [("_reader_task", []), ("_get_request", []), ("_send", ["event"])]:
+        method = getattr(tw.WebSocketConnection, name)
+        assert inspect.iscoroutinefunction(method), name
+        assert list(inspect.signature(method).parameters)[1:] == parameters, name
+    # wait_open: an event set when the opening handshake ends.
+    assert isinstance(ws._open_handshake, trio.Event)
+    # expect_pong: payload -> an object whose set() the reader calls on the Pong.
+    assert isinstance(ws._pings, dict)
+    # install_sink, installed_sink, library_messages, route_receive_side: the message queue.
+    assert isinstance(ws._send_channel, trio.MemorySendChannel)
+    assert isinstance(ws._recv_channel, trio.MemoryReceiveChannel)
+
+
+async def test_the_reader_tells_a_pong_listener_and_routes_through_the_sink() -> None:
+    async with trio.open_nursery() as nursery:
+        client, server = await open_pair(nursery)
+        nursery.start_soon(server.receive)  # the peer's reader answers pings
+        listener = trio.Event()
+        _hooks.expect_pong(client._ws, b"p", listener)
+        await _hooks.send_ping_frame(client._ws, b"p")
+        with trio.fail_after(5):
+            await listener.wait()
+        # The reader sends messages to whatever install_sink put in place, and the
+        # library's own queue is what library_messages returns.
+        assert type(_hooks.installed_sink(server._ws)).__name__ == "_InboundSink"
+        assert _hooks.library_messages(server._ws) is server._ws._recv_channel
+        nursery.cancel_scope.cancel()
+
+
+def handshake_pair() -> tuple[wsproto.WSConnection, wsproto.WSConnection]:
+    client = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+    server = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+    server.receive_data(client.send(wsproto.events.Request(host="h", target="/")))
+    assert [type(e) for e in server.events()] == [wsproto.events.Request]
+    client.receive_data(server.send(wsproto.events.AcceptConnection()))
+    return client, server
+
+
+def test_take_handshake_and_open_connection() -> None:
+    server = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+    assert _hooks.take_handshake(server) is None  # not open yet: nothing to drop
+    client, server = handshake_pair()
+    assert [type(e) for e in client.events()] == [wsproto.events.AcceptConnection]
+    assert _hooks.take_handshake(client) == []
+    assert not hasattr(client, "handshake")
+    frame_layer = _hooks.open_connection(client)
+    assert isinstance(frame_layer, wsproto.connection.Connection)
+    server.receive_data(frame_layer.send(wsproto.events.TextMessage("after")))
+    assert [e.data for e in server.events() if isinstance(e, wsproto.events.TextMessage)] == [
+        "after"
+    ]
+
+
+def test_close_frame_is_the_one_wsproto_writes() -> None:
+    client, server = handshake_pair()
+    assert _hooks.close_frame(server, 1002, "bad") == b"\x88\x05\x03\xeabad"
+    masked = _hooks.close_frame(client, 1000, None)
+    assert masked[:2] == b"\x88\x82"  # masked, two bytes of payload
+    server.receive_data(masked)
+    (event,) = server.events()
+    assert isinstance(event, wsproto.events.CloseConnection)
+    assert event.code == 1000
+
+
+def test_payload_announced_reads_the_frame_header_before_the_payload() -> None:
+    client, server = handshake_pair()
+    assert _hooks.payload_announced(server) is None
+    frame = client.send(wsproto.events.BytesMessage(b"x" * 300))
+    server.receive_data(frame[:8])  # header (2 + 2 length + 4 mask) only
+    assert list(server.events()) == []
+    assert _hooks.payload_announced(server) == 300
+    server.receive_data(frame[8:108])
+    assert [len(e.data) for e in server.events() if isinstance(e, wsproto.events.BytesMessage)] == [
+        100
+    ]
+    assert _hooks.payload_announced(server) == 200
+    server.receive_data(frame[108:])
+    assert [len(e.data) for e in server.events() if isinstance(e, wsproto.events.BytesMessage)] == [
+        200
+    ]
+    assert _hooks.payload_announced(server) is None
+    server.receive_data(client.send(wsproto.events.Ping(b"p"))[:2])
+    assert _hooks.payload_announced(server) is None  # control frames are not counted

@@ -1,0 +1,169 @@
+"""Every private hook of trio-websocket and wsproto that the adapter uses, in one place.
+
+Each function here is one hook, with why the public API does not serve; nothing else in
+the package touches a private name of either library (nor needs a ``type: ignore`` for
+one). ``tests/test_ws_hooks.py`` pins each hook against the installed versions
+(trio-websocket 0.12, wsproto 1.2 and 1.3, the ranges ``pyproject.toml`` declares), so an
+upgrade that moves one fails there, by name, before anything else does.
+
+trio-websocket's own ``wrap_*_stream``, ``connect_websocket`` and ``ping`` use the same
+hooks; the adapter calls them itself because it owns what those functions would choose
+for it: the nursery and cancel scope of the reader, the TLS handshake, the deadline, and
+where inbound messages go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import trio
+import trio_websocket as tw
+import wsproto
+import wsproto.events
+import wsproto.frame_protocol
+
+
+class PongListener(Protocol):
+    """Told when the Pong of a Ping arrives (or a Pong to a later Ping: the peer may skip)."""
+
+    def set(self) -> None: ...
+
+
+class MessageSink(Protocol):
+    """What may stand in for the library's message channel (see :func:`install_sink`)."""
+
+    async def send(self, message: str | bytes) -> None: ...
+
+    async def receive(self) -> str | bytes: ...
+
+    async def aclose(self) -> None: ...
+
+
+# -- trio-websocket -------------------------------------------------------------------------
+
+
+async def run_reader(ws: tw.WebSocketConnection) -> None:
+    """The library's reader loop (``_reader_task``).
+
+    Its public ``wrap_*_stream`` start it in a nursery of their own; the adapter runs it
+    in the owning actor's nursery, inside a cancel scope the actor can shield while it
+    closes (``Backend.shield_reader``).
+    """
+    await ws._reader_task()
+
+
+async def wait_open(ws: tw.WebSocketConnection) -> None:
+    """Wait until the client's opening handshake has ended, either way (``_open_handshake``).
+
+    ``connect_websocket`` waits on the same event; the adapter does the TCP and TLS
+    parts itself (TLS errors at once, one deadline), so it waits here.
+    """
+    await ws._open_handshake.wait()
+
+
+async def library_request(ws: tw.WebSocketConnection) -> tw.WebSocketRequest:
+    """The server's request as the library parsed it (``_get_request``).
+
+    What ``wrap_server_stream`` does after starting the reader; the adapter has already
+    read, parsed and decided on the request, and the library's reader finds the request
+    event held in the wsproto connection it is given.
+    """
+    return await ws._get_request()
+
+
+def expect_pong(ws: tw.WebSocketConnection, payload: bytes, listener: PongListener) -> None:
+    """Have the reader call ``listener.set()`` when the Pong for ``payload`` arrives (``_pings``).
+
+    The public ``ping`` waits for the Pong; the connection actor writes the Ping under a
+    shielded, bounded scope and checks for the Pong later, without a task waiting.
+    """
+    ws._pings[payload] = listener  # type: ignore[assignment]  # the reader only calls set()
+
+
+async def send_ping_frame(ws: tw.WebSocketConnection, payload: bytes) -> None:
+    """Write one Ping frame (``_send``), without waiting for its Pong (see :func:`expect_pong`)."""
+    await ws._send(wsproto.events.Ping(payload=payload))
+
+
+def install_sink(
+    ws: tw.WebSocketConnection,
+    make_sink: Callable[[trio.MemorySendChannel[str | bytes]], MessageSink],
+) -> None:
+    """Put a sink made from the library's send channel where the reader sends messages
+    (``_send_channel``).
+
+    The reader awaits ``_send_channel.send(message)`` for every message; the sink hands
+    it to the connection actor without blocking (``_library.route_inbound``). Called
+    before the reader starts.
+    """
+    ws._send_channel = make_sink(ws._send_channel)  # type: ignore[assignment]
+
+
+def installed_sink(ws: tw.WebSocketConnection) -> object:
+    """The sink :func:`install_sink` installed (``_send_channel``)."""
+    sink: object = ws._send_channel
+    return sink
+
+
+def library_messages(ws: tw.WebSocketConnection) -> trio.MemoryReceiveChannel[str | bytes]:
+    """The library's own bounded queue of messages received so far (``_recv_channel``)."""
+    return ws._recv_channel
+
+
+def route_receive_side(ws: tw.WebSocketConnection, sink: MessageSink) -> None:
+    """Let the library's receive side be ``sink`` too (``_recv_channel``).
+
+    The library closes its receive side on a close of its own (a size limit, a close
+    handshake); once routed, the sink hears that, and the library's queue is dropped.
+    """
+    ws._recv_channel = sink  # type: ignore[assignment]
+
+
+# -- wsproto --------------------------------------------------------------------------------
+
+
+def take_handshake(connection: wsproto.WSConnection) -> list[wsproto.events.Event] | None:
+    """Once open, drop the finished HTTP/1.1 handshake (``handshake``); the events it held.
+
+    ``WSConnection`` keeps its h11 parser and buffers for the connection's whole life
+    (kilobytes per idle connection); ``None`` while the handshake is still under way
+    (``connection`` is unset until then).
+    """
+    if connection.connection is None:
+        return None
+    events = list(connection.handshake.events())
+    del connection.handshake
+    return events
+
+
+def open_connection(connection: wsproto.WSConnection) -> wsproto.connection.Connection:
+    """The open connection's frame layer (``connection``), after :func:`take_handshake`."""
+    assert connection.connection is not None
+    return connection.connection
+
+
+def close_frame(connection: wsproto.WSConnection, code: int, reason: str | None) -> bytes:
+    """A Close frame as wsproto would write it (``client`` and ``FrameProtocol``).
+
+    Written when the frame guard closes for a violation, a state in which wsproto
+    itself refuses to send a Close.
+    """
+    frames = wsproto.frame_protocol.FrameProtocol(connection.client, [])
+    return bytes(frames.close(code, reason))
+
+
+def payload_announced(connection: wsproto.WSConnection) -> int | None:
+    """Payload bytes a data frame's header announced that have not arrived yet.
+
+    Read (never written) from wsproto's frame decoder (``connection._proto._frame_decoder``,
+    its ``header`` and ``payload_consumed``), so a frame announcing too much is refused
+    when its header arrives, not after its payload; ``None`` between frames, for control
+    frames, and while the handshake is under way.
+    """
+    decoder = getattr(getattr(connection.connection, "_proto", None), "_frame_decoder", None)
+    header = getattr(decoder, "header", None)
+    if header is None or header.opcode.iscontrol():
+        return None
+    consumed = getattr(decoder, "payload_consumed", 0)
+    return int(header.payload_len) - int(consumed)
