@@ -19,7 +19,9 @@ import websockets.trio.server
 import actors
 import transport
 from tests.hostile import (
+    CONTINUATION,
     MAX_MESSAGE_SIZE,
+    PING,
     SERVER_OPTIONS,
     TEXT,
     HostileClient,
@@ -252,6 +254,36 @@ async def test_a_compressed_message_just_within_the_limit_gets_through(
     assert (
         zlib.decompressobj(-15).decompress(echoed + b"\x00\x00\xff\xff") == b"a" * MAX_MESSAGE_SIZE
     )
+
+
+async def test_pings_between_compressed_messages_and_fragments_leave_them_intact(
+    actor_system: actors.ActorSystem,
+) -> None:
+    """A control frame is never compressed: before, between and inside compressed
+    messages (context takeover), it does not disturb their inflation."""
+    deflater = zlib.compressobj(6, zlib.DEFLATED, -12)
+
+    def deflate(data: bytes) -> bytes:
+        return deflater.compress(data) + deflater.flush(zlib.Z_SYNC_FLUSH)
+
+    first, second = deflate(FEED.encode())[:-4], deflate(FEED.encode())[:-4]
+    head, tail = deflate(b"abc" * 100), deflate(b"xyz" * 100)[:-4]
+    extension = (("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits"),)
+    inflater = zlib.decompressobj(-15)
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            server = await start_server(nursery, actor_system)
+            client = await HostileClient.connect(server.port)
+            assert await client.handshake(request(headers=extension)) == 101
+            await client.send(frame(PING, b"1") + frame(TEXT, first, rsv=4) + frame(PING, b"2"))
+            await client.send(frame(TEXT, second, rsv=4))
+            await client.send(frame(TEXT, head, rsv=4, fin=False) + frame(PING, b"3"))
+            await client.send(frame(CONTINUATION, tail))
+            echoes = [await client.next_message() for _ in range(3)]
+            await client.aclose()
+            nursery.cancel_scope.cancel()
+    inflated = [inflater.decompress(echo + b"\x00\x00\xff\xff") for echo in echoes]
+    assert inflated == [FEED.encode(), FEED.encode(), b"abc" * 100 + b"xyz" * 100]
 
 
 # -- a hand-made server, for what a well-behaved server never answers ----------------------

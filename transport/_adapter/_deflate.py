@@ -216,6 +216,20 @@ class DeflateExtension(wsproto.extensions.PerMessageDeflate):
 
     # -- inbound: bounded inflation ------------------------------------------------------
 
+    def frame_inbound_header(
+        self,
+        proto: fp.FrameDecoder | fp.FrameProtocol,
+        opcode: fp.Opcode,
+        rsv: fp.RsvBits,
+        payload_length: int,
+    ) -> fp.CloseReason | fp.RsvBits:
+        if opcode.iscontrol():  # never compressed; leaves the state of a message alone
+            if rsv.rsv1:
+                return fp.CloseReason.PROTOCOL_ERROR
+            self._inbound_is_compressible = False
+            return fp.RsvBits(False, False, False)
+        return super().frame_inbound_header(proto, opcode, rsv, payload_length)
+
     def frame_inbound_payload_data(
         self, proto: fp.FrameDecoder | fp.FrameProtocol, data: bytes
     ) -> bytes | fp.CloseReason:
