@@ -9,9 +9,10 @@ others (off, default, low-memory, off, ...) and the medians are reported.
   connection carried one feed message each way, ``BENCH_CONNS`` (200) of them. The clients
   are minimal raw sockets with hand-built frames, so nearly all of it is the server's
   connection (its actor, tasks, queues, and with compression its compressor and inflater).
-  ``off``: ``compression=None``; ``default``: :data:`transport.DEFAULT_COMPRESSION`
-  (context takeover: both zlib streams stay); ``low_memory``:
-  :data:`transport.LOW_MEMORY_COMPRESSION` (nothing kept between messages).
+  ``off``: the default options; ``default``: ``compression=True`` (context takeover: both
+  zlib streams stay); ``low_memory``: ``compression=True``,
+  ``compression_context_takeover=False``, ``compression_window_bits=10``,
+  ``compression_memory_level=4`` (nothing kept between messages).
 - ``feed``: a server sends ``BENCH_FEED`` (20,000) messages of a repetitive JSON quote feed
   (about 120 bytes each, values changing) to one of our clients: ``msgs_per_s`` and
   ``wire_bytes_per_msg`` (bytes the client's socket received, frame headers included).
@@ -36,6 +37,7 @@ import tracemalloc
 import zlib
 from pathlib import Path
 
+import attrs
 import trio
 import trio.testing
 
@@ -51,10 +53,17 @@ REPS = int(os.environ.get("BENCH_REPS", "3"))
 CONNS = int(os.environ.get("BENCH_CONNS", "200"))
 FEED = int(os.environ.get("BENCH_FEED", "20000"))
 
-VARIANTS: dict[str, transport.Compression | None] = {
-    "off": None,
-    "default": transport.DEFAULT_COMPRESSION,
-    "low_memory": transport.LOW_MEMORY_COMPRESSION,
+OFF = transport.ConnectionOptions(ping_interval=None)
+VARIANTS = {
+    "off": OFF,
+    "default": attrs.evolve(OFF, compression=True),
+    "low_memory": attrs.evolve(
+        OFF,
+        compression=True,
+        compression_context_takeover=False,
+        compression_window_bits=10,
+        compression_memory_level=4,
+    ),
 }
 OFFER = "permessage-deflate; client_max_window_bits"
 
@@ -72,10 +81,6 @@ def quote(i: int) -> str:
         },
         separators=(",", ":"),
     )
-
-
-def options(compression: transport.Compression | None) -> transport.ConnectionOptions:
-    return transport.ConnectionOptions(ping_interval=None, compression=compression)
 
 
 # -- idle memory ---------------------------------------------------------------------------
@@ -123,19 +128,19 @@ async def raw_connection(port: int, compressed: bool) -> trio.SocketStream:
     return stream
 
 
-async def idle_bytes(compression: transport.Compression | None) -> float:
+async def idle_bytes(options: transport.ConnectionOptions) -> float:
     async with actors.open_system("bench") as system, trio.open_nursery() as nursery:
         server = await start_server(
-            nursery, system, options=options(compression), handler=echo, max_connections=CONNS + 10
+            nursery, system, options=options, handler=echo, max_connections=CONNS + 10
         )
         for _ in range(5):  # warm-up: first-use allocations are not per connection
-            warm = await raw_connection(server.port, compression is not None)
+            warm = await raw_connection(server.port, options.compression)
             await warm.aclose()
         await trio.testing.wait_all_tasks_blocked()
         gc.collect()
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
-        streams = [await raw_connection(server.port, compression is not None) for _ in range(CONNS)]
+        streams = [await raw_connection(server.port, options.compression) for _ in range(CONNS)]
         await trio.testing.wait_all_tasks_blocked()
         gc.collect()
         after = tracemalloc.get_traced_memory()[0]
@@ -171,7 +176,7 @@ class CountingStream(trio.abc.Stream):
         await self._stream.aclose()
 
 
-async def feed(compression: transport.Compression | None) -> tuple[float, float]:
+async def feed(options: transport.ConnectionOptions) -> tuple[float, float]:
     messages = [quote(i) for i in range(FEED)]
 
     async def publish(connection: transport.WebSocketConnection) -> None:
@@ -181,19 +186,17 @@ async def feed(compression: transport.Compression | None) -> tuple[float, float]
             pass
 
     async with actors.open_system("bench") as system, trio.open_nursery() as nursery:
-        server = await start_server(nursery, system, options=options(compression), handler=publish)
+        server = await start_server(nursery, system, options=options, handler=publish)
         counted: list[CountingStream] = []
 
         async def connect() -> trio.abc.Stream:
             counted.append(CountingStream(await trio.open_tcp_stream("127.0.0.1", server.port)))
             return counted[0]
 
-        opener = client_opener(
-            connect, host="127.0.0.1", resource="/", options=options(compression)
-        )
+        opener = client_opener(connect, host="127.0.0.1", resource="/", options=options)
         began = time.perf_counter()
-        client = await spawn_connection(system, opener, options(compression))
-        assert (client.info.compression is not None) == (compression is not None)
+        client = await spawn_connection(system, opener, options)
+        assert (client.info.compression is not None) == options.compression
         for expected in messages:
             assert await client.receive() == expected
         elapsed = time.perf_counter() - began
@@ -207,9 +210,9 @@ async def measure() -> dict[str, object]:
     rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
     wire: dict[str, list[float]] = {name: [] for name in VARIANTS}
     for _ in range(REPS):
-        for name, compression in VARIANTS.items():
-            idle[name].append(await idle_bytes(compression))
-            rate, per_message = await feed(compression)
+        for name, options in VARIANTS.items():
+            idle[name].append(await idle_bytes(options))
+            rate, per_message = await feed(options)
             rates[name].append(rate)
             wire[name].append(per_message)
     idle_m = {name: round(statistics.median(v)) for name, v in idle.items()}

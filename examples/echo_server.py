@@ -4,7 +4,7 @@
 
     python -m examples.echo_server --port 8765
     python -m examples.echo_server --port 8443 --certfile cert.pem --keyfile key.pem
-    python -m examples.echo_server --port 9001 --max-message-size 16777216
+    python -m examples.echo_server --port 9001 --max-message-size 16777216 --compression
 
 It prints ``listening on ws://127.0.0.1:8765/`` (``wss://`` with a certificate) once it
 accepts connections; ``--port 0`` picks a free port, and the line shows which.
@@ -51,7 +51,8 @@ async def main(arguments: argparse.Namespace) -> None:
                     arguments.port,
                     ssl_context=context,
                     options=transport.ConnectionOptions(
-                        max_message_size=arguments.max_message_size
+                        max_message_size=arguments.max_message_size,
+                        compression=arguments.compression,
                     ),
                 )
             )
@@ -74,6 +75,11 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=int,
         default=transport.ConnectionOptions().max_message_size,
         help="the largest inbound message in bytes (default 1 MiB; a conformance run needs 16 MiB)",
+    )
+    parser.add_argument(
+        "--compression",
+        action="store_true",
+        help="accept permessage-deflate when a client offers it (off by default)",
     )
     arguments = parser.parse_args(argv)
     if bool(arguments.certfile) != bool(arguments.keyfile):

@@ -11,6 +11,7 @@ import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import attrs
 import pytest
 import trio
 import websockets.trio.client
@@ -39,10 +40,22 @@ from transport._adapter._deflate import (
     parse_parameters,
     server_agreement,
 )
+from transport._compression import DEFAULT_COMPRESSION, Compression
 from transport._reconnect._policy import refusal_reason
 
 TIMEOUT = 30
-DEFLATE = transport.DEFAULT_COMPRESSION
+DEFLATE = DEFAULT_COMPRESSION
+#: What ``compression_context_takeover=False, compression_window_bits=10`` asks for.
+LOW_MEMORY = Compression(
+    server_no_context_takeover=True,
+    client_no_context_takeover=True,
+    server_max_window_bits=10,
+    client_max_window_bits=10,
+    memory_level=4,
+)
+ON = transport.ConnectionOptions(ping_interval=None, compression=True)
+#: The server under attack, compression on.
+COMPRESSING_SERVER = attrs.evolve(SERVER_OPTIONS, compression=True)
 #: Inflated size of the bombs: 4,000 times the message limit of the connections under attack.
 BOMB_SIZE = 256 * 2**20
 FEED = '{"type":"quote","symbol":"ACME","bid":101.25,"ask":101.5,"venue":"XNAS"}'
@@ -62,10 +75,10 @@ def deflate_bomb(size: int = BOMB_SIZE) -> bytes:
 
 def test_the_default_offer_lets_the_server_limit_the_client_window() -> None:
     assert client_offer(DEFLATE) == "client_max_window_bits=12; server_max_window_bits=12"
-    assert client_offer(
-        transport.Compression(client_max_window_bits=15, server_max_window_bits=15)
-    ) == ("client_max_window_bits")
-    assert client_offer(transport.LOW_MEMORY_COMPRESSION) == (
+    assert client_offer(Compression(client_max_window_bits=15, server_max_window_bits=15)) == (
+        "client_max_window_bits"
+    )
+    assert client_offer(LOW_MEMORY) == (
         "server_no_context_takeover; client_no_context_takeover; "
         "client_max_window_bits=10; server_max_window_bits=10"
     )
@@ -115,7 +128,7 @@ def test_a_server_declines_an_offer_it_cannot_honour(offer: str) -> None:
 
 
 def test_a_server_imposes_no_context_takeover_from_its_settings() -> None:
-    agreement = server_agreement(transport.LOW_MEMORY_COMPRESSION, "permessage-deflate")
+    agreement = server_agreement(LOW_MEMORY, "permessage-deflate")
     assert agreement == Agreement(True, True, 10, 15)
 
 
@@ -138,7 +151,7 @@ def test_a_client_refuses_an_invalid_answer(answer: str, problem: str) -> None:
 
 
 def test_a_client_refuses_an_answer_that_drops_what_it_required() -> None:
-    settings = transport.Compression(server_no_context_takeover=True)
+    settings = Compression(server_no_context_takeover=True)
     with pytest.raises(NegotiationError, match="drops server_no_context_takeover"):
         client_agreement(settings, "permessage-deflate; server_max_window_bits=12")
     answer = "permessage-deflate; server_no_context_takeover; server_max_window_bits=10"
@@ -152,16 +165,19 @@ def test_quoted_values_are_read() -> None:
 
 
 def test_settings_out_of_range_are_refused() -> None:
+    with pytest.raises(ValueError, match="compression_window_bits must be between 9 and 15"):
+        transport.ConnectionOptions(compression_window_bits=8)
+    with pytest.raises(ValueError, match="compression_memory_level must be between 1 and 9"):
+        transport.ConnectionOptions(compression_memory_level=0)
     with pytest.raises(ValueError, match="server_max_window_bits must be between 9 and 15"):
-        transport.Compression(server_max_window_bits=8)
+        Compression(server_max_window_bits=8)
     with pytest.raises(ValueError, match="level must be between 0 and 9"):
-        transport.Compression(level=10)
-    with pytest.raises(ValueError, match="memory_level must be between 1 and 9"):
-        transport.Compression(memory_level=0)
+        Compression(level=10)
 
 
 def test_an_invalid_extension_answer_is_not_retried() -> None:
-    error = transport.ExtensionError("invalid permessage-deflate answer", 1002)
+    error = transport.HandshakeError("invalid permessage-deflate answer", 1002)
+    assert refusal_reason(transport.HandshakeError("the connection broke")) is None
     reason = refusal_reason(error)
     assert reason is not None
     assert "not retried" in reason
@@ -170,13 +186,15 @@ def test_an_invalid_extension_answer_is_not_retried() -> None:
 # -- round trips between our client and our server ----------------------------------------
 
 
-@pytest.mark.parametrize(
-    "settings", [DEFLATE, transport.LOW_MEMORY_COMPRESSION], ids=["default", "low-memory"]
+LOW_MEMORY_OPTIONS = attrs.evolve(
+    ON, compression_context_takeover=False, compression_window_bits=10, compression_memory_level=4
 )
+
+
+@pytest.mark.parametrize("options", [ON, LOW_MEMORY_OPTIONS], ids=["default", "low-memory"])
 async def test_messages_round_trip_compressed(
-    actor_system: actors.ActorSystem, settings: transport.Compression
+    actor_system: actors.ActorSystem, options: transport.ConnectionOptions
 ) -> None:
-    options = transport.ConnectionOptions(ping_interval=None, compression=settings)
     client, server = await connection_pair(
         actor_system, client_options=options, server_options=options
     )
@@ -196,11 +214,10 @@ async def test_messages_round_trip_compressed(
 async def test_compression_off_on_either_side_is_not_negotiated(
     actor_system: actors.ActorSystem, off: str
 ) -> None:
-    plain = transport.ConnectionOptions(ping_interval=None, compression=None)
     client, server = await connection_pair(
         actor_system,
-        client_options=plain if off == "client" else NO_KEEPALIVE,
-        server_options=plain if off == "server" else NO_KEEPALIVE,
+        client_options=NO_KEEPALIVE if off == "client" else ON,
+        server_options=NO_KEEPALIVE if off == "server" else ON,
     )
     assert client.info.compression is None
     assert server.info.compression is None
@@ -220,7 +237,7 @@ async def test_a_compression_bomb_to_the_server_is_refused_with_1009_while_infla
     extension = (("Sec-WebSocket-Extensions", "permessage-deflate"),)
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
-            server = await start_server(nursery, actor_system)
+            server = await start_server(nursery, actor_system, options=COMPRESSING_SERVER)
             client = await HostileClient.connect(server.port)
             assert await client.handshake(request(headers=extension)) == 101
             with traced_memory() as peak:
@@ -244,7 +261,7 @@ async def test_a_compressed_message_just_within_the_limit_gets_through(
     extension = (("Sec-WebSocket-Extensions", "permessage-deflate"),)
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
-            server = await start_server(nursery, actor_system)
+            server = await start_server(nursery, actor_system, options=COMPRESSING_SERVER)
             client = await HostileClient.connect(server.port)
             assert await client.handshake(request(headers=extension)) == 101
             await client.send(frame(TEXT, payload, rsv=4))
@@ -272,7 +289,7 @@ async def test_pings_between_compressed_messages_and_fragments_leave_them_intact
     inflater = zlib.decompressobj(-15)
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
-            server = await start_server(nursery, actor_system)
+            server = await start_server(nursery, actor_system, options=COMPRESSING_SERVER)
             client = await HostileClient.connect(server.port)
             assert await client.handshake(request(headers=extension)) == 101
             await client.send(frame(PING, b"1") + frame(TEXT, first, rsv=4) + frame(PING, b"2"))
@@ -351,13 +368,13 @@ async def client_close_code(stream: trio.SocketStream) -> int | None:
 @pytest.mark.parametrize(
     ("answer", "offered", "problem"),
     [
-        ("x-webkit-deflate-frame", DEFLATE, "unrecognized extension x-webkit-deflate-frame"),
-        ("permessage-deflate", None, "unrecognized extension permessage-deflate"),
-        ("permessage-deflate; server_max_window_bits=7", DEFLATE, "not a window size"),
-        ("permessage-deflate; x-unknown", DEFLATE, "unknown parameter"),
+        ("x-webkit-deflate-frame", True, "unrecognized extension x-webkit-deflate-frame"),
+        ("permessage-deflate", False, "unrecognized extension permessage-deflate"),
+        ("permessage-deflate; server_max_window_bits=7", True, "not a window size"),
+        ("permessage-deflate; x-unknown", True, "unknown parameter"),
         (
             "permessage-deflate; server_max_window_bits=9, permessage-deflate; server_max_window_bits=9",
-            DEFLATE,
+            True,
             "names permessage-deflate twice",
         ),
     ],
@@ -365,7 +382,7 @@ async def client_close_code(stream: trio.SocketStream) -> int | None:
 async def test_an_invalid_extension_answer_fails_the_handshake_with_1002(
     actor_system: actors.ActorSystem,
     answer: str,
-    offered: transport.Compression | None,
+    offered: bool,
     problem: str,
 ) -> None:
     codes: list[int | None] = []
@@ -379,7 +396,7 @@ async def test_an_invalid_extension_answer_fails_the_handshake_with_1002(
     options = transport.ConnectionOptions(ping_interval=None, compression=offered)
     with trio.fail_after(TIMEOUT):
         async with raw_server(serve) as port:
-            with pytest.raises(transport.ExtensionError, match=problem) as caught:
+            with pytest.raises(transport.HandshakeError, match=problem) as caught:
                 await transport.connect_websocket(
                     actor_system, f"ws://127.0.0.1:{port}/", options=options
                 )
@@ -421,7 +438,7 @@ async def test_a_compression_bomb_to_the_client_is_refused_with_1009_while_infla
             await stream.send_all(bomb)
         codes.append(await client_close_code(stream))
 
-    options = transport.ConnectionOptions(ping_interval=None, max_message_size=MAX_MESSAGE_SIZE)
+    options = attrs.evolve(ON, max_message_size=MAX_MESSAGE_SIZE)
     with trio.fail_after(TIMEOUT):
         async with raw_server(serve) as port:
             with traced_memory() as peak:
@@ -454,9 +471,7 @@ async def test_our_client_and_a_websockets_server_negotiate_compression(
             )
             port = server.listeners[0].socket.getsockname()[1]
             url = f"ws://127.0.0.1:{port}/"
-            async with transport.open_websocket_client(
-                actor_system, url, options=NO_KEEPALIVE
-            ) as ws:
+            async with transport.open_websocket_client(actor_system, url, options=ON) as ws:
                 assert ws.info.compression is not None
                 for message in (FEED, FEED * 2000, bytes(100_000), "é" * 500):
                     await ws.send(message)
@@ -477,7 +492,9 @@ async def test_a_websockets_client_and_our_server_negotiate_compression(
 
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
-            server = await start_server(nursery, actor_system, options=SERVER_OPTIONS, handler=echo)
+            server = await start_server(
+                nursery, actor_system, options=COMPRESSING_SERVER, handler=echo
+            )
             async with websockets.trio.client.connect(f"ws://127.0.0.1:{server.port}/") as ws:
                 assert [e.name for e in ws.protocol.extensions] == ["permessage-deflate"]
                 for message in (FEED, FEED * 800, bytes(60_000), "é" * 500):

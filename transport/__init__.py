@@ -52,11 +52,6 @@ from ._codec import (
     JsonCodec as JsonCodec,
     RawCodec as RawCodec,
 )
-from ._compression import (
-    DEFAULT_COMPRESSION as DEFAULT_COMPRESSION,
-    LOW_MEMORY_COMPRESSION as LOW_MEMORY_COMPRESSION,
-    Compression as Compression,
-)
 from ._connection._handle import (
     WebSocketConnection as WebSocketConnection,
 )
@@ -75,7 +70,6 @@ from ._connection._messages import (
     Undecodable as Undecodable,
 )
 from ._exceptions import (
-    ExtensionError as ExtensionError,
     HandshakeError as HandshakeError,
     HandshakeRejected as HandshakeRejected,
     HandshakeTimeoutError as HandshakeTimeoutError,
@@ -134,8 +128,6 @@ from ._server._host import (
 )
 
 __all__ = [
-    "DEFAULT_COMPRESSION",
-    "LOW_MEMORY_COMPRESSION",
     "Accept",
     "AckProtocolError",
     "AckedConnection",
@@ -152,7 +144,6 @@ __all__ = [
     "Close",
     "CloseCode",
     "Codec",
-    "Compression",
     "Connected",
     "ConnectionClosed",
     "ConnectionInfo",
@@ -166,7 +157,6 @@ __all__ = [
     "DistributedTopic",
     "DurableStream",
     "EncodeError",
-    "ExtensionError",
     "GaveUp",
     "GetPoolStatistics",
     "GetReconnectStatistics",

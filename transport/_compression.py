@@ -1,4 +1,8 @@
-"""permessage-deflate settings (RFC 7692): values only; the adapter does the compressing."""
+"""permessage-deflate settings (RFC 7692): values only; the adapter does the compressing.
+
+Internal: users set ``ConnectionOptions.compression`` and its ``compression_*`` fields,
+which :func:`settings_of` turns into a :class:`Compression`.
+"""
 
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ class Compression:
       ``2**(window_bits + 2) + 2**(memory_level + 9)`` bytes.
 
     The default matches ``websockets``: windows of 4 KiB (12 bits), memory level 5,
-    context takeover on; :data:`LOW_MEMORY_COMPRESSION` holds nothing between messages.
+    context takeover on.
     """
 
     server_no_context_takeover: bool = False
@@ -54,15 +58,20 @@ class Compression:
             raise ValueError(f"memory_level must be between 1 and 9, not {self.memory_level!r}")
 
 
-#: The default settings: 4 KiB windows, memory level 5, context takeover.
-DEFAULT_COMPRESSION = Compression()
+def settings_of(
+    enabled: bool, window_bits: int, context_takeover: bool, memory_level: int
+) -> Compression | None:
+    """The settings both directions share, or ``None`` when compression is off."""
+    if not enabled:
+        return None
+    return Compression(
+        server_no_context_takeover=not context_takeover,
+        client_no_context_takeover=not context_takeover,
+        server_max_window_bits=window_bits,
+        client_max_window_bits=window_bits,
+        memory_level=memory_level,
+    )
 
-#: For servers with many connections: no context takeover both ways (nothing held between
-#: messages) and 1 KiB windows (10 bits), memory level 4, while a message is compressed.
-LOW_MEMORY_COMPRESSION = Compression(
-    server_no_context_takeover=True,
-    client_no_context_takeover=True,
-    server_max_window_bits=10,
-    client_max_window_bits=10,
-    memory_level=4,
-)
+
+#: The defaults of ``ConnectionOptions`` with compression on (websockets' too).
+DEFAULT_COMPRESSION = Compression()

@@ -6,7 +6,6 @@ situation, from that trio exception too::
     TransportError
     ├── HandshakeError                                   the connection never opened
     │   ├── HandshakeRejected                            the server answered with an HTTP status
-    │   ├── ExtensionError                               the server's extension answer is invalid
     │   ├── HandshakeTimeoutError  (trio.TooSlowError)   no handshake within the deadline
     │   └── TLSError               (trio.BrokenResourceError)  certificate or TLS failure
     ├── codecs (``_codec``): EncodeError, DecodeError
@@ -33,7 +32,18 @@ class TransportError(Exception):
 
 
 class HandshakeError(TransportError):
-    """The WebSocket connection could not be opened."""
+    """The WebSocket connection could not be opened.
+
+    ``code`` is the close code this side failed the connection with after the
+    server's 101 response, or ``None``: 1002 when the server answered the
+    extension offer with an extension or parameters that were not offered
+    (RFC 6455 section 4.1, RFC 7692 section 5). Such a server is misconfigured:
+    a handshake error with a code is not transient, and is not retried.
+    """
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class HandshakeRejected(HandshakeError):
@@ -51,20 +61,6 @@ class HandshakeRejected(HandshakeError):
         self.status = status
         self.headers = tuple(headers)
         self.body = body
-
-
-class ExtensionError(HandshakeError):
-    """The server answered the client's extension offer with something it must refuse.
-
-    An extension the client did not offer, a parameter it did not offer or with
-    a value out of range: the client fails the connection (RFC 6455 section 4.1,
-    RFC 7692 section 5), writing a Close frame with ``code`` (1002) first. A
-    misconfigured server, not a transient failure: it is not retried.
-    """
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class HandshakeTimeoutError(HandshakeError, trio.TooSlowError):

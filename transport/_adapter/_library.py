@@ -19,7 +19,7 @@ import wsproto.connection
 import wsproto.utilities
 
 from .._close_codes import CloseCode
-from .._exceptions import ExtensionError, HandshakeError, HandshakeRejected
+from .._exceptions import HandshakeError, HandshakeRejected
 from .._redact import redact_target
 from ._guard import GuardedConnection
 from ._hooks import (
@@ -273,7 +273,7 @@ async def client_handshake(
     With ``hold_violations`` (a connection actor that will route the reader), a protocol
     error in frames that come with the 101 is held for :func:`route_inbound` instead of
     being answered by the library at once (strict close order).
-    Raises :exc:`TLSError`, :exc:`HandshakeRejected`, :exc:`ExtensionError`,
+    Raises :exc:`TLSError`, :exc:`HandshakeRejected`,
     :exc:`HandshakeTimeoutError` or :exc:`HandshakeError`; the caller closes
     the stream on failure.
     """
@@ -301,9 +301,9 @@ async def client_handshake(
         raise HandshakeRejected(exc.status_code, decode_headers(exc.headers or ()), exc.body or b"")
     failure = connection.handshake_failure
     if failure is not None and connection.extension_failure:
-        raise ExtensionError(
+        raise HandshakeError(
             f"invalid permessage-deflate answer from {host}: {failure}; the connection was"
-            " failed with 1002 (offer compression=None to connect without it)",
+            " failed with 1002 (connect with compression=False to do without it)",
             CloseCode.PROTOCOL_ERROR,
         )
     if failure is not None:

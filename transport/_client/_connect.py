@@ -23,6 +23,7 @@ from .._connection._messages import (
     ConnectionInfo,
     ConnectionOptions,
     SubscriberMessage,
+    compression_settings,
 )
 from .._exceptions import HandshakeError, HandshakeTimeoutError
 
@@ -69,7 +70,9 @@ def client_opener(
     TCP connect, TLS and the HTTP upgrade share one ``handshake_timeout``.
     """
     limits = BackendLimits(
-        options.max_message_size, options.receive_buffer_size, compression=options.compression
+        options.max_message_size,
+        options.receive_buffer_size,
+        compression=compression_settings(options),
     )
 
     async def open_connection(nursery: trio.Nursery) -> tuple[Backend, ConnectionInfo]:

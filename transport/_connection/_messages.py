@@ -12,7 +12,13 @@ from .._adapter._limits import DEFAULT_MAX_MESSAGE_SIZE
 from .._adapter._request import DEFAULT_HANDSHAKE_TIMEOUT
 from .._close_codes import ConnectionClosed, check_sendable
 from .._codec import Codec, DecodeError, DecodePolicy, RawCodec
-from .._compression import DEFAULT_COMPRESSION, Compression
+from .._compression import (
+    DEFAULT_COMPRESSION,
+    MAX_WINDOW_BITS,
+    MIN_WINDOW_BITS,
+    Compression,
+    settings_of,
+)
 from .._overflow import INBOUND_OVERFLOW, Overflow, check_overflow
 from .._redact import redact_headers, redact_target
 from ._inbound import InboundQueue
@@ -184,10 +190,16 @@ class ConnectionOptions:
     - ``on_decode_error``: what an inbound message the codec refuses does to
       the connection (:class:`DecodePolicy`; it is always reported to the
       owner as :class:`Undecodable` and as a dead letter).
-    - ``compression``: permessage-deflate (RFC 7692) settings a client offers
-      and a server accepts (:class:`Compression`); ``None`` never negotiates
-      it. A compressed message that inflates past ``max_message_size`` is
-      refused with 1009 while it inflates.
+    - ``compression``: offer (client) or accept (server) permessage-deflate
+      (RFC 7692); off by default, for memory: about 50 kB more per connection
+      that has carried a message each way. A compressed message that inflates
+      past ``max_message_size`` is refused with 1009 while it inflates.
+      ``compression_window_bits`` (9 to 15): the window of each side's
+      compressor; ``compression_context_takeover``: false makes both sides
+      start every message afresh, so no zlib state is kept between messages
+      (less memory, less compression of small messages);
+      ``compression_memory_level`` (1 to 9): zlib's memory for this side's
+      compressor.
     """
 
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
@@ -205,10 +217,19 @@ class ConnectionOptions:
     receive_buffer_size: int | None = None
     codec: Codec = attrs.field(factory=RawCodec)
     on_decode_error: DecodePolicy = DecodePolicy.SKIP
-    compression: Compression | None = DEFAULT_COMPRESSION
+    compression: bool = False
+    compression_window_bits: int = DEFAULT_COMPRESSION.server_max_window_bits
+    compression_context_takeover: bool = True
+    compression_memory_level: int = DEFAULT_COMPRESSION.memory_level
 
     def __attrs_post_init__(self) -> None:
         check_overflow(self.overflow, INBOUND_OVERFLOW, "overflow")
+        bits = self.compression_window_bits
+        if not MIN_WINDOW_BITS <= bits <= MAX_WINDOW_BITS:
+            raise ValueError(f"compression_window_bits must be between 9 and 15, not {bits!r}")
+        if not 1 <= self.compression_memory_level <= 9:
+            level = self.compression_memory_level
+            raise ValueError(f"compression_memory_level must be between 1 and 9, not {level!r}")
         for name in (
             "max_message_size",
             "inbound_queue_size",
@@ -225,6 +246,16 @@ class ConnectionOptions:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be positive or None, not {value!r}")
+
+
+def compression_settings(options: ConnectionOptions) -> Compression | None:
+    """The permessage-deflate settings of ``options``, or ``None`` when it is off."""
+    return settings_of(
+        options.compression,
+        options.compression_window_bits,
+        options.compression_context_takeover,
+        options.compression_memory_level,
+    )
 
 
 #: The options used when none are given.

@@ -14,13 +14,7 @@ import enum
 from typing import Generic, TypeVar, final
 
 from .._close_codes import ConnectionClosed
-from .._exceptions import (
-    ExtensionError,
-    HandshakeError,
-    HandshakeRejected,
-    TLSError,
-    TransportError,
-)
+from .._exceptions import HandshakeError, HandshakeRejected, TLSError, TransportError
 from .._overflow import BUFFER_OVERFLOW, Overflow, check_overflow
 
 T = TypeVar("T")
@@ -63,9 +57,9 @@ def refusal_reason(error: Exception) -> str | None:
         if 500 <= error.status < 600:
             return None
         return f"the server rejected the handshake with HTTP {error.status}, not retried"
-    if isinstance(error, ExtensionError):
-        return f"invalid extension answer, not retried: {error}"
     if isinstance(error, HandshakeError):
+        if error.code is not None:  # the client failed an open connection: not transient
+            return f"{error}, not retried"
         return None
     return f"unexpected error, not retried: {error!r}"
 

@@ -18,7 +18,7 @@ from .._adapter._library import Backend, open_request
 from .._adapter._limits import DEFAULT_INBOUND_LIMITS, BackendLimits, InboundLimits
 from .._adapter._request import ServerRequest, describe_remote, read_request
 from .._connection._actor import Opener
-from .._connection._messages import ConnectionInfo, ConnectionOptions
+from .._connection._messages import ConnectionInfo, ConnectionOptions, compression_settings
 from .._exceptions import HandshakeRejected
 from .._redact import redact_headers, redact_target
 
@@ -154,7 +154,10 @@ def accepted_opener(
 ) -> Opener:
     """An opener that hands an already accepted ``request`` to the library and sends the 101."""
     limits = BackendLimits(
-        options.max_message_size, options.receive_buffer_size, inbound, options.compression
+        options.max_message_size,
+        options.receive_buffer_size,
+        inbound,
+        compression_settings(options),
     )
 
     async def open_connection(nursery: trio.Nursery) -> tuple[Backend, ConnectionInfo]:
