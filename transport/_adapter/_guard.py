@@ -61,8 +61,9 @@ class GuardedConnection(wsproto.WSConnection):
     ) -> None:
         super().__init__(connection_type)
         self.set_limits(limits)
-        # Events read by the adapter before the library, to be read again by it.
-        self._held: list[wsproto.events.Event] = []
+        # Events read by the adapter before the library, to be read again by it (no
+        # list is kept once they are read: an idle connection holds none).
+        self._held: list[wsproto.events.Event] | None = None
         self.violation: Violation | None = None
         #: Told of a violation; true if it takes the close on itself (see the class docstring).
         self.report: Callable[[Violation], bool] | None = None
@@ -172,12 +173,16 @@ class GuardedConnection(wsproto.WSConnection):
 
     def hold(self, event: wsproto.events.Event) -> None:
         """Put ``event`` back: :meth:`events` yields it again before anything new."""
+        if self._held is None:
+            self._held = []
         self._held.append(event)
 
     def _library_events(self) -> Generator[wsproto.events.Event, None, None]:
         held = self._held
-        while held:
-            yield held.pop(0)
+        if held is not None:
+            while held:
+                yield held.pop(0)
+            self._held = None
         pending = self._handshake_events
         if pending is None:
             yield from super().events()
