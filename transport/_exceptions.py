@@ -33,7 +33,18 @@ class TransportError(Exception):
 
 
 class HandshakeError(TransportError):
-    """The WebSocket connection could not be opened."""
+    """The WebSocket connection could not be opened.
+
+    ``code`` is the close code this side failed the connection with after the
+    server's 101 response, or ``None``: 1002 when the server answered the
+    extension offer with an extension or parameters that were not offered
+    (RFC 6455 section 4.1, RFC 7692 section 5). Such a server is misconfigured:
+    a handshake error with a code is not transient, and is not retried.
+    """
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class HandshakeRejected(HandshakeError):

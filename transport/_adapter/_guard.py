@@ -4,11 +4,14 @@ The library is handed a :class:`GuardedConnection` instead of wsproto's own
 ``WSConnection``. It applies the inbound limits of :class:`~transport.InboundLimits`
 (through the sans-IO :class:`~._limits.InboundGuard`) to wsproto's events, frame by
 frame, and turns a protocol error wsproto detects on receive into a close the library
-answers with a Close frame.
+answers with a Close frame. It also carries permessage-deflate (``_deflate``) when the
+connection's limits ask for it: it adds the extension to the client's request and to the
+server's 101, and fails a client handshake whose answer is invalid.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Generator
 
 import trio
@@ -17,6 +20,8 @@ import wsproto.connection
 import wsproto.events
 import wsproto.utilities
 
+from .._close_codes import CloseCode
+from ._deflate import DeflateExtension, NegotiationError
 from ._hooks import (
     close_frame,
     light_event_queue,
@@ -78,6 +83,18 @@ class GuardedConnection(wsproto.WSConnection):
         # Once open, the finished HTTP/1.1 handshake (an h11 parser and its buffers) is
         # dropped; the events it still held are kept here until they are read.
         self._handshake_events: list[wsproto.events.Event] | None = None
+        #: Why a client refused the server's 101 response, if it did.
+        self.handshake_failure: str | None = None
+        #: True if that was for its extension answer (then it failed the connection with 1002).
+        self.extension_failure = False
+
+    @property
+    def compression(self) -> str | None:
+        """The permessage-deflate parameters agreed on, or ``None`` (not negotiated)."""
+        deflate = self._deflate
+        if deflate is None or deflate.agreement is None:
+            return None
+        return deflate.agreement.header()
 
     @property
     def state(self) -> wsproto.connection.ConnectionState:
@@ -95,6 +112,15 @@ class GuardedConnection(wsproto.WSConnection):
         return self._handshake_events is not None
 
     def send(self, event: wsproto.events.Event) -> bytes:
+        if self._deflate is not None and isinstance(
+            event, wsproto.events.Request | wsproto.events.AcceptConnection
+        ):
+            event = dataclasses.replace(event, extensions=[self._deflate])
+        if self.handshake_failure is not None:
+            if not isinstance(event, wsproto.events.CloseConnection) or self._close_sent:
+                raise wsproto.utilities.LocalProtocolError("the handshake failed")
+            self._close_sent = True
+            return close_frame(self, event.code, event.reason)
         if self.violation is None:
             data = super().send(event)
             self._drop_handshake()
@@ -113,9 +139,28 @@ class GuardedConnection(wsproto.WSConnection):
         )
 
     def receive_data(self, data: bytes | None) -> None:
-        if self.violation is None:
+        if self.violation is not None or self.handshake_failure is not None:
+            return
+        connecting = self.connection is None
+        try:
             super().receive_data(data)
-            self._drop_handshake()
+        except (NegotiationError, wsproto.utilities.RemoteProtocolError) as exc:
+            if not (self.client and connecting):
+                raise
+            # The library would answer a client's handshake error with the hint, an HTTP
+            # rejection a client cannot send: the failure is recorded for the handshake's
+            # caller instead, and the library closes the stream.
+            close = None
+            if _about_extensions(exc):
+                # RFC 6455 section 4.1, RFC 7692 section 5: fail the connection, with a
+                # Close frame saying why (see send).
+                self.extension_failure = True
+                close = wsproto.events.CloseConnection(
+                    CloseCode.PROTOCOL_ERROR, "invalid extension answer"
+                )
+            self.handshake_failure = str(exc)
+            raise wsproto.utilities.RemoteProtocolError(str(exc), event_hint=close) from exc
+        self._drop_handshake()
 
     def _drop_handshake(self) -> None:
         if self._handshake_events is None:
@@ -127,6 +172,10 @@ class GuardedConnection(wsproto.WSConnection):
         """Apply ``limits`` to the frames from here on (before the connection opens);
         ``hold_violations``, if given, as in the constructor."""
         self._guard = InboundGuard(limits.inbound, limits.max_message_size, trio.current_time)
+        compression = limits.compression
+        self._deflate = (
+            None if compression is None else DeflateExtension(compression, limits.max_message_size)
+        )
         if hold_violations is not None:
             self._hold = hold_violations
 
@@ -184,7 +233,8 @@ class GuardedConnection(wsproto.WSConnection):
             and super().state is wsproto.connection.ConnectionState.OPEN
         ):
             # wsproto's ParseFailed: a close event it did not receive from the peer.
-            return Violation(event.code, event.reason or "")
+            refusal = None if self._deflate is None else self._deflate.refusal
+            return refusal or Violation(event.code, event.reason or "")
         return None
 
     def _fail(self, violation: Violation) -> wsproto.events.CloseConnection | None:
@@ -206,3 +256,8 @@ class GuardedConnection(wsproto.WSConnection):
         assert self.report is not None
         assert self.violation is not None
         self._reported = self.report(self.violation)
+
+
+def _about_extensions(exc: Exception) -> bool:
+    # wsproto names an extension the client did not offer "unrecognized extension".
+    return isinstance(exc, NegotiationError) or "extension" in str(exc)

@@ -66,7 +66,15 @@ class BackendClosed(Exception):
 class Backend:
     """An open WebSocket connection, owned by exactly one connection actor."""
 
-    __slots__ = ("_connection", "_reader", "_stream", "_ws", "headers", "subprotocol")
+    __slots__ = (
+        "_connection",
+        "_reader",
+        "_stream",
+        "_ws",
+        "compression",
+        "headers",
+        "subprotocol",
+    )
 
     def __init__(
         self,
@@ -82,6 +90,8 @@ class Backend:
         self._connection = connection  # the library's wsproto connection
         self.subprotocol: str | None = ws.subprotocol
         self.headers = headers
+        #: The permessage-deflate parameters agreed on, or ``None``.
+        self.compression = connection.compression
 
     async def send(self, message: str | bytes) -> None:
         """Write one message frame; raises :exc:`BackendClosed` if the connection is closed."""
@@ -294,6 +304,15 @@ async def client_handshake(
     if rejected:
         exc = rejected[0]
         raise HandshakeRejected(exc.status_code, decode_headers(exc.headers or ()), exc.body or b"")
+    failure = connection.handshake_failure
+    if failure is not None and connection.extension_failure:
+        raise HandshakeError(
+            f"invalid permessage-deflate answer from {host}: {failure}; the connection was"
+            " failed with 1002 (connect with compression=False to do without it)",
+            CloseCode.PROTOCOL_ERROR,
+        )
+    if failure is not None:
+        raise HandshakeError(f"invalid websocket handshake response from {host}: {failure}")
     if not connection.is_open:
         raise HandshakeError(f"the connection to {host} closed during the websocket handshake")
     # Open, even if the peer's first messages and its Close came in the same read as the

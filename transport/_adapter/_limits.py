@@ -17,11 +17,14 @@ the limits one connection hands to the library.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import final
+from typing import TYPE_CHECKING, final
 
 import attrs
 
 from .._close_codes import CloseCode
+
+if TYPE_CHECKING:
+    from .._compression import Compression
 
 #: Default budget of frames in one message.
 DEFAULT_MAX_FRAGMENTS = 1024
@@ -72,6 +75,8 @@ class BackendLimits:
     #: ``None`` lets trio choose (large); the library's 4 KiB default halves throughput.
     receive_buffer_size: int | None = None
     inbound: InboundLimits = DEFAULT_INBOUND_LIMITS
+    #: permessage-deflate to offer (client) or accept (server); ``None``: never negotiated.
+    compression: Compression | None = None
 
 
 DEFAULT_LIMITS = BackendLimits()

@@ -24,6 +24,7 @@ from .._connection._messages import (
     ConnectionInfo,
     ConnectionOptions,
     SubscriberMessage,
+    compression_settings,
 )
 from .._exceptions import (
     HandshakeError,
@@ -59,7 +60,11 @@ def client_opener(
 
     TCP connect, TLS and the HTTP upgrade share one ``handshake_timeout``.
     """
-    limits = BackendLimits(options.max_message_size, options.receive_buffer_size)
+    limits = BackendLimits(
+        options.max_message_size,
+        options.receive_buffer_size,
+        compression=compression_settings(options),
+    )
 
     async def open_connection(nursery: trio.Nursery) -> tuple[Backend, ConnectionInfo]:
         deadline = trio.current_time() + options.handshake_timeout
@@ -86,7 +91,11 @@ def url_opener(
     ``handshake_timeout``. The URL's credentials become an ``Authorization``
     header unless ``headers`` has one.
     """
-    limits = BackendLimits(options.max_message_size, options.receive_buffer_size)
+    limits = BackendLimits(
+        options.max_message_size,
+        options.receive_buffer_size,
+        compression=compression_settings(options),
+    )
     own_authorization = any(name.lower() == "authorization" for name, _ in headers)
 
     async def open_connection(nursery: trio.Nursery) -> tuple[Backend, ConnectionInfo]:
@@ -223,6 +232,7 @@ def _info(backend: Backend, stream: trio.abc.Stream, resource: str, url: str) ->
         headers=backend.headers,
         remote=describe_remote(stream),
         url=url,
+        compression=backend.compression,
     )
 
 

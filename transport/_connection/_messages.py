@@ -14,6 +14,13 @@ from .._client._proxy import ProxySetting, check_proxy_setting
 from .._client._url import DEFAULT_MAX_REDIRECTS
 from .._close_codes import ConnectionClosed, check_sendable
 from .._codec import Codec, DecodeError, DecodePolicy, RawCodec
+from .._compression import (
+    DEFAULT_COMPRESSION,
+    MAX_WINDOW_BITS,
+    MIN_WINDOW_BITS,
+    Compression,
+    settings_of,
+)
 from .._overflow import INBOUND_OVERFLOW, Overflow, check_overflow
 from .._redact import redact_headers, redact_target, redact_url
 from ._inbound import InboundQueue
@@ -195,6 +202,16 @@ class ConnectionOptions:
       whatever the environment says. Its repr hides the credentials.
     - ``max_redirects`` (clients): how many HTTP redirects (301, 302, 303, 307,
       308) the opening handshake follows; ``0`` follows none.
+    - ``compression``: offer (client) or accept (server) permessage-deflate
+      (RFC 7692); off by default, for memory: about 50 kB more per connection
+      that has carried a message each way. A compressed message that inflates
+      past ``max_message_size`` is refused with 1009 while it inflates.
+      ``compression_window_bits`` (9 to 15): the window of each side's
+      compressor; ``compression_context_takeover``: false makes both sides
+      start every message afresh, so no zlib state is kept between messages
+      (less memory, less compression of small messages);
+      ``compression_memory_level`` (1 to 9): zlib's memory for this side's
+      compressor.
     """
 
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
@@ -215,11 +232,22 @@ class ConnectionOptions:
     proxy: ProxySetting = attrs.field(default=None, repr=_shown_proxy)
     max_redirects: int = DEFAULT_MAX_REDIRECTS
 
+    compression: bool = False
+    compression_window_bits: int = DEFAULT_COMPRESSION.server_max_window_bits
+    compression_context_takeover: bool = True
+    compression_memory_level: int = DEFAULT_COMPRESSION.memory_level
+
     def __attrs_post_init__(self) -> None:
         check_overflow(self.overflow, INBOUND_OVERFLOW, "overflow")
         check_proxy_setting(self.proxy)
         if self.max_redirects < 0:
             raise ValueError(f"max_redirects must be at least 0, not {self.max_redirects!r}")
+        bits = self.compression_window_bits
+        if not MIN_WINDOW_BITS <= bits <= MAX_WINDOW_BITS:
+            raise ValueError(f"compression_window_bits must be between 9 and 15, not {bits!r}")
+        if not 1 <= self.compression_memory_level <= 9:
+            level = self.compression_memory_level
+            raise ValueError(f"compression_memory_level must be between 1 and 9, not {level!r}")
         for name in (
             "max_message_size",
             "inbound_queue_size",
@@ -238,6 +266,16 @@ class ConnectionOptions:
                 raise ValueError(f"{name} must be positive or None, not {value!r}")
 
 
+def compression_settings(options: ConnectionOptions) -> Compression | None:
+    """The permessage-deflate settings of ``options``, or ``None`` when it is off."""
+    return settings_of(
+        options.compression,
+        options.compression_window_bits,
+        options.compression_context_takeover,
+        options.compression_memory_level,
+    )
+
+
 #: The options used when none are given.
 DEFAULT_OPTIONS = ConnectionOptions()
 
@@ -252,6 +290,9 @@ class ConnectionInfo:
     when the peer is a socket, else ``""``. ``url`` is the URL a client
     connection ended at, after any redirects, without credentials (``""`` on
     a server connection); its repr hides query values.
+    ``compression`` holds the
+    permessage-deflate parameters agreed on (as in ``Sec-WebSocket-Extensions``),
+    ``None`` when the connection is not compressed.
     """
 
     is_client: bool
@@ -260,6 +301,7 @@ class ConnectionInfo:
     headers: tuple[tuple[str, str], ...] = attrs.field(repr=redact_headers)
     remote: str
     url: str = attrs.field(default="", repr=redact_url)
+    compression: str | None = None
 
 
 @final

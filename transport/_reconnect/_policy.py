@@ -69,6 +69,8 @@ def refusal_reason(error: Exception) -> str | None:
             return None
         return f"the server rejected the handshake with HTTP {error.status}, not retried"
     if isinstance(error, HandshakeError):
+        if error.code is not None:  # the client failed an open connection: not transient
+            return f"{error}, not retried"
         return None
     return f"unexpected error, not retried: {error!r}"
 

@@ -18,7 +18,7 @@ from .._adapter._library import Backend, open_request
 from .._adapter._limits import DEFAULT_INBOUND_LIMITS, BackendLimits, InboundLimits
 from .._adapter._request import PlainRequest, ServerRequest, describe_remote, read_request
 from .._connection._actor import Opener
-from .._connection._messages import ConnectionInfo, ConnectionOptions
+from .._connection._messages import ConnectionInfo, ConnectionOptions, compression_settings
 from .._exceptions import HandshakeRejected
 from .._redact import redact_headers, redact_target
 
@@ -208,7 +208,12 @@ def accepted_opener(
     inbound: InboundLimits = DEFAULT_INBOUND_LIMITS,
 ) -> Opener:
     """An opener that hands an already accepted ``request`` to the library and sends the 101."""
-    limits = BackendLimits(options.max_message_size, options.receive_buffer_size, inbound)
+    limits = BackendLimits(
+        options.max_message_size,
+        options.receive_buffer_size,
+        inbound,
+        compression_settings(options),
+    )
 
     async def open_connection(nursery: trio.Nursery) -> tuple[Backend, ConnectionInfo]:
         try:
@@ -226,6 +231,7 @@ def accepted_opener(
             subprotocol=backend.subprotocol,
             headers=request.headers,
             remote=describe_remote(stream),
+            compression=backend.compression,
         )
         return backend, info
 

@@ -4,7 +4,7 @@
 
     trio-actors echo --port 8765
     trio-actors echo --port 8443 --certfile cert.pem --keyfile key.pem
-    trio-actors echo --port 9001 --max-message-size 16MiB
+    trio-actors echo --port 9001 --max-message-size 16MiB --compression
 
 It prints ``listening on ws://127.0.0.1:8765/`` (``wss://`` with a certificate) once it
 accepts connections; ``--port 0`` picks a free port, and the line shows which.
@@ -40,7 +40,9 @@ async def echo(connection: transport.WebSocketConnection) -> None:
 async def main(arguments: argparse.Namespace) -> None:
     """Serve until Ctrl-C or SIGTERM, then close every connection with 1001."""
     context = server_tls(arguments.certfile, arguments.keyfile)
-    options = transport.ConnectionOptions(max_message_size=arguments.max_message_size)
+    options = transport.ConnectionOptions(
+        max_message_size=arguments.max_message_size, compression=arguments.compression
+    )
     async with actors.open_system("echo") as system:
         async with trio.open_nursery() as nursery:
             server: transport.WebSocketServer = await nursery.start(
@@ -73,6 +75,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="BYTES",
         help="largest message accepted, in bytes or with KiB/MiB (default: 1MiB); "
         "a larger one closes the connection with 1009",
+    )
+    parser.add_argument(
+        "--compression",
+        action="store_true",
+        help="accept permessage-deflate when a client offers it (off by default)",
     )
 
 
