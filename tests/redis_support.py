@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,8 +131,10 @@ class RedisServer:
         assert process.stdout is not None
         process.stdout.close()
 
-    def restart(self) -> None:
+    def restart(self, down_for: float = 0.0) -> None:
+        """Kill the server and start it again on the same port after ``down_for`` seconds."""
         self.stop()
+        time.sleep(down_for)
         self.start()
 
 

@@ -38,6 +38,11 @@ pytestmark = [
     ),
 ]
 
+# Each failed attempt to reconnect to Redis leaves coredis 6.9's anyio streams unclosed; they
+# warn when collected, and under ``-W error`` the interpreter prints "Exception ignored in" for
+# each. Only that warning is let through: every other one still fails the server's run.
+COREDIS_LEAK = ["-W", "ignore:Unclosed <MemoryObject:ResourceWarning"]
+
 TIMEOUT = 20  # generous: each wait takes far less; the bound turns a hang into a failure
 
 
@@ -55,7 +60,7 @@ async def chat_server(redis: RedisServer) -> AsyncIterator[ChatServerProcess]:
     one after it; leaving the block sends SIGINT and waits for a clean exit."""
     options = ["--port", "0", "--no-page", "--redis", redis.url]
     process = await trio.lowlevel.open_process(
-        [sys.executable, "-W", "error", "-m", "transport.apps", "chat", *options],
+        [sys.executable, "-W", "error", *COREDIS_LEAK, "-m", "transport.apps", "chat", *options],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -150,7 +155,8 @@ async def test_members_are_told_when_redis_comes_back_and_the_chat_goes_on(
             await alice.expect(joined("bob"))
             # Redis goes away and comes back on the same port; each server reconnects,
             # subscribes again and tells its members that they may have missed messages.
-            await trio.to_thread.run_sync(redis_server.restart)
+            # It stays down for a while, so that the servers' attempts to reconnect are refused.
+            await trio.to_thread.run_sync(redis_server.restart, 0.5)
             for member in (alice, bob):
                 notice = await member.expect(cut_off)
                 assert isinstance(notice, protocol.Problem)
@@ -168,9 +174,10 @@ async def test_members_are_told_when_redis_comes_back_and_the_chat_goes_on(
     for server in (one, two):
         lines = server.errors.splitlines()
         assert lines, "no warning about the lost connection"
-        assert all(
-            line.startswith(f"backplane: lost redis at {redis_server.url}") for line in lines
-        )
+        for line in lines:
+            # The line names what failed, not the exception group it came in.
+            lost = re.escape(f"backplane: lost redis at {redis_server.url}: ")
+            assert re.match(rf"{lost}\w+(Error|Exception): ", line), server.errors
 
 
 async def test_demo_with_redis_runs_two_servers_and_a_conversation_across_them(

@@ -259,7 +259,9 @@ class RedisBackplane(Backplane):
                 if self._lost_at is None:
                     self._lost_at = time.time()
                     self._disconnects += 1
-                    logger.warning("backplane: lost redis at %s: %s", redact(self.url), exc)
+                    logger.warning(
+                        "backplane: lost redis at %s: %s", redact(self.url), describe(exc)
+                    )
                     for channel, ready in self._channel_ready.items():
                         if ready.is_set():
                             self._channel_ready[channel] = trio.Event()
