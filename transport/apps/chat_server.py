@@ -50,6 +50,7 @@ import trio
 
 import actors
 import transport
+import transport.workers
 from transport.apps.arguments import port, require_extra
 from transport.apps.chat_protocol import (
     AskWho,
@@ -534,12 +535,15 @@ async def serve_chat(
     options: transport.ConnectionOptions = OPTIONS,
     on_event: OnEvent | None = None,
     backplane: transport.backplane.Backplane | None = None,
+    worker: transport.workers.WorkerInfo | None = None,
     task_status: trio.TaskStatus[ChatServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the chat (and its page, if ``http_port`` is given) until cancelled.
 
     With a ``backplane`` (opened with ``codec=ROOM_CODEC``), the rooms are shared with every
-    chat server on the same backplane; without, they live in this process.
+    chat server on the same backplane; without, they live in this process. As a ``worker``
+    it shares its port with the other workers (``reuse_port``) and names itself to every
+    client in the response header ``Chat-Worker`` (its number).
     """
     chat = await system.spawn(Chat(room_buffer, on_event, backplane), name="chat")
     try:
@@ -551,7 +555,10 @@ async def serve_chat(
                 origins |= page_origins(host, http_port)
             # Browsers always send Origin; a page from anywhere else is refused with 403.
             # Clients that send no Origin (bots, scripts) are not browsers and pass.
-            policy = transport.HandshakePolicy(allowed_origins=origins)
+            policy = transport.HandshakePolicy(
+                allowed_origins=origins,
+                on_handshake=None if worker is None else worker_header(worker.index),
+            )
             server: transport.WebSocketServer = await nursery.start(
                 functools.partial(
                     transport.serve_websocket,
@@ -562,6 +569,7 @@ async def serve_chat(
                     policy=policy,
                     options=options,
                     name="chat-server",
+                    reuse_port=worker is not None,
                 )
             )
             url = f"ws://{host}:{server.port}/"
@@ -572,6 +580,23 @@ async def serve_chat(
         # The server has closed its connections (1001); now the rooms and sessions go.
         with trio.move_on_after(actors.DEFAULT_STOP_TIMEOUT, shield=True):
             await chat.stop()
+
+
+#: The response header that names the worker a client landed on.
+WORKER_HEADER = "Chat-Worker"
+
+
+def worker_header(
+    index: int,
+) -> Callable[[transport.HandshakeRequest], Awaitable[transport.Accept]]:
+    """A handshake hook that accepts and adds ``Chat-Worker: index`` to the response."""
+    accept = transport.Accept(headers=((WORKER_HEADER, str(index)),))
+
+    async def name_the_worker(request: transport.HandshakeRequest) -> transport.Accept:
+        await trio.lowlevel.checkpoint()
+        return accept
+
+    return name_the_worker
 
 
 async def wait_for_signal(seconds: float | None = None) -> None:
@@ -604,7 +629,12 @@ def describe_backplane(backplane: transport.backplane.Backplane) -> str:
 
 
 async def main(arguments: argparse.Namespace) -> None:
-    """``trio-actors chat``: serve until Ctrl-C or SIGTERM, then close every connection (1001)."""
+    """``trio-actors chat``: serve until Ctrl-C or SIGTERM, then close every connection (1001).
+
+    Started by the parent of ``--workers N`` (:mod:`transport.apps.chat_workers`), it is
+    one of the workers: it listens on their shared port and says so to the parent only.
+    """
+    worker = transport.workers.current_worker()
     async with (
         actors.open_system("chat") as system,
         open_rooms_backplane(system, arguments.redis) as backplane,
@@ -615,19 +645,32 @@ async def main(arguments: argparse.Namespace) -> None:
                 serve_chat,
                 system,
                 arguments.host,
-                arguments.port,
+                arguments.port if worker is None else worker.port,
                 http_port=None if arguments.no_page else arguments.http_port,
                 allowed_origins=arguments.allow_origin,
                 backplane=backplane,
+                worker=worker,
             )
         )
-        print(f"listening on {started.url}", flush=True)
-        if started.page_url is not None:
-            print(f"open {started.page_url} in a browser", flush=True)
-        if backplane is not None:
-            print(describe_backplane(backplane), flush=True)
-        await wait_for_signal()
+        if worker is None:
+            print(f"listening on {started.url}", flush=True)
+            if started.page_url is not None:
+                print(f"open {started.page_url} in a browser", flush=True)
+            if backplane is not None:
+                print(describe_backplane(backplane), flush=True)
+            await wait_for_signal()
+        else:
+            # The parent says where the workers listen, once; it stops them with SIGTERM.
+            await worker.report_listening()
+            async with trio.open_nursery() as waiting:
+                for wait in (wait_for_signal, worker.wait_parent_exit):
+                    waiting.start_soon(_first_to_return, wait, waiting.cancel_scope)
         nursery.cancel_scope.cancel()
+
+
+async def _first_to_return(wait: Callable[[], Awaitable[None]], scope: trio.CancelScope) -> None:
+    await wait()
+    scope.cancel()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
