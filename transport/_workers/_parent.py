@@ -239,7 +239,11 @@ class _Supervisor:
                 for _, process in running:
                     nursery.start_soon(process.wait)
         for index, process in running:
-            if process.returncode is None:
+            if process.returncode not in (0, None):
+                logger.warning(
+                    "worker %d %s while draining", index, _describe_exit(process.returncode)
+                )
+            elif process.returncode is None:
                 logger.warning(
                     "worker %d did not stop within %gs of SIGTERM: killing it",
                     index,

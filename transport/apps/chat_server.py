@@ -42,6 +42,7 @@ import contextlib
 import functools
 import logging
 import math
+import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 
@@ -661,6 +662,8 @@ async def main(arguments: argparse.Namespace) -> None:
             await wait_for_signal()
         else:
             # The parent says where the workers listen, once; it stops them with SIGTERM.
+            # This line reaches its output as "worker N: listening on ... (pid P)".
+            print(f"listening on {started.url} (pid {os.getpid()})", flush=True)
             await worker.report_listening()
             async with trio.open_nursery() as waiting:
                 for wait in (wait_for_signal, worker.wait_parent_exit):
