@@ -186,6 +186,8 @@ class _Supervisor:
                 stderr=subprocess.PIPE,
                 env=env,
                 pass_fds=(theirs.fileno(),),
+                # Signals from a terminal reach the parent only; it forwards SIGTERM.
+                start_new_session=True,
             )
         finally:
             theirs.close()
