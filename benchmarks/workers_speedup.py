@@ -254,6 +254,26 @@ def _redis() -> Iterator[str]:
         process.wait()
 
 
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its children (the chat's parent and its workers)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            return [pid, *(int(child) for child in children.read().split())]
+    except OSError:
+        return [pid]
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU seconds the processes ``pids`` have used so far."""
+    ticks = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _spawn(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, *args],
@@ -275,8 +295,9 @@ def _line(process: subprocess.Popen[str]) -> str:
 
 def _phase(
     redis_url: str, workers: int, members: int, senders: int, window: int, seconds: float
-) -> tuple[float, int]:
-    """Messages delivered per second to the receiving members, and members dropped."""
+) -> tuple[float, float, int]:
+    """Messages delivered per second to the receiving members, the cores the chat servers
+    used meanwhile, and the members dropped."""
     server = _spawn(
         "-m", "transport.apps", "chat", "--port", "0", "--no-page",
         "--workers", str(workers), "--redis", redis_url,
@@ -301,18 +322,23 @@ def _phase(
         assert _line(sender) == "ready"
         time.sleep(WARM_UP)
 
-        def mark() -> tuple[float, int, int]:
+        servers = _process_tree(server.pid)
+
+        def mark() -> tuple[float, float, int, int]:
             for receiver in receivers:
                 assert receiver.stdin is not None
                 receiver.stdin.write("mark\n")
                 receiver.stdin.flush()
             counts = [_line(receiver).split() for receiver in receivers]
-            return time.monotonic(), sum(int(c[0]) for c in counts), sum(int(c[1]) for c in counts)
+            received = sum(int(c[0]) for c in counts)
+            return time.monotonic(), _cpu_seconds(servers), received, sum(int(c[1]) for c in counts)
 
-        start, before, _ = mark()
+        start, cpu_before, before, _ = mark()
         time.sleep(seconds)
-        end, after, dropped = mark()
-        return (after - before) / posted_frame_size() / (end - start), dropped
+        end, cpu_after, after, dropped = mark()
+        elapsed = end - start
+        delivered = (after - before) / posted_frame_size()
+        return delivered / elapsed, (cpu_after - cpu_before) / elapsed, dropped
     finally:
         for client in clients:
             assert client.stdin is not None
@@ -336,18 +362,22 @@ def measure_workers_speedup(
     """Chat fan-out, 2 workers over 1 worker: messages delivered per second to
     ``RECEIVER_PROCESSES * members`` members of one room (medians of ``reps`` phases each)."""
     rates: dict[int, list[float]] = {1: [], 2: []}
+    cores: dict[int, list[float]] = {1: [], 2: []}
     dropped = 0
     with _redis() as url:
         for _ in range(reps):
             for workers in (1, 2):
-                rate, lost = _phase(url, workers, members, senders, window, seconds)
+                rate, used, lost = _phase(url, workers, members, senders, window, seconds)
                 rates[workers].append(rate)
+                cores[workers].append(used)
                 dropped += lost
     one, two = statistics.median(rates[1]), statistics.median(rates[2])
     return {
         "workers_speedup": round(two / one, 2),
         "delivered_per_s_1": round(one),
         "delivered_per_s_2": round(two),
+        "server_cores_1": round(statistics.median(cores[1]), 2),
+        "server_cores_2": round(statistics.median(cores[2]), 2),
         "room_members": RECEIVER_PROCESSES * members + senders,
         "members_dropped": dropped,
     }
