@@ -111,6 +111,7 @@ async def chat_workers(redis: RedisServer, workers: int = 2) -> AsyncIterator[Pa
 @asynccontextmanager
 async def client_on(system: actors.ActorSystem, url: str, worker: int) -> AsyncIterator[ChatClient]:
     """A chat client served by ``worker`` (connections to others are closed at once)."""
+    kept = AsyncExitStack()
     with trio.fail_after(TIMEOUT):
         while True:
             async with AsyncExitStack() as stack:
@@ -215,7 +216,11 @@ async def drained(connection: transport.WebSocketConnection) -> None:
 def one_error_line(options: list[str]) -> str:
     # Without -W error: coredis leaves the streams of a refused connection to the collector.
     result = subprocess.run(
-        [sys.executable, "-m", "transport.apps", "chat", *options], cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT
+        [sys.executable, "-m", "transport.apps", "chat", *options],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
     )
     assert result.returncode == 2, result
     assert result.stdout == ""

@@ -84,7 +84,7 @@ async def test_without_reuse_port_the_second_server_is_refused(
 ) -> None:
     serve = functools.partial(transport.serve_websocket, system, says("one"), "127.0.0.1")
     one = await nursery.start(functools.partial(serve, 0, reuse_port=True))
-    with pytest.raises(OSError) as refused:
+    with pytest.raises(OSError, match="already in use") as refused:
         await nursery.start(serve, one.port)
     assert refused.value.errno == errno.EADDRINUSE
 
@@ -97,7 +97,7 @@ async def test_a_strangers_listener_on_the_port_is_refused_not_shared(
         port = probe.getsockname()[1]
     with stranger_on(port):
         async with trio.open_nursery() as nursery:
-            with pytest.raises(OSError) as refused:
+            with pytest.raises(OSError, match="already in use") as refused:
                 await nursery.start(
                     functools.partial(
                         transport.serve_websocket,
@@ -266,7 +266,7 @@ async def test_a_port_held_by_a_stranger_fails_before_any_worker_starts(
         port = probe.getsockname()[1]
     with stranger_on(port), trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
-            with pytest.raises(OSError) as refused:
+            with pytest.raises(OSError, match="already in use") as refused:
                 await start_workers(nursery, "serve", port=port)
     assert refused.value.errno == errno.EADDRINUSE
     assert capfd.readouterr().out == ""  # no worker ever ran

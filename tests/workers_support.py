@@ -41,7 +41,7 @@ def worker_main() -> None:
     """Entry point of a worker process."""
     mode = sys.argv[1]
     if mode == "fail":
-        print(FAILURE, file=sys.stderr, flush=True)
+        print(FAILURE, file=sys.stderr, flush=True)  # noqa: T201 - a worker's last words
         sys.exit(3)
     trio.run(_serve)
 
@@ -71,12 +71,12 @@ async def _serve() -> None:
                     task_status=task_status,
                 )
             )
-            print(f"serving on port {worker.port}", flush=True)
+            print(f"serving on port {worker.port}", flush=True)  # noqa: T201 - its log
             await worker.report_listening()
             with trio.open_signal_receiver(signal.SIGTERM) as signals:
                 async for _ in signals:
                     break
-            print("draining", flush=True)
+            print("draining", flush=True)  # noqa: T201 - its log
             nursery.cancel_scope.cancel()
 
 

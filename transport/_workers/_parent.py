@@ -132,7 +132,9 @@ class _Supervisor:
         stops it, and this task ends when its process has exited.
         """
         attempt = 0
-        with trio.CancelScope(shield=True):
+        await trio.lowlevel.checkpoint()
+        # Each pass waits for a process; drain() ends them, and with them this loop.
+        with trio.CancelScope(shield=True):  # noqa: ASYNC912
             while not self.stop.is_set():
                 started_at = trio.current_time()
                 status, listened, last_words = await self._run_once(index)
@@ -266,12 +268,13 @@ def _describe_exit(status: int) -> str:
 async def _wait_listening(sock: trio.socket.SocketType) -> bool:
     """Read the worker's report; False if it closed its end (it exited) without one."""
     received = b""
-    while READY not in received:
+    while True:
         chunk = await sock.recv(64)
         if not chunk:
             return False
         received += chunk
-    return True
+        if READY in received:
+            return True
 
 
 async def _copy_lines(
