@@ -164,9 +164,12 @@ async def test_a_killed_worker_comes_back_and_the_other_keeps_chatting(
         async with (
             client_on(system, parent.url, 1) as alice,
             client_on(system, parent.url, 1) as carol,
+            client_on(system, parent.url, 2) as dave,
         ):
             await alice.join("lobby", "alice")
             await carol.join("lobby", "carol")
+            await dave.join("lobby", "dave")
+            await alice.expect(joined("dave"))
             os.kill(doomed, signal.SIGKILL)
             restarted = await parent.expect(r"^worker 2: listening on \S+ \(pid (\d+)\)\n(?!.*\n)")
             assert int(restarted.group(1)) != doomed
@@ -180,6 +183,14 @@ async def test_a_killed_worker_comes_back_and_the_other_keeps_chatting(
                 await bob.send(protocol.SayInRoom("lobby", "back again"))
                 await alice.expect(said("bob", "back again"))
                 await carol.expect(said("bob", "back again"))
+                # Dave died with his worker: once its presence has expired, the rooms
+                # forget him, and his name is free again.
+                with trio.fail_after(TIMEOUT):
+                    while "dave" in await who(alice, "lobby"):  # noqa: ASYNC110 - another process
+                        await trio.sleep(0.2)
+                async with client_on(system, parent.url, 1) as dave_again:
+                    names = (await dave_again.join("lobby", "dave")).names
+                    assert set(names) == {"alice", "carol", "bob", "dave"}
 
 
 async def test_sigterm_drains_every_worker_with_1001(

@@ -111,6 +111,17 @@ class Present:
     names: tuple[str, ...]
 
 
+@attrs.frozen
+class ServerLost:
+    """Told to every room by its chat service when a chat server on the backplane has died
+    (the cluster-wide group ``chat-servers`` reports it ``"lost"``): call the roll again."""
+
+    node: str
+
+
+#: The cluster-wide group every chat server's ``Chat`` actor joins, to notice the dead.
+CHAT_SERVERS = "chat-servers"
+
 #: What a room publishes on its topic.
 RoomTopicMessage = Joined | Left | Posted | RollCall | Present
 #: What the topic's subscribers receive: that, and gap notices from the backplane.
@@ -165,6 +176,7 @@ RoomMessage = (
     # Only with a backplane: the room's own subscription to its topic.
     | RoomTopicEvent
     | actors.Lagged
+    | ServerLost
 )
 
 
@@ -293,9 +305,11 @@ class Room(actors.Actor[RoomMessage]):
             self.elsewhere.update(message.names)
 
     @actors.handler
-    async def gap(self, message: transport.backplane.BackplaneGap | actors.Lagged) -> None:
-        # We may have missed joins and departures: forget the other servers' members and ask
-        # them again. (A server that died without a word leaves no ghosts after this.)
+    async def gap(
+        self, message: transport.backplane.BackplaneGap | actors.Lagged | ServerLost
+    ) -> None:
+        # We may have missed joins and departures, or a server died with its members: forget
+        # the other servers' members and ask them again (the dead leave no ghosts after this).
         if isinstance(message, actors.Lagged):
             self.topic.subscribe_actor(self.ctx.ref)
         self.elsewhere.clear()
@@ -450,6 +464,26 @@ class Chat(actors.Actor[ChatMessage]):
     backplane: transport.backplane.Backplane | None = None
     rooms: dict[str, OpenedRoom] = attrs.Factory(dict)
     sessions: int = 0
+
+    async def on_start(self) -> None:
+        if self.backplane is not None:
+            self.ctx.start_soon(self._follow_servers, self.backplane, name="follow-servers")
+        await trio.lowlevel.checkpoint()
+
+    async def _follow_servers(self, backplane: transport.backplane.Backplane) -> None:
+        """Tell every room when another chat server dies, so that its members stop being
+        listed (and their names taken) within the backplane's presence ttl."""
+        try:
+            await backplane.join_group(CHAT_SERVERS, self.ctx.ref)
+            async with backplane.group_changes(CHAT_SERVERS) as (_, changes):
+                async for change in changes:
+                    if change.joined or change.reason != "lost":
+                        continue
+                    for opened in self.rooms.values():
+                        with contextlib.suppress(trio.WouldBlock, actors.ActorStoppedError):
+                            opened.room.tell_nowait(ServerLost(change.member.node))
+        except transport.backplane.BackplaneUnavailableError as exc:
+            logger.warning("chat: cannot follow the other chat servers: %s", exc)
 
     @actors.handler
     async def open_room(self, message: OpenRoom) -> OpenedRoom | Problem:
