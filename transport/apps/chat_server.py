@@ -27,7 +27,8 @@ URL: each server keeps its own Room actor per room, but the Room publishes on a
 ``transport.backplane.DistributedTopic`` named after the room, so whatever it publishes (messages, joins,
 departures) reaches the members on every server, in one order (Redis's). Each Room also
 subscribes to its room's topic to know who is in the room on the other servers (it asks them
-with ``RollCall`` when it opens). The link is at most once: after a reconnection to Redis,
+with ``RollCall`` when it opens, and again when a server dies: every ``Chat`` actor joins the
+cluster-wide group ``chat-servers`` and follows it). The link is at most once: after a reconnection to Redis,
 the members are told that messages may have been missed. Without ``--redis``, each room's topic
 is an ``system.topic <actors.ActorSystem.topic>`` in this process, and nothing leaves it::
 
