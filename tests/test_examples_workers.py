@@ -80,7 +80,8 @@ class Parent:
 @asynccontextmanager
 async def chat_workers(redis: RedisServer, workers: int = 2) -> AsyncIterator[Parent]:
     """``trio-actors chat --workers N --redis URL`` until every worker listens; leaving the
-    block sends SIGTERM and checks that the parent drained them and exited 0."""
+    block sends SIGTERM and checks that the parent drained them and exited 0 (unless the
+    test ended the parent itself)."""
     options = ["--port", "0", "--no-page", "--workers", str(workers), "--redis", redis.url]
     process = await trio.lowlevel.open_process(
         [*COMMAND, *options], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -98,9 +99,10 @@ async def chat_workers(redis: RedisServer, workers: int = 2) -> AsyncIterator[Pa
             assert started.group(2) == shared
             assert len(re.findall(r"^listening on", parent.out, re.M)) == 1  # said once
             yield parent
-            process.send_signal(signal.SIGTERM)
-            with trio.fail_after(TIMEOUT):
-                assert await process.wait() == 0, parent.err
+            if process.returncode is None:  # a test that killed it has checked the rest
+                process.send_signal(signal.SIGTERM)
+                with trio.fail_after(TIMEOUT):
+                    assert await process.wait() == 0, parent.err
     finally:
         if process.returncode is None:
             process.kill()
@@ -219,6 +221,26 @@ async def drained(connection: transport.WebSocketConnection) -> None:
     with contextlib.suppress(trio.EndOfChannel):
         while True:
             await connection.receive()
+
+
+async def test_workers_whose_parent_dies_stop_too(redis_server: RedisServer) -> None:
+    async with chat_workers(redis_server) as parent:
+        port = int(parent.url.rsplit(":", 1)[1].rstrip("/"))
+        parent.process.kill()  # no SIGTERM to forward: the workers notice on their own
+        await parent.process.wait()
+        with trio.fail_after(TIMEOUT):
+            while await accepts(port):  # noqa: ASYNC110 - other processes
+                await trio.sleep(0.1)
+
+
+async def accepts(port: int) -> bool:
+    """Whether something listens on ``port`` of loopback."""
+    try:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+    except OSError:
+        return False
+    await stream.aclose()
+    return True
 
 
 # -- what the parent refuses, in one line -----------------------------------------------------
