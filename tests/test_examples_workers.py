@@ -124,14 +124,18 @@ async def chat_workers(redis: RedisServer, workers: int = 2) -> AsyncIterator[Pa
 
 @asynccontextmanager
 async def client_on(system: actors.ActorSystem, url: str, worker: int) -> AsyncIterator[ChatClient]:
-    """A chat client served by ``worker`` (connections to others are closed at once)."""
+    """A chat client served by ``worker`` (connections to others are closed at once, and
+    one the kernel had queued for a worker that was killed is tried again)."""
     kept = AsyncExitStack()
     with trio.fail_after(TIMEOUT):
         while True:
             async with AsyncExitStack() as stack:
-                ws = await stack.enter_async_context(
-                    transport.open_websocket_client(system, url, options=NO_KEEPALIVE)
-                )
+                try:
+                    ws = await stack.enter_async_context(
+                        transport.open_websocket_client(system, url, options=NO_KEEPALIVE)
+                    )
+                except transport.HandshakeError:
+                    continue
                 if dict(ws.info.headers).get(WORKER_HEADER.lower()) == str(worker):
                     kept = stack.pop_all()
                     break
