@@ -104,6 +104,7 @@ PUBLIC_MODULES = (
     "actors.testing",
     "transport",
     "transport.backplane",
+    "transport.workers",
     "transport.observe",
 )
 

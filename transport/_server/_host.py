@@ -42,6 +42,7 @@ from ._handshake import (
     answer_plain,
     answer_request,
 )
+from ._reuse_port import open_reuse_port_listeners
 
 #: The inbound bytes a server's connections may hold together by default.
 DEFAULT_SERVER_INBOUND_BYTES = 128 * 1024 * 1024
@@ -300,6 +301,7 @@ async def serve_websocket(
     max_inbound_bytes: int = DEFAULT_SERVER_INBOUND_BYTES,
     shutdown_timeout: float = 10.0,
     name: str | None = None,
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve WebSocket connections until cancelled; use with ``nursery.start``.
@@ -321,11 +323,23 @@ async def serve_websocket(
     it meets its connection's overflow policy. On cancellation (or
     ``server.aclose()``) the server stops accepting, closes its connections
     with 1001 and waits for them up to ``shutdown_timeout``.
+
+    ``reuse_port=True`` sets ``SO_REUSEPORT`` on the listening sockets, so that several
+    processes of the same user listen on one port and the kernel spreads the connections
+    over them (:mod:`transport.workers` runs such processes). A port already held by a
+    socket without ``SO_REUSEPORT``, or by another user, is still refused (``EADDRINUSE``).
     """
     if max_connections < 1:
         raise ValueError(f"max_connections must be at least 1, not {max_connections!r}")
     listeners: list[Listener]
-    if ssl_context is None:
+    if reuse_port:
+        plain = await open_reuse_port_listeners(host, port)
+        listeners = list(plain)
+        if ssl_context is not None:
+            listeners = [
+                trio.SSLListener(listener, ssl_context, https_compatible=True) for listener in plain
+            ]
+    elif ssl_context is None:
         listeners = list(await trio.open_tcp_listeners(port, host=host))
     else:
         listeners = list(

@@ -27,7 +27,8 @@ URL: each server keeps its own Room actor per room, but the Room publishes on a
 ``transport.backplane.DistributedTopic`` named after the room, so whatever it publishes (messages, joins,
 departures) reaches the members on every server, in one order (Redis's). Each Room also
 subscribes to its room's topic to know who is in the room on the other servers (it asks them
-with ``RollCall`` when it opens). The link is at most once: after a reconnection to Redis,
+with ``RollCall`` when it opens, and again when a server dies: every ``Chat`` actor joins the
+cluster-wide group ``chat-servers`` and follows it). The link is at most once: after a reconnection to Redis,
 the members are told that messages may have been missed. Without ``--redis``, each room's topic
 is an ``system.topic <actors.ActorSystem.topic>`` in this process, and nothing leaves it::
 
@@ -42,6 +43,7 @@ import contextlib
 import functools
 import logging
 import math
+import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 
@@ -50,6 +52,7 @@ import trio
 
 import actors
 import transport
+import transport.workers
 from transport.apps.arguments import port, require_extra
 from transport.apps.chat_protocol import (
     AskWho,
@@ -109,6 +112,17 @@ class Present:
     names: tuple[str, ...]
 
 
+@attrs.frozen
+class ServerLost:
+    """Told to every room by its chat service when a chat server on the backplane has died
+    (the cluster-wide group ``chat-servers`` reports it ``"lost"``): call the roll again."""
+
+    node: str
+
+
+#: The cluster-wide group every chat server's ``Chat`` actor joins, to notice the dead.
+CHAT_SERVERS = "chat-servers"
+
 #: What a room publishes on its topic.
 RoomTopicMessage = Joined | Left | Posted | RollCall | Present
 #: What the topic's subscribers receive: that, and gap notices from the backplane.
@@ -163,6 +177,7 @@ RoomMessage = (
     # Only with a backplane: the room's own subscription to its topic.
     | RoomTopicEvent
     | actors.Lagged
+    | ServerLost
 )
 
 
@@ -291,9 +306,11 @@ class Room(actors.Actor[RoomMessage]):
             self.elsewhere.update(message.names)
 
     @actors.handler
-    async def gap(self, message: transport.backplane.BackplaneGap | actors.Lagged) -> None:
-        # We may have missed joins and departures: forget the other servers' members and ask
-        # them again. (A server that died without a word leaves no ghosts after this.)
+    async def gap(
+        self, message: transport.backplane.BackplaneGap | actors.Lagged | ServerLost
+    ) -> None:
+        # We may have missed joins and departures, or a server died with its members: forget
+        # the other servers' members and ask them again (the dead leave no ghosts after this).
         if isinstance(message, actors.Lagged):
             self.topic.subscribe_actor(self.ctx.ref)
         self.elsewhere.clear()
@@ -449,6 +466,26 @@ class Chat(actors.Actor[ChatMessage]):
     rooms: dict[str, OpenedRoom] = attrs.Factory(dict)
     sessions: int = 0
 
+    async def on_start(self) -> None:
+        if self.backplane is not None:
+            self.ctx.start_soon(self._follow_servers, self.backplane, name="follow-servers")
+        await trio.lowlevel.checkpoint()
+
+    async def _follow_servers(self, backplane: transport.backplane.Backplane) -> None:
+        """Tell every room when another chat server dies, so that its members stop being
+        listed (and their names taken) within the backplane's presence ttl."""
+        try:
+            await backplane.join_group(CHAT_SERVERS, self.ctx.ref)
+            async with backplane.group_changes(CHAT_SERVERS) as (_, changes):
+                async for change in changes:
+                    if change.joined or change.reason != "lost":
+                        continue
+                    for opened in self.rooms.values():
+                        with contextlib.suppress(trio.WouldBlock, actors.ActorStoppedError):
+                            opened.room.tell_nowait(ServerLost(change.member.node))
+        except transport.backplane.BackplaneUnavailableError as exc:
+            logger.warning("chat: cannot follow the other chat servers: %s", exc)
+
     @actors.handler
     async def open_room(self, message: OpenRoom) -> OpenedRoom | Problem:
         opened = self.rooms.get(message.name)
@@ -534,12 +571,15 @@ async def serve_chat(
     options: transport.ConnectionOptions = OPTIONS,
     on_event: OnEvent | None = None,
     backplane: transport.backplane.Backplane | None = None,
+    worker: transport.workers.WorkerInfo | None = None,
     task_status: trio.TaskStatus[ChatServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the chat (and its page, if ``http_port`` is given) until cancelled.
 
     With a ``backplane`` (opened with ``codec=ROOM_CODEC``), the rooms are shared with every
-    chat server on the same backplane; without, they live in this process.
+    chat server on the same backplane; without, they live in this process. As a ``worker``
+    it shares its port with the other workers (``reuse_port``) and names itself to every
+    client in the response header ``Chat-Worker`` (its number).
     """
     chat = await system.spawn(Chat(room_buffer, on_event, backplane), name="chat")
     try:
@@ -551,7 +591,10 @@ async def serve_chat(
                 origins |= page_origins(host, http_port)
             # Browsers always send Origin; a page from anywhere else is refused with 403.
             # Clients that send no Origin (bots, scripts) are not browsers and pass.
-            policy = transport.HandshakePolicy(allowed_origins=origins)
+            policy = transport.HandshakePolicy(
+                allowed_origins=origins,
+                on_handshake=None if worker is None else worker_header(worker.index),
+            )
             server: transport.WebSocketServer = await nursery.start(
                 functools.partial(
                     transport.serve_websocket,
@@ -562,6 +605,7 @@ async def serve_chat(
                     policy=policy,
                     options=options,
                     name="chat-server",
+                    reuse_port=worker is not None,
                 )
             )
             url = f"ws://{host}:{server.port}/"
@@ -572,6 +616,23 @@ async def serve_chat(
         # The server has closed its connections (1001); now the rooms and sessions go.
         with trio.move_on_after(actors.DEFAULT_STOP_TIMEOUT, shield=True):
             await chat.stop()
+
+
+#: The response header that names the worker a client landed on.
+WORKER_HEADER = "Chat-Worker"
+
+
+def worker_header(
+    index: int,
+) -> Callable[[transport.HandshakeRequest], Awaitable[transport.Accept]]:
+    """A handshake hook that accepts and adds ``Chat-Worker: index`` to the response."""
+    accept = transport.Accept(headers=((WORKER_HEADER, str(index)),))
+
+    async def name_the_worker(request: transport.HandshakeRequest) -> transport.Accept:
+        await trio.lowlevel.checkpoint()
+        return accept
+
+    return name_the_worker
 
 
 async def wait_for_signal(seconds: float | None = None) -> None:
@@ -604,7 +665,12 @@ def describe_backplane(backplane: transport.backplane.Backplane) -> str:
 
 
 async def main(arguments: argparse.Namespace) -> None:
-    """``trio-actors chat``: serve until Ctrl-C or SIGTERM, then close every connection (1001)."""
+    """``trio-actors chat``: serve until Ctrl-C or SIGTERM, then close every connection (1001).
+
+    Started by the parent of ``--workers N`` (:mod:`transport.apps.chat_workers`), it is
+    one of the workers: it listens on their shared port and says so to the parent only.
+    """
+    worker = transport.workers.current_worker()
     async with (
         actors.open_system("chat") as system,
         open_rooms_backplane(system, arguments.redis) as backplane,
@@ -615,19 +681,34 @@ async def main(arguments: argparse.Namespace) -> None:
                 serve_chat,
                 system,
                 arguments.host,
-                arguments.port,
+                arguments.port if worker is None else worker.port,
                 http_port=None if arguments.no_page else arguments.http_port,
                 allowed_origins=arguments.allow_origin,
                 backplane=backplane,
+                worker=worker,
             )
         )
-        print(f"listening on {started.url}", flush=True)
-        if started.page_url is not None:
-            print(f"open {started.page_url} in a browser", flush=True)
-        if backplane is not None:
-            print(describe_backplane(backplane), flush=True)
-        await wait_for_signal()
+        if worker is None:
+            print(f"listening on {started.url}", flush=True)
+            if started.page_url is not None:
+                print(f"open {started.page_url} in a browser", flush=True)
+            if backplane is not None:
+                print(describe_backplane(backplane), flush=True)
+            await wait_for_signal()
+        else:
+            # The parent says where the workers listen, once; it stops them with SIGTERM.
+            # This line reaches its output as "worker N: listening on ... (pid P)".
+            print(f"listening on {started.url} (pid {os.getpid()})", flush=True)
+            await worker.report_listening()
+            async with trio.open_nursery() as waiting:
+                for wait in (wait_for_signal, worker.wait_parent_exit):
+                    waiting.start_soon(_first_to_return, wait, waiting.cancel_scope)
         nursery.cancel_scope.cancel()
+
+
+async def _first_to_return(wait: Callable[[], Awaitable[None]], scope: trio.CancelScope) -> None:
+    await wait()
+    scope.cancel()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

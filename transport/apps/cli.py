@@ -7,12 +7,14 @@
                      [--no-dashboard] [--redis URL]
     trio-actors echo [--host H] [--port P] [--certfile F --keyfile F] [--max-message-size N]
     trio-actors chat [--host H] [--port P] [--http-port P] [--no-page] [--redis URL]
+                     [--workers N]
 
 Each program runs until Ctrl-C or SIGTERM, then stops in order (servers close their
 connections with 1001) and the command exits with status 0. An argument that cannot work (an
 unknown option, a port in use, a certificate file that is missing or does not match its key,
 a Redis that cannot be reached) is one line on stderr and exit status 2, before anything runs
-where it can be checked first.
+where it can be checked first. Workers that keep failing (``chat --workers N``) are one line
+on stderr too, and exit status 1.
 """
 
 from __future__ import annotations
@@ -30,11 +32,14 @@ import attrs
 import trio
 
 import transport
-from transport.apps import chat_server, demo, echo_server
+import transport.workers
+from transport.apps import chat_workers, demo, echo_server
 from transport.apps.arguments import BadArgument
 
 PROG = "trio-actors"
 USAGE_ERROR = 2
+#: The exit status when the workers kept failing and their parent gave up.
+WORKERS_FAILED = 1
 # Errors of bind(): the address is taken, not ours to take, or not this host's.
 _LISTEN_ERRORS = {errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL}
 
@@ -68,9 +73,9 @@ COMMANDS = {
     ),
     "chat": Command(
         "the chat server with rooms and its web page (--redis URL shares the rooms)",
-        chat_server.add_arguments,
-        chat_server.check_arguments,
-        chat_server.main,
+        chat_workers.add_arguments,
+        chat_workers.check_arguments,
+        chat_workers.main,
         ("port", "http_port"),
     ),
 }
@@ -144,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if problem is None:
             raise
         print(f"{where}: error: {problem}", file=sys.stderr)
+        if any(isinstance(leaf, transport.workers.WorkersFailedError) for leaf in _leaves(exc)):
+            return WORKERS_FAILED
         return USAGE_ERROR
     return 0
 
@@ -151,7 +158,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def explain(exc: BaseException, command: Command, arguments: argparse.Namespace) -> str | None:
     """The one line that says what to fix, or ``None`` for a failure that is a bug."""
     for leaf in _leaves(exc):
-        if isinstance(leaf, BadArgument | transport.backplane.BackplaneUnavailableError):
+        if isinstance(
+            leaf,
+            BadArgument
+            | transport.backplane.BackplaneUnavailableError
+            | transport.workers.WorkersFailedError,
+        ):
             return str(leaf)
         if isinstance(leaf, socket.gaierror):
             return f"--host {arguments.host}: cannot resolve it ({leaf.strerror})"
