@@ -71,7 +71,12 @@ async def open_pair(nursery: trio.Nursery) -> tuple[Backend, Backend]:
 def test_trio_websocket_attributes_the_hooks_use() -> None:
     ws = library_connection()
     # run_reader, library_request, send_ping_frame: coroutine methods.
-    for name, parameters in [("_reader_task", []), ("_get_request", []), ("_send", ["event"])]:
+    for name, parameters in [
+        ("_reader_task", []),
+        ("_handle_request_event", ["event"]),
+        ("_get_request", []),
+        ("_send", ["event"]),
+    ]:
         method = getattr(tw.WebSocketConnection, name)
         assert inspect.iscoroutinefunction(method), name
         assert list(inspect.signature(method).parameters)[1:] == parameters, name

@@ -62,13 +62,19 @@ async def wait_open(ws: tw.WebSocketConnection) -> None:
     await ws._open_handshake.wait()
 
 
-async def library_request(ws: tw.WebSocketConnection) -> tw.WebSocketRequest:
-    """The server's request as the library parsed it (``_get_request``).
+async def library_request(
+    ws: tw.WebSocketConnection, event: wsproto.events.Request
+) -> tw.WebSocketRequest:
+    """Give the library the request event the adapter parsed (``_handle_request_event``)
+    and take the library's request object for it (``_get_request``).
 
-    What ``wrap_server_stream`` does after starting the reader; the adapter has already
-    read, parsed and decided on the request, and the library's reader finds the request
-    event held in the wsproto connection it is given.
+    ``wrap_server_stream`` has the reader find the request and then waits for it; the
+    adapter has already read, parsed and decided on the request, so it hands the event
+    over itself before the reader starts. The reader then never holds the request (its
+    loop keeps the last event it handled, and the last bytes it read, for as long as the
+    connection stays idle: about a kilobyte per connection).
     """
+    await ws._handle_request_event(event)
     return await ws._get_request()
 
 

@@ -54,12 +54,12 @@ Headers = tuple[tuple[str, str], ...]
 class ServerRequest:
     """A client's opening request, read before any connection actor exists.
 
-    Holds the stream and the wsproto connection that parsed the request (the
-    request event put back in it) until :meth:`reject` answers it or
-    ``_library.open_request`` hands both to the library in the owning actor's nursery.
+    Holds the stream, the wsproto connection that parsed the request and the request
+    event until :meth:`reject` answers it or ``_library.open_request`` hands all three
+    to the library in the owning actor's nursery.
     """
 
-    __slots__ = ("connection", "headers", "path", "stream", "subprotocols")
+    __slots__ = ("connection", "event", "headers", "path", "stream", "subprotocols")
 
     def __init__(
         self,
@@ -69,7 +69,7 @@ class ServerRequest:
     ) -> None:
         self.stream = stream
         self.connection = connection
-        connection.hold(request)
+        self.event = request
         self.path = request.target
         self.headers: Headers = decode_headers(list(request.extra_headers))
         self.subprotocols: tuple[str, ...] = tuple(request.subprotocols)
