@@ -59,7 +59,7 @@ class ServerRequest:
     to the library in the owning actor's nursery.
     """
 
-    __slots__ = ("connection", "event", "headers", "path", "stream", "subprotocols")
+    __slots__ = ("_remote", "connection", "event", "headers", "path", "stream", "subprotocols")
 
     def __init__(
         self,
@@ -73,9 +73,17 @@ class ServerRequest:
         self.path = request.target
         self.headers: Headers = decode_headers(list(request.extra_headers))
         self.subprotocols: tuple[str, ...] = tuple(request.subprotocols)
+        self._remote: str | None = None
 
     def __repr__(self) -> str:
         return f"<ServerRequest {redact_target(self.path)!r}>"
+
+    @property
+    def remote(self) -> str:
+        """``"host:port"`` of the client (:func:`describe_remote`), asked of the socket once."""
+        if self._remote is None:
+            self._remote = describe_remote(self.stream)
+        return self._remote
 
     async def reject(
         self, status: int, body: bytes, extra_headers: Sequence[tuple[str, str]], within: float
