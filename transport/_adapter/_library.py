@@ -171,7 +171,7 @@ class Backend:
         return None if closed is None else (int(closed.code), closed.reason or "")
 
 
-async def open_request(
+def open_request(
     request: ServerRequest,
     nursery: trio.Nursery,
     *,
@@ -195,7 +195,7 @@ async def open_request(
         max_message_size=limits.max_message_size,
         receive_buffer_size=limits.receive_buffer_size,
     )
-    parsed = await library_request(ws, request.event)
+    parsed = library_request(ws, request.event)
     reader = trio.CancelScope()
     nursery.start_soon(_run_reader, ws, reader, None, None)
     return ServerHandshake(parsed, stream, request.headers, reader, connection)
@@ -254,7 +254,7 @@ async def server_handshake(
 ) -> ServerHandshake:
     """:func:`read_request`, then :func:`open_request` in ``nursery``."""
     request = await read_request(stream, within=within)
-    return await open_request(request, nursery, limits=limits)
+    return open_request(request, nursery, limits=limits)
 
 
 async def client_handshake(

@@ -222,7 +222,7 @@ def accepted_opener(
 
     async def open_connection(nursery: trio.Nursery) -> tuple[Backend, ConnectionInfo]:
         try:
-            handshake = await open_request(request, nursery, limits=limits, hold_violations=True)
+            handshake = open_request(request, nursery, limits=limits, hold_violations=True)
             backend = await handshake.accept(
                 accept.subprotocol, accept.headers, options.handshake_timeout
             )
