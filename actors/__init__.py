@@ -33,7 +33,7 @@ from ._exceptions import (
     UnhandledMessageError as UnhandledMessageError,
     WrongThreadError as WrongThreadError,
 )
-from ._gc import DEFAULT_GC_THRESHOLD as DEFAULT_GC_THRESHOLD, tune_gc as tune_gc
+from ._gc import tune_gc as tune_gc
 from ._groups import (
     GroupChange as GroupChange,
     GroupFeed as GroupFeed,
@@ -110,7 +110,6 @@ from ._watch import Terminated as Terminated, watching as watching
 
 __all__ = [
     "DEFAULT_ASK_TIMEOUT",
-    "DEFAULT_GC_THRESHOLD",
     "DEFAULT_MAILBOX_SIZE",
     "DEFAULT_STOP_TIMEOUT",
     "DEFAULT_TOPIC_BUFFER",

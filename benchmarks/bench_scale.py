@@ -36,9 +36,12 @@ Keys:
   growth of the machine's slab and TCP buffer memory during the fill, halved: both ends
   of a loopback connection are on this machine; other processes add noise to it);
 - ``accept_rate_ratio_tuned_gc``: the same ratio with both servers calling
-  :func:`actors.tune_gc` after start-up (``--gc-threshold``, default
-  ``actors.DEFAULT_GC_THRESHOLD``), filled after the default pair, and
+  :func:`actors.tune_gc` after start-up (its ``young`` threshold from ``--gc-threshold``,
+  20,000 by default), filled after the default pair, and
   ``accept_rate_tuned_over_default``: our tuned rate over our default one;
+- ``idle_cpu_pct``: the full server's CPU use while every connection is idle, over
+  ``IDLE_WINDOW_S`` after the fill (the keepalive's pings: one per connection every 20 s
+  for ours, none for raw);
 - ``limits``: the limits met on the way (file descriptors, ephemeral ports per source
   address, the listen backlog).
 
@@ -84,6 +87,8 @@ FILL_TIMEOUT_S = 150.0
 IO_TIMEOUT_S = 60.0
 #: Seconds between the end of the fill and the memory reading.
 SETTLE_S = 1.0
+#: Seconds over which the full server's CPU is read while its connections are idle.
+IDLE_WINDOW_S = 5.0
 #: Connections opened and dropped before the baseline reading.
 WARM_UP = 200
 #: The connection count of a 50,000-connection estimate.
@@ -528,6 +533,7 @@ class Fill:
     rss_mb: float
     conn_bytes: int
     kernel_bytes_per_conn: int
+    idle_cpu_pct: float
 
 
 def shares(total: int, parts: int) -> list[int]:
@@ -577,7 +583,9 @@ def fill_server(stack: str, first_address: int, options: Options, threshold: int
         filled = [client.client_report(FILL_TIMEOUT_S + IO_TIMEOUT_S) for client in clients]
         cpu = rss_and_cpu(pid)[1] - cpu0
         time.sleep(SETTLE_S)
-        rss = rss_and_cpu(pid)[0]
+        rss, idle0 = rss_and_cpu(pid)
+        time.sleep(IDLE_WINDOW_S)
+        idle_cpu = rss_and_cpu(pid)[1] - idle0
         slab, tcp = kernel_bytes()
         after = server.server_stats()
         for client in clients:
@@ -616,6 +624,7 @@ def fill_server(stack: str, first_address: int, options: Options, threshold: int
         conn_bytes=round((rss - rss0) / max(held, 1)),
         # Both ends of every connection are sockets of this machine: half is the server's.
         kernel_bytes_per_conn=round((slab - slab0 + tcp - tcp0) / 2 / max(held, 1)),
+        idle_cpu_pct=round(idle_cpu / IDLE_WINDOW_S * 100, 1),
     )
 
 
@@ -680,7 +689,7 @@ def parse(argv: list[str]) -> Options:
     parser.add_argument("--connections", type=int, default=fds - FD_MARGIN)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--window", type=int, default=100)
-    parser.add_argument("--gc-threshold", type=int, default=actors.DEFAULT_GC_THRESHOLD)
+    parser.add_argument("--gc-threshold", type=int, default=20_000)
     parser.add_argument("--no-tuned-gc", action="store_true")
     args = parser.parse_args(argv)
     threshold = None if args.no_tuned_gc else args.gc_threshold

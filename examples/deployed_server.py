@@ -167,8 +167,8 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--gc-threshold",
         type=int,
-        default=actors.DEFAULT_GC_THRESHOLD,
-        help="the garbage collector's first threshold once started (Python's default: 700)",
+        default=20_000,
+        help="allocations between two young collections once started (Python's default: 700)",
     )
     arguments = parser.parse_args(argv)
     if bool(arguments.certfile) != bool(arguments.keyfile):

@@ -142,7 +142,7 @@ def test_a_key_that_does_not_match_the_certificate_is_a_clear_error(tmp_path: Pa
 
 
 def test_the_gc_threshold_defaults_to_tune_gcs_and_is_checked_before_listening() -> None:
-    assert parse_arguments([]).gc_threshold == actors.DEFAULT_GC_THRESHOLD
+    assert parse_arguments([]).gc_threshold == 20_000
     assert parse_arguments(["--gc-threshold", "5000"]).gc_threshold == 5000
     result = run_module("--gc-threshold", "0")
     assert result.returncode == 2

@@ -24,11 +24,11 @@ def restored_gc() -> Iterator[None]:
 @pytest.mark.usefixtures("restored_gc")
 def test_tune_gc_freezes_what_is_alive_and_raises_the_first_threshold() -> None:
     gc.unfreeze()
-    second, third = gc.get_threshold()[1:]
+    second = gc.get_threshold()[1]
     alive: list[object] = []
     assert any(o is alive for o in gc.get_objects())
-    actors.tune_gc(12_345)
-    assert gc.get_threshold() == (12_345, second, third)
+    actors.tune_gc(12_345, 67)
+    assert gc.get_threshold() == (12_345, second, 67)
     assert gc.get_freeze_count() > 0
     # What was alive is frozen: out of every generation the collector walks.
     assert not any(o is alive for o in gc.get_objects())
@@ -39,16 +39,17 @@ def test_tune_gc_freezes_what_is_alive_and_raises_the_first_threshold() -> None:
 
 
 @pytest.mark.usefixtures("restored_gc")
-def test_tune_gc_defaults_to_the_documented_threshold() -> None:
+def test_tune_gc_defaults_to_the_documented_thresholds() -> None:
+    second = gc.get_threshold()[1]
     actors.tune_gc()
-    assert gc.get_threshold()[0] == actors.DEFAULT_GC_THRESHOLD
+    assert gc.get_threshold() == (20_000, second, 100)
 
 
 @pytest.mark.usefixtures("restored_gc")
-@pytest.mark.parametrize("threshold", [0, -1])
-def test_tune_gc_refuses_a_threshold_below_one(threshold: int) -> None:
+@pytest.mark.parametrize(("young", "old"), [(0, 100), (-1, 100), (20_000, 0)])
+def test_tune_gc_refuses_a_threshold_below_one(young: int, old: int) -> None:
     before, frozen = gc.get_threshold(), gc.get_freeze_count()
-    with pytest.raises(ValueError, match="tune_gc needs a threshold of at least 1"):
-        actors.tune_gc(threshold)
+    with pytest.raises(ValueError, match="tune_gc needs thresholds of at least 1"):
+        actors.tune_gc(young, old)
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == frozen
