@@ -39,9 +39,10 @@ Keys:
   :func:`actors.tune_gc` after start-up (its ``young`` threshold from ``--gc-threshold``,
   20,000 by default), filled after the default pair, and
   ``accept_rate_tuned_over_default``: our tuned rate over our default one;
-- ``idle_cpu_pct``: the full server's CPU use while every connection is idle, over
-  ``IDLE_WINDOW_S`` after the fill (the keepalive's pings: one per connection every 20 s
-  for ours, none for raw);
+- ``idle_cpu_pct``: the full server's CPU use (percent of one core) while every
+  connection is idle, read right after the fill over one keepalive interval for ours
+  (20 s: each connection gets one Ping and answers it) and over 5 s for raw (no
+  keepalive);
 - ``limits``: the limits met on the way (file descriptors, ephemeral ports per source
   address, the listen backlog).
 
@@ -87,8 +88,10 @@ FILL_TIMEOUT_S = 150.0
 IO_TIMEOUT_S = 60.0
 #: Seconds between the end of the fill and the memory reading.
 SETTLE_S = 1.0
-#: Seconds over which the full server's CPU is read while its connections are idle.
-IDLE_WINDOW_S = 5.0
+#: Seconds over which the full server's CPU is read while its connections are idle: ours
+#: for one keepalive interval (every connection is pinged once in it), raw (no keepalive)
+#: for a short while.
+IDLE_WINDOW_S = {"ours": transport.ConnectionOptions().ping_interval or 5.0, "raw": 5.0}
 #: Connections opened and dropped before the baseline reading.
 WARM_UP = 200
 #: The connection count of a 50,000-connection estimate.
@@ -584,7 +587,7 @@ def fill_server(stack: str, first_address: int, options: Options, threshold: int
         cpu = rss_and_cpu(pid)[1] - cpu0
         time.sleep(SETTLE_S)
         rss, idle0 = rss_and_cpu(pid)
-        time.sleep(IDLE_WINDOW_S)
+        time.sleep(IDLE_WINDOW_S[stack])
         idle_cpu = rss_and_cpu(pid)[1] - idle0
         slab, tcp = kernel_bytes()
         after = server.server_stats()
@@ -624,7 +627,7 @@ def fill_server(stack: str, first_address: int, options: Options, threshold: int
         conn_bytes=round((rss - rss0) / max(held, 1)),
         # Both ends of every connection are sockets of this machine: half is the server's.
         kernel_bytes_per_conn=round((slab - slab0 + tcp - tcp0) / 2 / max(held, 1)),
-        idle_cpu_pct=round(idle_cpu / IDLE_WINDOW_S * 100, 1),
+        idle_cpu_pct=round(idle_cpu / IDLE_WINDOW_S[stack] * 100, 1),
     )
 
 
