@@ -33,6 +33,7 @@ from ._exceptions import (
     UnhandledMessageError as UnhandledMessageError,
     WrongThreadError as WrongThreadError,
 )
+from ._gc import tune_gc as tune_gc
 from ._groups import (
     GroupChange as GroupChange,
     GroupFeed as GroupFeed,
@@ -189,5 +190,6 @@ __all__ = [
     "handler",
     "open_system",
     "start_child",
+    "tune_gc",
     "watching",
 ]

@@ -14,7 +14,7 @@ What it adds to the plain echo server (``examples/echo_server.py``):
 - TLS from certificate files, checked before the server listens;
 - the open-file limit is raised to its hard limit and checked against ``--max-connections``
   before the server listens;
-- ``gc.freeze()`` once start-up is done;
+- the garbage collector tuned once start-up is done (`actors.tune_gc`, ``--gc-threshold``);
 - SIGTERM (or Ctrl-C) drains: the server stops accepting and closes every connection with
   1012 (service restart), which tells reconnecting clients to come back, then exits 0.
 
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import gc
 import resource
 import ssl
 import sys
@@ -124,9 +123,9 @@ async def main(arguments: argparse.Namespace, context: ssl.SSLContext | None) ->
                 )
             )
             # Start-up is done: what exists now lives as long as the process. Frozen
-            # objects are never scanned by the cyclic collector again.
-            gc.collect()
-            gc.freeze()
+            # objects are never scanned by the cyclic collector again, and the young
+            # generation is collected less often (see the scaling guide).
+            actors.tune_gc(arguments.gc_threshold)
             scheme = "ws" if context is None else "wss"
             print(f"listening on {scheme}://{arguments.host}:{server.port}/", flush=True)
             await wait_for_signal()
@@ -165,11 +164,19 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=10.0,
         help="how long SIGTERM waits for connections to close",
     )
+    parser.add_argument(
+        "--gc-threshold",
+        type=int,
+        default=20_000,
+        help="allocations between two young collections once started (Python's default: 700)",
+    )
     arguments = parser.parse_args(argv)
     if bool(arguments.certfile) != bool(arguments.keyfile):
         parser.error("--certfile and --keyfile go together")
     if arguments.max_connections < 1:
         parser.error("--max-connections must be at least 1")
+    if arguments.gc_threshold < 1:
+        parser.error("--gc-threshold must be at least 1")
     return arguments
 
 

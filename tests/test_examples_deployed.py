@@ -21,7 +21,7 @@ import trustme
 
 import actors
 import transport
-from examples.deployed_server import client_address
+from examples.deployed_server import client_address, parse_arguments
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 20  # generous: each wait takes far less; the bound turns a hang into a failure
@@ -139,3 +139,12 @@ def test_a_key_that_does_not_match_the_certificate_is_a_clear_error(tmp_path: Pa
     assert result.stderr.startswith(
         "cannot load --certfile/--keyfile: [X509: KEY_VALUES_MISMATCH] key values mismatch"
     )
+
+
+def test_the_gc_threshold_defaults_to_tune_gcs_and_is_checked_before_listening() -> None:
+    assert parse_arguments([]).gc_threshold == 20_000
+    assert parse_arguments(["--gc-threshold", "5000"]).gc_threshold == 5000
+    result = run_module("--gc-threshold", "0")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "error: --gc-threshold must be at least 1" in result.stderr

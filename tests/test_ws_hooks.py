@@ -70,11 +70,16 @@ async def open_pair(nursery: trio.Nursery) -> tuple[Backend, Backend]:
 
 def test_trio_websocket_attributes_the_hooks_use() -> None:
     ws = library_connection()
-    # run_reader, library_request, send_ping_frame: coroutine methods.
-    for name, parameters in [("_reader_task", []), ("_get_request", []), ("_send", ["event"])]:
+    # run_reader, send_ping_frame: coroutine methods.
+    for name, parameters in [("_reader_task", []), ("_send", ["event"])]:
         method = getattr(tw.WebSocketConnection, name)
         assert inspect.iscoroutinefunction(method), name
         assert list(inspect.signature(method).parameters)[1:] == parameters, name
+    # library_request: a server's future of the request the reader would find.
+    server = tw.WebSocketConnection(
+        trio.testing.memory_stream_pair()[0], wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+    )
+    assert server._connection_proposal is not None
     # wait_open: an event set when the opening handshake ends.
     assert isinstance(ws._open_handshake, trio.Event)
     # expect_pong: payload -> an object whose set() the reader calls on the Pong.

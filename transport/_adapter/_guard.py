@@ -54,9 +54,9 @@ class GuardedConnection(wsproto.WSConnection):
       connection closed and closes the stream.
 
     A server's request is parsed once, by this connection: the adapter reads it
-    before the library exists (``_request``), puts the request event back
-    (:meth:`hold`), sets the connection's limits (:meth:`set_limits`) and hands
-    the same connection to the library, whose reader then sees the request first.
+    before the library exists (``_request``), sets the connection's limits
+    (:meth:`set_limits`) and hands the same connection and the request event to the
+    library (``_hooks.library_request``) before its reader starts.
     """
 
     def __init__(
@@ -67,9 +67,6 @@ class GuardedConnection(wsproto.WSConnection):
     ) -> None:
         super().__init__(connection_type)
         self.set_limits(limits)
-        # Events read by the adapter before the library, to be read again by it (no
-        # list is kept once they are read: an idle connection holds none).
-        self._held: list[wsproto.events.Event] | None = None
         self.violation: Violation | None = None
         #: Told of a violation; true if it takes the close on itself (see the class docstring).
         self.report: Callable[[Violation], bool] | None = None
@@ -179,18 +176,7 @@ class GuardedConnection(wsproto.WSConnection):
         if hold_violations is not None:
             self._hold = hold_violations
 
-    def hold(self, event: wsproto.events.Event) -> None:
-        """Put ``event`` back: :meth:`events` yields it again before anything new."""
-        if self._held is None:
-            self._held = []
-        self._held.append(event)
-
     def _library_events(self) -> Generator[wsproto.events.Event, None, None]:
-        held = self._held
-        if held is not None:
-            while held:
-                yield held.pop(0)
-            self._held = None
         pending = self._handshake_events
         if pending is None:
             yield from super().events()

@@ -62,14 +62,22 @@ async def wait_open(ws: tw.WebSocketConnection) -> None:
     await ws._open_handshake.wait()
 
 
-async def library_request(ws: tw.WebSocketConnection) -> tw.WebSocketRequest:
-    """The server's request as the library parsed it (``_get_request``).
+def library_request(
+    ws: tw.WebSocketConnection, event: wsproto.events.Request
+) -> tw.WebSocketRequest:
+    """The library's request object for the request event the adapter parsed, made
+    before the library's reader starts; the library's own wait for a request
+    (``_connection_proposal``) is dropped.
 
-    What ``wrap_server_stream`` does after starting the reader; the adapter has already
-    read, parsed and decided on the request, and the library's reader finds the request
-    event held in the wsproto connection it is given.
+    ``wrap_server_stream`` has the reader find the request and hand it over through that
+    future; the adapter has already read, parsed and decided on the request, so it makes
+    the request object itself (what the reader would have made) and the reader never
+    sees the request. Its loop keeps the last event it handled, and the last bytes it
+    read, for as long as the connection stays idle (about a kilobyte per connection),
+    and the hand-over would cost a task switch per connection.
     """
-    return await ws._get_request()
+    ws._connection_proposal = None
+    return tw.WebSocketRequest(ws, event)
 
 
 def expect_pong(ws: tw.WebSocketConnection, payload: bytes, listener: PongListener) -> None:

@@ -171,7 +171,7 @@ class Backend:
         return None if closed is None else (int(closed.code), closed.reason or "")
 
 
-async def open_request(
+def open_request(
     request: ServerRequest,
     nursery: trio.Nursery,
     *,
@@ -181,11 +181,11 @@ async def open_request(
     """Hand the request's stream to the library, its reader task started in ``nursery``.
 
     From here on only the owner of ``nursery`` may touch the stream. The library
-    gets the wsproto connection that parsed the request, the request event held
-    in it: nothing is parsed twice. ``hold_violations``: as for
+    gets the wsproto connection that parsed the request, and the request event
+    itself: nothing is parsed twice. ``hold_violations``: as for
     :func:`client_handshake`.
     """
-    connection = request.connection  # it parsed the request and holds its event
+    connection = request.connection  # it parsed the request
     connection.set_limits(limits, hold_violations=hold_violations)
     stream = request.stream
     ws = tw.WebSocketConnection(
@@ -195,12 +195,9 @@ async def open_request(
         max_message_size=limits.max_message_size,
         receive_buffer_size=limits.receive_buffer_size,
     )
+    parsed = library_request(ws, request.event)
     reader = trio.CancelScope()
-    with trio.CancelScope() as waiting:
-        nursery.start_soon(_run_reader, ws, reader, waiting, None)
-        parsed = await library_request(ws)  # at once: the request event is held
-    if waiting.cancelled_caught:  # pragma: no cover - the request event is held
-        raise HandshakeError("the library did not see the websocket request")
+    nursery.start_soon(_run_reader, ws, reader, None, None)
     return ServerHandshake(parsed, stream, request.headers, reader, connection)
 
 
@@ -257,7 +254,7 @@ async def server_handshake(
 ) -> ServerHandshake:
     """:func:`read_request`, then :func:`open_request` in ``nursery``."""
     request = await read_request(stream, within=within)
-    return await open_request(request, nursery, limits=limits)
+    return open_request(request, nursery, limits=limits)
 
 
 async def client_handshake(
@@ -355,14 +352,14 @@ class _LingeringStream(trio.abc.Stream):
 async def _run_reader(  # noqa: ASYNC910 - a task body
     ws: tw.WebSocketConnection,
     reader: trio.CancelScope,
-    waiting: trio.CancelScope,
+    waiting: trio.CancelScope | None,
     rejected: list[tw.ConnectionRejected] | None,
 ) -> None:
     # The library's reader, plus: its message channel goes through an _InboundSink
     # (see route_inbound), it runs in ``reader`` (which the owner of the open connection
     # shields, see Backend.shield_reader), a rejection raised inside it is reported
-    # instead of crashing the nursery (a server gets none), and a handshake waiter is
-    # woken as soon as it ends.
+    # instead of crashing the nursery (a server gets none), and a client's handshake
+    # waiter is woken as soon as it ends.
     install_sink(ws, _InboundSink)
     try:
         with reader:
@@ -372,7 +369,8 @@ async def _run_reader(  # noqa: ASYNC910 - a task body
             raise
         rejected.append(exc)
     finally:
-        waiting.cancel()
+        if waiting is not None:
+            waiting.cancel()
 
 
 @contextlib.contextmanager

@@ -54,12 +54,12 @@ Headers = tuple[tuple[str, str], ...]
 class ServerRequest:
     """A client's opening request, read before any connection actor exists.
 
-    Holds the stream and the wsproto connection that parsed the request (the
-    request event put back in it) until :meth:`reject` answers it or
-    ``_library.open_request`` hands both to the library in the owning actor's nursery.
+    Holds the stream, the wsproto connection that parsed the request and the request
+    event until :meth:`reject` answers it or ``_library.open_request`` hands all three
+    to the library in the owning actor's nursery.
     """
 
-    __slots__ = ("connection", "headers", "path", "stream", "subprotocols")
+    __slots__ = ("_remote", "connection", "event", "headers", "path", "stream", "subprotocols")
 
     def __init__(
         self,
@@ -69,13 +69,21 @@ class ServerRequest:
     ) -> None:
         self.stream = stream
         self.connection = connection
-        connection.hold(request)
+        self.event = request
         self.path = request.target
         self.headers: Headers = decode_headers(list(request.extra_headers))
         self.subprotocols: tuple[str, ...] = tuple(request.subprotocols)
+        self._remote: str | None = None
 
     def __repr__(self) -> str:
         return f"<ServerRequest {redact_target(self.path)!r}>"
+
+    @property
+    def remote(self) -> str:
+        """``"host:port"`` of the client (:func:`describe_remote`), asked of the socket once."""
+        if self._remote is None:
+            self._remote = describe_remote(self.stream)
+        return self._remote
 
     async def reject(
         self, status: int, body: bytes, extra_headers: Sequence[tuple[str, str]], within: float
