@@ -26,6 +26,8 @@ HOOKS = {
     "library_request",
     "expect_pong",
     "send_ping_frame",
+    "stream_lock",
+    "abort_library",
     "install_sink",
     "installed_sink",
     "library_messages",
@@ -70,11 +72,18 @@ async def open_pair(nursery: trio.Nursery) -> tuple[Backend, Backend]:
 
 def test_trio_websocket_attributes_the_hooks_use() -> None:
     ws = library_connection()
-    # run_reader, library_request, send_ping_frame: coroutine methods.
-    for name, parameters in [("_reader_task", []), ("_get_request", []), ("_send", ["event"])]:
+    # run_reader, library_request, send_ping_frame, abort_library: coroutine methods.
+    for name, parameters in [
+        ("_reader_task", []),
+        ("_get_request", []),
+        ("_send", ["event"]),
+        ("_abort_web_socket", []),
+    ]:
         method = getattr(tw.WebSocketConnection, name)
         assert inspect.iscoroutinefunction(method), name
         assert list(inspect.signature(method).parameters)[1:] == parameters, name
+    # stream_lock: the lock the library's own writes hold.
+    assert isinstance(_hooks.stream_lock(ws), trio.StrictFIFOLock)
     # wait_open: an event set when the opening handshake ends.
     assert isinstance(ws._open_handshake, trio.Event)
     # expect_pong: payload -> an object whose set() the reader calls on the Pong.
@@ -97,6 +106,33 @@ async def test_the_reader_tells_a_pong_listener_and_routes_through_the_sink() ->
         # library's own queue is what library_messages returns.
         assert type(_hooks.installed_sink(server._ws)).__name__ == "_InboundSink"
         assert _hooks.library_messages(server._ws) is server._ws._recv_channel
+        nursery.cancel_scope.cancel()
+
+
+async def test_frames_written_past_the_library_share_its_lock_and_its_end() -> None:
+    async with trio.open_nursery() as nursery:
+        client, server = await open_pair(nursery)
+        lock = _hooks.stream_lock(client._ws)
+        # Encoded frames go out in one write, read back as the messages they were.
+        await client.send_encoded(client.encode("a") + client.encode(b"b"))
+        assert [await server.receive(), await server.receive()] == ["a", b"b"]
+        assert not lock.locked()
+        # While the library writes (another task holds the lock), the write waits for it.
+        release = trio.Event()
+
+        async def library_write() -> None:
+            async with lock:
+                await release.wait()
+
+        nursery.start_soon(library_write)
+        await trio.testing.wait_all_tasks_blocked()
+        with trio.move_on_after(0.1) as waited:
+            await client.send_encoded(client.encode("later"))
+        assert waited.cancelled_caught
+        release.set()
+        # abort_library marks the connection closed with 1006, as a failed write does.
+        await _hooks.abort_library(client._ws)
+        assert client.closed_with() == (1006, "")
         nursery.cancel_scope.cancel()
 
 

@@ -86,6 +86,26 @@ async def send_ping_frame(ws: tw.WebSocketConnection, payload: bytes) -> None:
     await ws._send(wsproto.events.Ping(payload=payload))
 
 
+def stream_lock(ws: tw.WebSocketConnection) -> trio.StrictFIFOLock:
+    """The lock the library holds around every write to its stream (``_stream_lock``).
+
+    The connection's writer encodes the frames of a busy spell itself and writes them
+    in one go (``Backend.send_encoded``); it takes this lock so that its write never
+    interleaves with the reader's own (a Pong, a Close).
+    """
+    return ws._stream_lock
+
+
+async def abort_library(ws: tw.WebSocketConnection) -> None:
+    """Mark the connection closed (1006) after its stream broke (``_abort_web_socket``).
+
+    What the library's own send does when a write fails; the writer that wrote past the
+    library does the same, so the reader and :meth:`~._library.Backend.closed_with`
+    see the end as they would have.
+    """
+    await ws._abort_web_socket()
+
+
 def install_sink(
     ws: tw.WebSocketConnection,
     make_sink: Callable[[trio.MemorySendChannel[str | bytes]], MessageSink],
