@@ -84,7 +84,10 @@ logger = logging.getLogger("transport")
 # once per this share of write_timeout instead of at every write.
 WRITE_TIMEOUT_SLACK = 0.25
 #: The writer writes the frames of a busy spell together when the spell ends, or as
-#: soon as they add up to this many bytes.
+#: soon as they are this many, or add up to this many bytes. Larger writes would let a
+#: fast writer fill the socket's send buffer, and a write that waits for room there
+#: holds back control messages until the peer has read a good part of it.
+FLUSH_FRAMES = 4
 FLUSH_BYTES = 64 * 1024
 
 #: Runs the handshake with the library's reader in the given nursery (the actor's own);
@@ -323,7 +326,7 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         """Encode one frame for the busy spell's write (see :meth:`_flush`).
 
         The frames of a spell are written together when it ends, or as soon as they
-        add up to :data:`FLUSH_BYTES`; a control message that writes (a keepalive
+        are :data:`FLUSH_FRAMES` or add up to :data:`FLUSH_BYTES`; a control message that writes (a keepalive
         ping) writes them first.
         """
         backend = self._backend
@@ -347,7 +350,7 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         pending.append((frame, encoded))
         self._pending_bytes += len(encoded)
         self._handled_before_close(counted=counted)
-        if self._pending_bytes >= FLUSH_BYTES:
+        if len(pending) >= FLUSH_FRAMES or self._pending_bytes >= FLUSH_BYTES:
             await self._flush()
 
     async def _flush(self) -> None:  # noqa: ASYNC910 - the write checkpoints
