@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import collections
 import inspect
+import itertools
+import random
 import sys
 
+import pytest
 import trio
 import trio.testing
 import trio_websocket as tw
 import wsproto
 import wsproto.connection
 import wsproto.events
+import wsproto.frame_protocol
 
 from transport._adapter import _hooks
 from transport._adapter._library import Backend, client_handshake, server_handshake
@@ -35,6 +39,7 @@ HOOKS = {
     "take_handshake",
     "open_connection",
     "light_event_queue",
+    "fast_unmasking",
     "close_frame",
     "payload_announced",
 }
@@ -143,6 +148,48 @@ def handshake_pair() -> tuple[wsproto.WSConnection, wsproto.WSConnection]:
     assert [type(e) for e in server.events()] == [wsproto.events.Request]
     client.receive_data(server.send(wsproto.events.AcceptConnection()))
     return client, server
+
+
+@pytest.mark.parametrize("size", [0, 1, 5, 125, 126, 1000, 65536, 70001])
+@pytest.mark.parametrize("parts", [1, 3, 7])
+def test_fast_unmasking_decodes_what_wsproto_decodes(size: int, parts: int) -> None:
+    # A payload split over several reads, at offsets that are not multiples of four,
+    # so the masking key must go on where each part ended.
+    payload = bytes(random.Random(size * 31 + parts).randbytes(size))
+    decoded: dict[bool, list[bytes]] = {}
+    for fast in (False, True):
+        client, server = handshake_pair()
+        _hooks.take_handshake(server)
+        frames = _hooks.open_connection(server)
+        if fast:
+            assert _hooks.fast_unmasking(frames)
+        data = client.send(wsproto.events.BytesMessage(data=payload))
+        data += client.send(wsproto.events.BytesMessage(data=b"next"))
+        cuts = sorted({0, len(data), *(len(data) * i // parts + i for i in range(1, parts))})
+        messages: list[bytes] = []
+        for start, end in itertools.pairwise(cuts):
+            frames.receive_data(data[start:end])
+            for event in frames.events():
+                assert isinstance(event, wsproto.events.BytesMessage)
+                messages.append(bytes(event.data))
+        decoded[fast] = messages
+    assert decoded[True] == decoded[False]
+    assert b"".join(decoded[True]) == payload + b"next"
+
+
+def test_fast_unmasking_pins_the_decoder_it_swaps() -> None:
+    _client, server = handshake_pair()
+    _hooks.take_handshake(server)
+    frames = _hooks.open_connection(server)
+    decoder = frames._proto._frame_decoder
+    assert type(decoder) is wsproto.frame_protocol.FrameDecoder
+    assert "masker" in vars(decoder)
+    assert inspect.signature(
+        wsproto.frame_protocol.FrameDecoder.parse_header
+    ).parameters.keys() == {"self"}
+    assert wsproto.frame_protocol.XorMaskerSimple(b"abcd")._masking_key == b"abcd"
+    assert _hooks.fast_unmasking(frames)
+    assert not _hooks.fast_unmasking(frames)  # swapped once
 
 
 def test_take_handshake_and_open_connection() -> None:
