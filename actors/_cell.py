@@ -477,6 +477,17 @@ class Cell(Parent):
         # checkpoint raises the cancellation (as after nursery.start).
         trio.lowlevel.reschedule(spawner, result)
 
+    def _never_started(self, start_error: Exception | None) -> None:
+        """The spawner gets the start hook's error, or hears why the actor never started."""
+        self._hand_to_spawner(
+            outcome.Error(
+                start_error
+                or ActorStoppedError(
+                    f"actor {self.path} stopped while starting ({self.describe_reason()})"
+                )
+            )
+        )
+
     async def run(self) -> None:  # noqa: ASYNC910 - the task body; the loop checkpoints
         current_cell.set(self)
         self.started_at = trio.current_time()
@@ -498,15 +509,7 @@ class Cell(Parent):
             self._close(reason)
             self._finish(reason)
             if not self._started:
-                # Never started: the spawner gets the start hook's error, or hears why.
-                self._hand_to_spawner(
-                    outcome.Error(
-                        start_error
-                        or ActorStoppedError(
-                            f"actor {self.path} stopped while starting ({self.describe_reason()})"
-                        )
-                    )
-                )
+                self._never_started(start_error)
 
     async def _incarnation(self) -> tuple[StopReason, Exception | None, float | None]:
         """Run one incarnation of the actor: start hook, message loop, stop hook.
@@ -625,27 +628,131 @@ class Cell(Parent):
         self.state = State.STARTING
         return None
 
-    async def _loop(self) -> StopReason:
+    async def _loop(self) -> StopReason:  # noqa: ASYNC910 - the receive checkpoints
         """Process messages until a stop; an interrupting stop cancels ``_loop_scope``.
 
-        Messages are taken in busy spells (see :data:`BUSY_SPELL_LIMIT`): the
-        actor's spell hooks, if it has them, run around each spell, and the end
-        hook also runs when the loop ends with a spell open (shielded and
-        bounded by ``stop_timeout`` if the loop is cancelled).
+        A *busy spell* is the run of messages the loop takes between two of its
+        own yields: it yields (and lets every other task run) when the mailbox is
+        empty, and after :data:`BUSY_SPELL_LIMIT` messages taken in a row, never
+        between them. It still checks for cancellation between any two messages,
+        and the mailbox still hands out notices and control messages before
+        ordinary ones, so a stop or a control message queued during a spell is
+        taken next. The actor's spell hooks, if it has them, run around each
+        spell; the end hook also runs when the loop ends with a spell open
+        (shielded and bounded by ``stop_timeout`` if the loop is cancelled).
+        One function, so that an idle actor keeps one frame here, not two.
         """
         actor = self.actor
-        cls = type(actor)
-        spell_start = None if cls.on_spell_start is Actor.on_spell_start else actor.on_spell_start
-        spell_end = None if cls.on_spell_end is Actor.on_spell_end else actor.on_spell_end
-        with trio.CancelScope() as self._loop_scope:
+        spell_start = (
+            None if type(actor).on_spell_start is Actor.on_spell_start else actor.on_spell_start
+        )
+        spell_end = None if type(actor).on_spell_end is Actor.on_spell_end else actor.on_spell_end
+        reason: StopReason
+        with trio.CancelScope() as self._loop_scope:  # noqa: ASYNC912 - the receive checkpoints
             try:
-                reason = await self._take_messages(spell_start, spell_end)
+                mailbox = self.mailbox
+                poll = mailbox.poll
+                abort_wait = mailbox.abort_wait
+                checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
+                wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
+                handlers = self.handlers
+                taken = 0  # messages taken since the loop last yielded
+                while True:
+                    if self._draining and not mailbox.depth:
+                        reason = Normal()  # noqa: ASYNC910 - a receive ran before draining began
+                        break
+                    await checkpoint_if_cancelled()
+                    item = poll() if taken < BUSY_SPELL_LIMIT else None
+                    if item is None:
+                        # The spell ends: the mailbox is empty, or the spell has its limit.
+                        if self._spell_open:
+                            self._spell_open = False
+                            if spell_end is not None:
+                                failure = await self._end_spell(spell_end)
+                                if failure is not None:
+                                    reason = failure
+                                    break
+                                continue  # messages may have come while it ran
+                        if taken >= BUSY_SPELL_LIMIT:
+                            # Let every other task run.
+                            await trio.lowlevel.cancel_shielded_checkpoint()
+                            taken = 0
+                            continue
+                        # Parked here, not in a mailbox method: no extra frame while idle.
+                        mailbox.receive_task = trio.lowlevel.current_task()
+                        item = await wait_task_rescheduled(abort_wait)
+                        taken = 0
+                    taken += 1
+                    if not self._spell_open:
+                        self._spell_open = True
+                        if spell_start is not None:
+                            try:
+                                spell_start()
+                            except Exception as exc:  # noqa: BLE001 - a failure is a value: the stop reason
+                                self._failure_traceback = (exc, exc.__traceback__)
+                                if type(item) is tuple:
+                                    # Not handled: dead-lettered with the rest.
+                                    mailbox.put_back([item])
+                                reason = Failed(exc)
+                                break
+                    if type(item) is not tuple:
+                        if type(item) is Deliver:
+                            if item.still_wanted is not None and not item.still_wanted():
+                                continue
+                            item = (item.message, None, None)
+                        else:
+                            assert isinstance(item, Control)
+                            stop = item.apply(self)
+                            if stop is not None:
+                                reason = stop
+                                break
+                            continue
+                    message, sender, slot = item
+                    function, is_async = handlers[type(message)]
+                    self.current = item
+                    try:
+                        result = (
+                            (await function(actor, message))
+                            if is_async
+                            else function(actor, message)
+                        )
+                    except ErrorReply as rejection:
+                        mailbox.processed += 1
+                        self.current = None
+                        if slot is None:
+                            self.dead_letter(
+                                message, sender, DeadLetterReason.REJECTED, rejection.error
+                            )
+                        elif not slot.settle(outcome.Error(rejection.error)):
+                            self.system.late_replies += 1
+                            self.dead_letter(rejection.error, self, DeadLetterReason.LATE_REPLY)
+                        continue
+                    except Exception as exc:  # noqa: BLE001 - a failure is a value: the stop reason
+                        # The asker re-raises this very exception, which extends its
+                        # traceback: keep the handler's own for the logs.
+                        self._failure_traceback = (exc, exc.__traceback__)
+                        self.dead_letter(message, sender, DeadLetterReason.FAILED, exc)
+                        if slot is not None:
+                            slot.settle(outcome.Error(exc))
+                        reason = Failed(exc)
+                        break
+                    except BaseException:
+                        # Interrupted by a stop or cancelled from outside.
+                        self.dead_letter(message, sender, DeadLetterReason.STOPPED)
+                        if slot is not None:
+                            slot.settle(outcome.Error(self._interrupted_error()))
+                        raise
+                    mailbox.processed += 1
+                    self.current = None
+                    if slot is not None and not slot.settle(outcome.Value(result)):
+                        self.system.late_replies += 1
+                        self.dead_letter(result, self, DeadLetterReason.LATE_REPLY)
                 if self._spell_open and spell_end is not None:
                     self._spell_open = False
                     failure = await self._end_spell(spell_end)
                     if failure is not None and not isinstance(reason, Failed):
                         reason = failure
-                return reason
+                return reason  # noqa: ASYNC910 - the receive checkpoints
             except BaseException:
                 if self._spell_open and spell_end is not None:
                     self._spell_open = False
@@ -667,110 +774,6 @@ class Cell(Parent):
             self._failure_traceback = (exc, exc.__traceback__)
             return Failed(exc)  # noqa: ASYNC910 - the hook is user code
         return None
-
-    async def _take_messages(  # noqa: ASYNC910 - the receive checkpoints
-        self,
-        spell_start: Callable[[], None] | None,
-        spell_end: Callable[[], Awaitable[None]] | None,
-    ) -> StopReason:
-        """The loop proper: take and dispatch messages until a stop reason comes up.
-
-        A *busy spell* is the run of messages the loop takes between two of its
-        own yields: it yields (and lets every other task run) when the mailbox is
-        empty, and after :data:`BUSY_SPELL_LIMIT` messages taken in a row, never
-        between them. It still checks for cancellation between any two messages,
-        and the mailbox still hands out notices and control messages before
-        ordinary ones, so a stop or a control message queued during a spell is
-        taken next.
-        """
-        mailbox = self.mailbox
-        poll = mailbox.poll
-        abort_wait = mailbox.abort_wait
-        checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
-        cancel_shielded_checkpoint = trio.lowlevel.cancel_shielded_checkpoint
-        wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
-        current_task = trio.lowlevel.current_task
-        handlers = self.handlers
-        actor = self.actor
-        limit = BUSY_SPELL_LIMIT
-        taken = 0  # messages taken since the loop last yielded
-        while True:
-            if self._draining and not mailbox.depth:
-                return Normal()  # noqa: ASYNC910 - a receive ran before draining began
-            await checkpoint_if_cancelled()
-            item = poll() if taken < limit else None
-            if item is None:
-                # The spell ends: the mailbox is empty, or the spell has its limit.
-                if self._spell_open:
-                    self._spell_open = False
-                    if spell_end is not None:
-                        failure = await self._end_spell(spell_end)
-                        if failure is not None:
-                            return failure
-                        continue  # messages may have come while it ran
-                if taken >= limit:
-                    await cancel_shielded_checkpoint()  # let every other task run
-                    taken = 0
-                    continue
-                # Parked here, not in a mailbox method: no extra frame while idle.
-                mailbox.receive_task = current_task()
-                item = await wait_task_rescheduled(abort_wait)
-                taken = 0
-            taken += 1
-            if not self._spell_open:
-                self._spell_open = True
-                if spell_start is not None:
-                    try:
-                        spell_start()
-                    except Exception as exc:  # noqa: BLE001 - a failure is a value: the stop reason
-                        self._failure_traceback = (exc, exc.__traceback__)
-                        if type(item) is tuple:
-                            mailbox.put_back([item])  # not handled: dead-lettered with the rest
-                        return Failed(exc)
-            if type(item) is not tuple:
-                if type(item) is Deliver:
-                    if item.still_wanted is not None and not item.still_wanted():
-                        continue
-                    item = (item.message, None, None)
-                else:
-                    assert isinstance(item, Control)
-                    reason = item.apply(self)
-                    if reason is not None:
-                        return reason
-                    continue
-            message, sender, slot = item
-            function, is_async = handlers[type(message)]
-            self.current = item
-            try:
-                result = (await function(actor, message)) if is_async else function(actor, message)
-            except ErrorReply as rejection:
-                mailbox.processed += 1
-                self.current = None
-                if slot is None:
-                    self.dead_letter(message, sender, DeadLetterReason.REJECTED, rejection.error)
-                elif not slot.settle(outcome.Error(rejection.error)):
-                    self.system.late_replies += 1
-                    self.dead_letter(rejection.error, self, DeadLetterReason.LATE_REPLY)
-                continue
-            except Exception as exc:  # noqa: BLE001 - a failure is a value: the stop reason
-                # The asker re-raises this very exception, which extends its
-                # traceback: keep the handler's own for the logs.
-                self._failure_traceback = (exc, exc.__traceback__)
-                self.dead_letter(message, sender, DeadLetterReason.FAILED, exc)
-                if slot is not None:
-                    slot.settle(outcome.Error(exc))
-                return Failed(exc)
-            except BaseException:
-                # Interrupted by a stop or cancelled from outside.
-                self.dead_letter(message, sender, DeadLetterReason.STOPPED)
-                if slot is not None:
-                    slot.settle(outcome.Error(self._interrupted_error()))
-                raise
-            mailbox.processed += 1
-            self.current = None
-            if slot is not None and not slot.settle(outcome.Value(result)):
-                self.system.late_replies += 1
-                self.dead_letter(result, self, DeadLetterReason.LATE_REPLY)
 
     def _close(self, reason: StopReason) -> None:
         if isinstance(reason, Failed):
