@@ -67,7 +67,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("actors")
 
 #: The most messages an actor's loop takes in a row without letting other tasks run:
-#: one *busy spell* (see ``Cell._take_messages``). Between two messages of a spell the
+#: one *busy spell* (see ``Cell._loop``). Between two messages of a spell the
 #: loop still checks for cancellation, and control messages still come first.
 BUSY_SPELL_LIMIT = 64
 
@@ -536,6 +536,10 @@ class Cell(Parent):
                         # An interrupting stop also cuts a start hook short (a client
                         # stuck connecting, a restart its supervisor gave up on).
                         with trio.CancelScope() as self._loop_scope:
+                            if self._spawner_cancel is not None:
+                                # Its spawner was cancelled before this task first ran.
+                                self._interrupt = Cancelled()
+                                self._loop_scope.cancel()
                             await self.actor.on_start()
                     except Exception as exc:  # noqa: BLE001 - re-raised from spawn, or supervised
                         start_error = exc

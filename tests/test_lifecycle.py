@@ -112,6 +112,20 @@ async def test_a_spawner_cancelled_while_the_actor_starts_cancels_the_start(
     assert log == ["start cut", "started", "add", "stop"]
 
 
+async def test_a_spawner_cancelled_before_the_actor_ran_cuts_the_start_at_once(
+    system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
+) -> None:
+    log: list[str] = []
+    began = trio.current_time()
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await system.spawn(SlowStart(log, 10), name="slow")
+    assert scope.cancelled_caught
+    assert log == ["start cut"]
+    assert trio.current_time() == began  # the start hook did not run its ten seconds
+    assert system.statistics().actors == 0
+
+
 async def test_a_spawn_returns_only_after_the_start_hook_even_when_it_waits(
     system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
 ) -> None:
