@@ -2,17 +2,19 @@
 
 One door into the writer: every frame reaches the stream through the actor's
 mailbox (``WebSocketConnection.send`` tells it, like ``ref.tell(SendText(...))``),
-and the actor's own message loop is the *writer*: its frame handlers write each
-frame themselves. So frames from one sender are written in the order it sent them,
-whichever call it used; the mailbox is bounded in messages and in bytes, and
-waiting senders are served in arrival order. :class:`Close`, :class:`GetStatistics`
-and the keepalive's pings are control messages: they overtake queued frames and
-are handled after at most the frame being written.
+and the actor's own message loop is the *writer*: its frame handlers encode each
+frame, and the frames of a busy spell (the messages the loop takes in a row) are
+written together when it ends, up to :data:`FLUSH_FRAMES` per write. So frames from
+one sender are written in the order it sent them, whichever call it used; the
+mailbox is bounded in messages and in bytes, and waiting senders are served in
+arrival order. :class:`Close`, :class:`GetStatistics` and the keepalive's pings are
+control messages: they overtake queued frames and are handled after at most the
+write under way.
 
-Each write is shielded and bounded by ``write_timeout`` (a frame's by up to a quarter
-more, see :meth:`ConnectionActor._write`): a write that does not finish in time is
-cut, and the stream is closed before any other task runs, so a half-written frame is
-never followed by anything.
+Each write is shielded and bounded by ``write_timeout`` (by up to a quarter more, see
+:meth:`ConnectionActor._flush`): a write that does not finish in time is cut, and the
+stream is closed before any other task runs, so a half-written frame is never
+followed by anything.
 
 Its tasks besides the message loop:
 
