@@ -170,6 +170,30 @@ async def test_a_stop_lets_the_write_under_way_finish_before_the_1001(
     assert (closed.code, closed.by_peer) == (transport.CloseCode.GOING_AWAY, True)
 
 
+async def test_a_stop_writes_the_frames_the_loop_had_taken_before_the_1001(
+    system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
+) -> None:
+    client, server = await connection_pair(system, client_options=NO_KEEPALIVE)
+    # The loop is parked: m0 is handed to it, m1 and m2 queue; the stop request goes
+    # ahead of them. The loop has taken m0 (its spell's frame, not yet written) when it
+    # sees the stop: the spell's end writes it, then the 1001 follows.
+    frames = ["m0", "m1", "m2"]
+    for frame in frames:
+        client.send_nowait(frame)
+    client.ref.request_stop()
+    await client.ref.wait_stopped()
+    assert await server.receive() == "m0"
+    closed = await wait_closed(server)
+    assert (closed.code, closed.by_peer) == (transport.CloseCode.GOING_AWAY, True)
+    assert client.statistics().messages_sent == 1
+    letters = [
+        letter.message
+        for letter in system.dead_letters.recent()
+        if letter.recipient == client.ref.path
+    ]
+    assert letters == [transport.SendText("m1"), transport.SendText("m2")]
+
+
 async def test_a_stop_during_a_write_that_hangs_ends_when_the_write_times_out(
     system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
 ) -> None:
