@@ -78,6 +78,36 @@ class Actor(Generic[M_contra]):
         runs. ``self.ctx`` is usable here (spawn children, start tasks).
         """
 
+    def on_spell_start(self) -> None:
+        """Called before the first message of a *busy spell*; override to batch work.
+
+        The actor's loop takes the messages that are ready one after another,
+        up to 64 in a row, without letting other tasks run in between (it
+        still checks for cancellation, and control messages still overtake
+        ordinary ones between two messages): that run is a busy spell. A spell
+        ends when the mailbox is empty, after its 64th message, or when the
+        loop ends; :meth:`on_spell_end` then runs before the loop waits or
+        lets other tasks run. Together they let an actor share work among the
+        messages of a spell: a connection writes the frames of a spell with one
+        write, a stream consumer acknowledges them together.
+
+        It must not block (it is not async); if it raises, the actor fails
+        with that exception, as if a handler had raised. Actors that do not
+        override the hooks pay nothing for them.
+        """
+
+    async def on_spell_end(self) -> None:
+        """Called once at the end of every busy spell (see :meth:`on_spell_start`).
+
+        It runs after the spell's last message was handled, before the loop
+        waits for the next one, and also when the loop ends (a stop, a failure,
+        an interruption) with a spell open, so work a spell left pending is
+        never forgotten. If the loop is being cancelled, it runs shielded and
+        bounded by the actor's ``stop_timeout``, and what it raises is logged;
+        otherwise, if it raises, the actor fails with that exception, as if a
+        handler had raised.
+        """
+
     async def on_stop(self, reason: StopReason) -> None:
         """Called once when the actor stops, whatever the reason.
 

@@ -13,11 +13,12 @@ finally records the stop reason for whoever waits on it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Never
 
 import outcome
 import trio
@@ -64,6 +65,11 @@ if TYPE_CHECKING:
     from ._watch import StopHooks, Watcher
 
 logger = logging.getLogger("actors")
+
+#: The most messages an actor's loop takes in a row without letting other tasks run:
+#: one *busy spell* (see ``Cell._loop``). Between two messages of a spell the
+#: loop still checks for cancellation, and control messages still come first.
+BUSY_SPELL_LIMIT = 64
 
 
 class Parent:
@@ -144,8 +150,12 @@ class Parent:
             cell.supervision = supervision
         self.children[name] = cell
         self.children_changed()
+        # The actor's task starts in the nursery it lives in, and hands its ref (or its
+        # start failure) straight to this task: what nursery.start promises, without
+        # the temporary nursery (see Cell.wait_ready).
+        nursery.start_soon(cell.run, name=cell.path)
         try:
-            ref: ActorRef[Any] = await nursery.start(cell.run)
+            ref: ActorRef[Any] = await cell.wait_ready()
         except BaseException:
             if self.children.pop(name, None) is not None:
                 self.children_changed()
@@ -164,10 +174,12 @@ class Cell(Parent):
         "_interrupt",
         "_loop_scope",
         "_nursery",
+        "_spawner",
+        "_spawner_cancel",
+        "_spell_open",
         "_started",
         "_stop_requested",
         "_stopped_event",
-        "_task_status",
         "actor",
         "attachments",
         "children",
@@ -257,6 +269,8 @@ class Cell(Parent):
         self._failure_traceback: tuple[BaseException | None, TracebackType | None] = (None, None)
         self._interrupt: StopReason | None = None
         self._loop_scope: trio.CancelScope | None = None
+        # Whether the loop has taken a message since it last yielded (a busy spell).
+        self._spell_open = False
         self._closed_out = False
         self._stopped_event: trio.Event | None = None
         self.started_at = 0.0
@@ -266,9 +280,10 @@ class Cell(Parent):
         self.restarts = 0
         self.last_failure: BaseException | None = None
         self._started = False
-        # Held until the first start only: a spawn's task status keeps the spawning
-        # task's temporary nursery (and that task) alive.
-        self._task_status: trio.TaskStatus[ActorRef[Any]] | None = None
+        # Until the first start only: the spawning task, parked in wait_ready, and the
+        # outcome of its cancellation once it was cancelled meanwhile.
+        self._spawner: trio.lowlevel.Task | None = None
+        self._spawner_cancel: outcome.Outcome[Any] | None = None
         self._stop_requested = False
 
     def __repr__(self) -> str:
@@ -428,12 +443,53 @@ class Cell(Parent):
 
     # -- the actor's task ---------------------------------------------------------------
 
-    async def run(  # noqa: ASYNC128 - _incarnation calls started() on the first start
-        self, *, task_status: trio.TaskStatus[ActorRef[Any]]
-    ) -> None:
+    async def wait_ready(self) -> ActorRef[Any]:
+        """Wait (the spawning task) until the actor has started; its ref, or its start error.
+
+        What ``nursery.start`` promises: returns once ``on_start`` has finished,
+        raises what it raised (or :exc:`ActorStoppedError` if the actor was stopped
+        while starting). If the spawning task is cancelled meanwhile, the start is
+        cancelled too (``on_start`` is cut at its next checkpoint), and the
+        cancellation is raised here once the start has ended, as ``nursery.start``
+        does.
+        """
+        self._spawner = trio.lowlevel.current_task()
+
+        def abort(raise_cancel: Callable[[], Never]) -> trio.lowlevel.Abort:
+            self._spawner_cancel = outcome.capture(raise_cancel)
+            if self._loop_scope is not None and self.state is State.STARTING:
+                self._interrupt = Cancelled()
+                self._loop_scope.cancel()
+            return trio.lowlevel.Abort.FAILED
+
+        ref: ActorRef[Any] = await trio.lowlevel.wait_task_rescheduled(abort)
+        return ref
+
+    def _hand_to_spawner(self, result: outcome.Outcome[Any]) -> None:
+        """End the spawner's wait in :meth:`wait_ready` with ``result`` (once)."""
+        spawner, self._spawner = self._spawner, None
+        if spawner is None:
+            return
+        cancelled, self._spawner_cancel = self._spawner_cancel, None
+        if cancelled is not None and isinstance(result, outcome.Error):
+            result = cancelled  # the start ended because its spawner was cancelled
+        # A start that finished all the same hands out its ref: the spawner's next
+        # checkpoint raises the cancellation (as after nursery.start).
+        trio.lowlevel.reschedule(spawner, result)
+
+    def _never_started(self, start_error: Exception | None) -> None:
+        """The spawner gets the start hook's error, or hears why the actor never started."""
+        self._hand_to_spawner(
+            outcome.Error(
+                start_error
+                or ActorStoppedError(
+                    f"actor {self.path} stopped while starting ({self.describe_reason()})"
+                )
+            )
+        )
+
+    async def run(self) -> None:  # noqa: ASYNC910 - the task body; the loop checkpoints
         current_cell.set(self)
-        self._task_status = task_status
-        del task_status
         self.started_at = trio.current_time()
         reason: StopReason = Normal()
         start_error: Exception | None = None
@@ -452,8 +508,8 @@ class Cell(Parent):
         finally:
             self._close(reason)
             self._finish(reason)
-        if start_error is not None and not self._started:
-            raise start_error
+            if not self._started:
+                self._never_started(start_error)
 
     async def _incarnation(self) -> tuple[StopReason, Exception | None, float | None]:
         """Run one incarnation of the actor: start hook, message loop, stop hook.
@@ -480,6 +536,10 @@ class Cell(Parent):
                         # An interrupting stop also cuts a start hook short (a client
                         # stuck connecting, a restart its supervisor gave up on).
                         with trio.CancelScope() as self._loop_scope:
+                            if self._spawner_cancel is not None:
+                                # Its spawner was cancelled before this task first ran.
+                                self._interrupt = Cancelled()
+                                self._loop_scope.cancel()
                             await self.actor.on_start()
                     except Exception as exc:  # noqa: BLE001 - re-raised from spawn, or supervised
                         start_error = exc
@@ -500,10 +560,7 @@ class Cell(Parent):
                     self.state = State.RUNNING
                     if not self._started:
                         self._started = True
-                        task_status, self._task_status = self._task_status, None
-                        assert task_status is not None
-                        task_status.started(self.ref)
-                        del task_status
+                        self._hand_to_spawner(outcome.Value(self.ref))
                     reason = await self._loop()
                 if self._started and self.supervision is not None:
                     restart_in = self.supervision.decide(self, reason, self._stop_requested)
@@ -576,28 +633,72 @@ class Cell(Parent):
         return None
 
     async def _loop(self) -> StopReason:  # noqa: ASYNC910 - the receive checkpoints
-        """Process messages until a stop; an interrupting stop cancels ``_loop_scope``."""
-        mailbox = self.mailbox
-        poll = mailbox.poll
-        abort_wait = mailbox.abort_wait
-        checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
-        cancel_shielded_checkpoint = trio.lowlevel.cancel_shielded_checkpoint
-        wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
-        handlers = self.handlers
+        """Process messages until a stop; an interrupting stop cancels ``_loop_scope``.
+
+        A *busy spell* is the run of messages the loop takes between two of its
+        own yields: it yields (and lets every other task run) when the mailbox is
+        empty, and after :data:`BUSY_SPELL_LIMIT` messages taken in a row, never
+        between them. It still checks for cancellation between any two messages,
+        and the mailbox still hands out notices and control messages before
+        ordinary ones, so a stop or a control message queued during a spell is
+        taken next. The actor's spell hooks, if it has them, run around each
+        spell; the end hook also runs when the loop ends with a spell open
+        (shielded and bounded by ``stop_timeout`` if the loop is cancelled).
+        One function, so that an idle actor keeps one frame here, not two.
+        """
         actor = self.actor
-        with trio.CancelScope() as self._loop_scope:
+        spell_start = (
+            None if type(actor).on_spell_start is Actor.on_spell_start else actor.on_spell_start
+        )
+        spell_end = None if type(actor).on_spell_end is Actor.on_spell_end else actor.on_spell_end
+        reason: StopReason
+        with trio.CancelScope() as self._loop_scope:  # noqa: ASYNC912 - the receive checkpoints
             try:
+                mailbox = self.mailbox
+                poll = mailbox.poll
+                abort_wait = mailbox.abort_wait
+                checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
+                wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
+                handlers = self.handlers
+                taken = 0  # messages taken since the loop last yielded
                 while True:
                     if self._draining and not mailbox.depth:
-                        return Normal()  # noqa: ASYNC910 - a receive ran before draining began
+                        reason = Normal()  # noqa: ASYNC910 - a receive ran before draining began
+                        break
                     await checkpoint_if_cancelled()
-                    item = poll()
+                    item = poll() if taken < BUSY_SPELL_LIMIT else None
                     if item is None:
+                        # The spell ends: the mailbox is empty, or the spell has its limit.
+                        if self._spell_open:
+                            self._spell_open = False
+                            if spell_end is not None:
+                                failure = await self._end_spell(spell_end)
+                                if failure is not None:
+                                    reason = failure
+                                    break
+                                continue  # messages may have come while it ran
+                        if taken >= BUSY_SPELL_LIMIT:
+                            # Let every other task run.
+                            await trio.lowlevel.cancel_shielded_checkpoint()
+                            taken = 0
+                            continue
                         # Parked here, not in a mailbox method: no extra frame while idle.
                         mailbox.receive_task = trio.lowlevel.current_task()
                         item = await wait_task_rescheduled(abort_wait)
-                    else:
-                        await cancel_shielded_checkpoint()
+                        taken = 0
+                    taken += 1
+                    if not self._spell_open:
+                        self._spell_open = True
+                        if spell_start is not None:
+                            try:
+                                spell_start()
+                            except Exception as exc:  # noqa: BLE001 - a failure is a value: the stop reason
+                                self._failure_traceback = (exc, exc.__traceback__)
+                                if type(item) is tuple:
+                                    # Not handled: dead-lettered with the rest.
+                                    mailbox.put_back([item])
+                                reason = Failed(exc)
+                                break
                     if type(item) is not tuple:
                         if type(item) is Deliver:
                             if item.still_wanted is not None and not item.still_wanted():
@@ -605,9 +706,10 @@ class Cell(Parent):
                             item = (item.message, None, None)
                         else:
                             assert isinstance(item, Control)
-                            reason = item.apply(self)
-                            if reason is not None:
-                                return reason
+                            stop = item.apply(self)
+                            if stop is not None:
+                                reason = stop
+                                break
                             continue
                     message, sender, slot = item
                     function, is_async = handlers[type(message)]
@@ -636,7 +738,8 @@ class Cell(Parent):
                         self.dead_letter(message, sender, DeadLetterReason.FAILED, exc)
                         if slot is not None:
                             slot.settle(outcome.Error(exc))
-                        return Failed(exc)
+                        reason = Failed(exc)
+                        break
                     except BaseException:
                         # Interrupted by a stop or cancelled from outside.
                         self.dead_letter(message, sender, DeadLetterReason.STOPPED)
@@ -648,10 +751,33 @@ class Cell(Parent):
                     if slot is not None and not slot.settle(outcome.Value(result)):
                         self.system.late_replies += 1
                         self.dead_letter(result, self, DeadLetterReason.LATE_REPLY)
+                if self._spell_open and spell_end is not None:
+                    self._spell_open = False
+                    failure = await self._end_spell(spell_end)
+                    if failure is not None and not isinstance(reason, Failed):
+                        reason = failure
+                return reason  # noqa: ASYNC910 - the receive checkpoints
+            except BaseException:
+                if self._spell_open and spell_end is not None:
+                    self._spell_open = False
+                    await self._run_bounded(spell_end, "on_spell_end")  # noqa: ASYNC102 - shielded and bounded inside
+                raise
             finally:
+                self._spell_open = False
                 self._loop_scope = None
         assert self._interrupt is not None
         return self._interrupt
+
+    async def _end_spell(  # noqa: ASYNC910 - the hook is user code: it may or may not checkpoint
+        self, spell_end: Callable[[], Awaitable[None]]
+    ) -> Failed | None:
+        """Run the actor's end-of-spell hook; its failure, as a stop reason."""
+        try:
+            await spell_end()
+        except Exception as exc:  # noqa: BLE001 - a failure is a value: the stop reason
+            self._failure_traceback = (exc, exc.__traceback__)
+            return Failed(exc)  # noqa: ASYNC910 - the hook is user code
+        return None
 
     def _close(self, reason: StopReason) -> None:
         if isinstance(reason, Failed):
@@ -670,21 +796,28 @@ class Cell(Parent):
                 slot.settle(outcome.Error(self._stopped_error()))
             self.dead_letter(message, sender, DeadLetterReason.STOPPED)
 
-    async def _run_stop_hook(self, reason: StopReason) -> None:  # noqa: ASYNC910
-        # The hook is user code: it may or may not checkpoint.
+    async def _run_stop_hook(self, reason: StopReason) -> None:
+        await self._run_bounded(functools.partial(self.actor.on_stop, reason), "on_stop")
+
+    async def _run_bounded(  # noqa: ASYNC910 - the hook is user code: it may or may not checkpoint
+        self, hook: Callable[[], Awaitable[None]], name: str
+    ) -> None:
+        """Run a hook of the actor shielded and bounded by ``stop_timeout``; log its failure."""
         with trio.move_on_after(self.stop_timeout, shield=True) as scope:  # noqa: ASYNC912
             try:
-                await self.actor.on_stop(reason)
+                await hook()
             except Exception as exc:
                 logger.error(
-                    "on_stop of %s raised",
+                    "%s of %s raised",
+                    name,
                     self.path,
                     exc_info=exc,
                     extra={"actor_path": self.path},
                 )
         if scope.cancelled_caught:
             logger.warning(
-                "on_stop of %s did not finish within %ss and was cancelled",
+                "%s of %s did not finish within %ss and was cancelled",
+                name,
                 self.path,
                 self.stop_timeout,
                 extra={"actor_path": self.path},

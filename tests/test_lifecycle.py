@@ -70,6 +70,73 @@ async def test_failing_on_start_makes_spawn_raise(system: actors.ActorSystem) ->
     await system.spawn(Counter(), name="broken")  # the name is free again
 
 
+@attrs.define(eq=False)
+class SlowStart(actors.Actor[Add]):
+    """Its start hook takes ``seconds`` (virtual) and logs whether it finished."""
+
+    log: list[str]
+    seconds: float
+
+    async def on_start(self) -> None:
+        try:
+            await trio.sleep(self.seconds)
+        except trio.Cancelled:
+            self.log.append("start cut")
+            raise
+        self.log.append("started")
+
+    async def on_stop(self, reason: actors.StopReason) -> None:
+        self.log.append("stop")
+
+    @actors.handler
+    def add(self, message: Add) -> None:
+        self.log.append("add")
+
+
+async def test_a_spawner_cancelled_while_the_actor_starts_cancels_the_start(
+    system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
+) -> None:
+    # As with nursery.start: the spawner's deadline applies to the start hook, the
+    # cancellation is raised once the start has ended, and no actor is left behind.
+    log: list[str] = []
+    with pytest.raises(trio.TooSlowError):
+        with trio.fail_after(1):
+            await system.spawn(SlowStart(log, 10), name="slow")
+    assert log == ["start cut"]  # never started: no stop hook either
+    assert system.statistics().actors == 0
+    assert system.lookup("slow") is None
+    ref = await system.spawn(SlowStart(log, 0.5), name="slow")  # the name is free again
+    assert log == ["start cut", "started"]
+    await ref.tell(Add(1))
+    await ref.stop()
+    assert log == ["start cut", "started", "add", "stop"]
+
+
+async def test_a_spawner_cancelled_before_the_actor_ran_cuts_the_start_at_once(
+    system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
+) -> None:
+    log: list[str] = []
+    began = trio.current_time()
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await system.spawn(SlowStart(log, 10), name="slow")
+    assert scope.cancelled_caught
+    assert log == ["start cut"]
+    assert trio.current_time() == began  # the start hook did not run its ten seconds
+    assert system.statistics().actors == 0
+
+
+async def test_a_spawn_returns_only_after_the_start_hook_even_when_it_waits(
+    system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
+) -> None:
+    log: list[str] = []
+    began = trio.current_time()
+    ref = await system.spawn(SlowStart(log, 3))
+    assert log == ["started"]
+    assert trio.current_time() - began == pytest.approx(3)
+    assert ref.is_alive
+
+
 async def test_stop_hook_runs_on_normal_stop_with_reason(system: actors.ActorSystem) -> None:
     log: list[str] = []
     ref = await system.spawn(Hooked(log))

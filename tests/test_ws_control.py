@@ -20,6 +20,9 @@ from transport import ConnectionOptions
 WRITE = 1.0
 SENDERS = 50
 FRAMES = 20
+#: More senders than the mailbox holds: the writer takes up to a whole mailbox of frames
+#: per write (a busy spell), so fewer would all fit in it between two writes.
+MANY_SENDERS = 150
 
 
 async def slow_pair(
@@ -51,7 +54,7 @@ async def test_statistics_asks_overtake_queued_frames_and_waiting_senders(
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(drain)
-        for number in range(SENDERS):
+        for number in range(MANY_SENDERS):
             nursery.start_soon(sender, number)
         await trio.sleep(WRITE / 2)  # mid-write, with every sender queued or waiting
         for _ in range(10):

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import collections
 import inspect
+import itertools
+import random
 import sys
 
+import pytest
 import trio
 import trio.testing
 import trio_websocket as tw
 import wsproto
 import wsproto.connection
 import wsproto.events
+import wsproto.frame_protocol
 
 from transport._adapter import _hooks
 from transport._adapter._library import Backend, client_handshake, server_handshake
@@ -26,6 +30,8 @@ HOOKS = {
     "library_request",
     "expect_pong",
     "send_ping_frame",
+    "stream_lock",
+    "abort_library",
     "install_sink",
     "installed_sink",
     "library_messages",
@@ -33,6 +39,7 @@ HOOKS = {
     "take_handshake",
     "open_connection",
     "light_event_queue",
+    "fast_unmasking",
     "close_frame",
     "payload_announced",
 }
@@ -70,8 +77,8 @@ async def open_pair(nursery: trio.Nursery) -> tuple[Backend, Backend]:
 
 def test_trio_websocket_attributes_the_hooks_use() -> None:
     ws = library_connection()
-    # run_reader, send_ping_frame: coroutine methods.
-    for name, parameters in [("_reader_task", []), ("_send", ["event"])]:
+    # run_reader, send_ping_frame, abort_library: coroutine methods.
+    for name, parameters in [("_reader_task", []), ("_send", ["event"]), ("_abort_web_socket", [])]:
         method = getattr(tw.WebSocketConnection, name)
         assert inspect.iscoroutinefunction(method), name
         assert list(inspect.signature(method).parameters)[1:] == parameters, name
@@ -80,6 +87,8 @@ def test_trio_websocket_attributes_the_hooks_use() -> None:
         trio.testing.memory_stream_pair()[0], wsproto.WSConnection(wsproto.ConnectionType.SERVER)
     )
     assert server._connection_proposal is not None
+    # stream_lock: the lock the library's own writes hold.
+    assert isinstance(_hooks.stream_lock(ws), trio.StrictFIFOLock)
     # wait_open: an event set when the opening handshake ends.
     assert isinstance(ws._open_handshake, trio.Event)
     # expect_pong: payload -> an object whose set() the reader calls on the Pong.
@@ -105,6 +114,33 @@ async def test_the_reader_tells_a_pong_listener_and_routes_through_the_sink() ->
         nursery.cancel_scope.cancel()
 
 
+async def test_frames_written_past_the_library_share_its_lock_and_its_end() -> None:
+    async with trio.open_nursery() as nursery:
+        client, server = await open_pair(nursery)
+        lock = _hooks.stream_lock(client._ws)
+        # Encoded frames go out in one write, read back as the messages they were.
+        await client.send_encoded(client.encode("a") + client.encode(b"b"))
+        assert [await server.receive(), await server.receive()] == ["a", b"b"]
+        assert not lock.locked()
+        # While the library writes (another task holds the lock), the write waits for it.
+        release = trio.Event()
+
+        async def library_write() -> None:
+            async with lock:
+                await release.wait()
+
+        nursery.start_soon(library_write)
+        await trio.testing.wait_all_tasks_blocked()
+        with trio.move_on_after(0.1) as waited:
+            await client.send_encoded(client.encode("later"))
+        assert waited.cancelled_caught
+        release.set()
+        # abort_library marks the connection closed with 1006, as a failed write does.
+        await _hooks.abort_library(client._ws)
+        assert client.closed_with() == (1006, "")
+        nursery.cancel_scope.cancel()
+
+
 def handshake_pair() -> tuple[wsproto.WSConnection, wsproto.WSConnection]:
     client = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
     server = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
@@ -112,6 +148,48 @@ def handshake_pair() -> tuple[wsproto.WSConnection, wsproto.WSConnection]:
     assert [type(e) for e in server.events()] == [wsproto.events.Request]
     client.receive_data(server.send(wsproto.events.AcceptConnection()))
     return client, server
+
+
+@pytest.mark.parametrize("size", [0, 1, 5, 125, 126, 1000, 65536, 70001])
+@pytest.mark.parametrize("parts", [1, 3, 7])
+def test_fast_unmasking_decodes_what_wsproto_decodes(size: int, parts: int) -> None:
+    # A payload split over several reads, at offsets that are not multiples of four,
+    # so the masking key must go on where each part ended.
+    payload = bytes(random.Random(size * 31 + parts).randbytes(size))
+    decoded: dict[bool, list[bytes]] = {}
+    for fast in (False, True):
+        client, server = handshake_pair()
+        _hooks.take_handshake(server)
+        frames = _hooks.open_connection(server)
+        if fast:
+            assert _hooks.fast_unmasking(frames)
+        data = client.send(wsproto.events.BytesMessage(data=payload))
+        data += client.send(wsproto.events.BytesMessage(data=b"next"))
+        cuts = sorted({0, len(data), *(len(data) * i // parts + i for i in range(1, parts))})
+        messages: list[bytes] = []
+        for start, end in itertools.pairwise(cuts):
+            frames.receive_data(data[start:end])
+            for event in frames.events():
+                assert isinstance(event, wsproto.events.BytesMessage)
+                messages.append(bytes(event.data))
+        decoded[fast] = messages
+    assert decoded[True] == decoded[False]
+    assert b"".join(decoded[True]) == payload + b"next"
+
+
+def test_fast_unmasking_pins_the_decoder_it_swaps() -> None:
+    _client, server = handshake_pair()
+    _hooks.take_handshake(server)
+    frames = _hooks.open_connection(server)
+    decoder = frames._proto._frame_decoder
+    assert type(decoder) is wsproto.frame_protocol.FrameDecoder
+    assert "masker" in vars(decoder)
+    assert inspect.signature(
+        wsproto.frame_protocol.FrameDecoder.parse_header
+    ).parameters.keys() == {"self"}
+    assert wsproto.frame_protocol.XorMaskerSimple(b"abcd")._masking_key == b"abcd"
+    assert _hooks.fast_unmasking(frames)
+    assert not _hooks.fast_unmasking(frames)  # swapped once
 
 
 def test_take_handshake_and_open_connection() -> None:

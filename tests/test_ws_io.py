@@ -127,8 +127,9 @@ async def test_a_write_that_hangs_is_aborted_write_timeout_after_it_started(
 @pytest.mark.parametrize(
     ("drain", "written", "took"),
     [
-        # A draining stop: three frames and the Close, one second each.
-        (True, 3, 3.25),
+        # A draining stop: m0, then m1 and m2 (queued during m0's write, so they are
+        # written together, in one busy spell), then the Close: one second each.
+        (True, 3, 2.25),
         # A plain stop: the frame under way and the Close; the queued frames are the
         # mailbox's messages, reported as dead letters (a Close writes them first).
         (False, 1, 1.25),
@@ -146,9 +147,11 @@ async def test_a_stop_lets_the_write_under_way_finish_before_the_1001(
     )
     slow.delay = 1.0
     frames = [f"m{i}" for i in range(3)]
-    for frame in frames:
-        client.send_nowait(frame)
-    await trio.sleep(0.75)  # the writer is half-way through m0
+    client.send_nowait(frames[0])
+    await trio.sleep(0.25)  # the writer is under way with m0
+    for frame in frames[1:]:
+        client.send_nowait(frame)  # queued in the mailbox meanwhile
+    await trio.sleep(0.5)  # the writer is half-way through m0
     start = trio.current_time()
     with trio.fail_after(10):
         await client.ref.stop(drain=drain)
@@ -167,6 +170,30 @@ async def test_a_stop_lets_the_write_under_way_finish_before_the_1001(
     assert (closed.code, closed.by_peer) == (transport.CloseCode.GOING_AWAY, True)
 
 
+async def test_a_stop_writes_the_frames_the_loop_had_taken_before_the_1001(
+    system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
+) -> None:
+    client, server = await connection_pair(system, client_options=NO_KEEPALIVE)
+    # The loop is parked: m0 is handed to it, m1 and m2 queue; the stop request goes
+    # ahead of them. The loop has taken m0 (its spell's frame, not yet written) when it
+    # sees the stop: the spell's end writes it, then the 1001 follows.
+    frames = ["m0", "m1", "m2"]
+    for frame in frames:
+        client.send_nowait(frame)
+    client.ref.request_stop()
+    await client.ref.wait_stopped()
+    assert await server.receive() == "m0"
+    closed = await wait_closed(server)
+    assert (closed.code, closed.by_peer) == (transport.CloseCode.GOING_AWAY, True)
+    assert client.statistics().messages_sent == 1
+    letters = [
+        letter.message
+        for letter in system.dead_letters.recent()
+        if letter.recipient == client.ref.path
+    ]
+    assert letters == [transport.SendText("m1"), transport.SendText("m2")]
+
+
 async def test_a_stop_during_a_write_that_hangs_ends_when_the_write_times_out(
     system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -176,8 +203,9 @@ async def test_a_stop_during_a_write_that_hangs_ends_when_the_write_times_out(
     stalling.stall = True
     start = trio.current_time()
     client.send_nowait("hangs")
-    client.send_nowait("queued")
-    await trio.sleep(1)
+    await trio.sleep(0.25)  # its write is under way (and hangs)
+    client.send_nowait("queued")  # queued in the mailbox meanwhile
+    await trio.sleep(0.75)
     with trio.fail_after(10):
         await client.ref.stop()
     # The first write's bound: write_timeout and a quarter.

@@ -73,6 +73,8 @@ ACTOR_ATTRIBUTES = frozenset(
         "get_statistics",
         "handle",
         "keepalive_ping",
+        "on_spell_end",
+        "on_spell_start",
         "on_start",
         "on_stop",
         "send_bytes",

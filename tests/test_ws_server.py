@@ -41,6 +41,7 @@ async def start_server(
     ssl_context: ssl.SSLContext | None = None,
     policy: transport.HandshakePolicy = DEFAULT_POLICY,
     max_connections: int = 100,
+    options: transport.ConnectionOptions = OPTIONS,
 ) -> transport.WebSocketServer:
     server: transport.WebSocketServer = await nursery.start(
         functools.partial(
@@ -51,7 +52,7 @@ async def start_server(
             0,
             ssl_context=ssl_context,
             policy=policy,
-            options=OPTIONS,
+            options=options,
             max_connections=max_connections,
         )
     )
@@ -81,8 +82,12 @@ async def test_echo_over_ws(system: actors.ActorSystem, served: tuple[trio.Nurse
 async def test_echo_over_wss_verifies_the_certificate(
     system: actors.ActorSystem, server_ssl: ssl.SSLContext, client_ssl: ssl.SSLContext
 ) -> None:
+    # The writer sends what its senders queued in one write per busy spell, so the
+    # echo server receives the burst faster than its handler echoes it: its inbound
+    # queue holds the whole burst, as the client's does (a drop there fails the test too).
+    server_options = transport.ConnectionOptions(ping_interval=None, inbound_queue_size=4096)
     async with trio.open_nursery() as nursery:
-        server = await start_server(nursery, system, ssl_context=server_ssl)
+        server = await start_server(nursery, system, ssl_context=server_ssl, options=server_options)
         url = f"wss://127.0.0.1:{server.port}/"
         async with transport.open_websocket_client(
             system, url, ssl_context=client_ssl, options=OPTIONS
@@ -95,8 +100,12 @@ async def test_echo_over_wss_verifies_the_certificate(
 async def test_untrusted_certificate_is_a_tls_error_at_once(
     system: actors.ActorSystem, server_ssl: ssl.SSLContext
 ) -> None:
+    # The writer sends what its senders queued in one write per busy spell, so the
+    # echo server receives the burst faster than its handler echoes it: its inbound
+    # queue holds the whole burst, as the client's does (a drop there fails the test too).
+    server_options = transport.ConnectionOptions(ping_interval=None, inbound_queue_size=4096)
     async with trio.open_nursery() as nursery:
-        server = await start_server(nursery, system, ssl_context=server_ssl)
+        server = await start_server(nursery, system, ssl_context=server_ssl, options=server_options)
         url = f"wss://127.0.0.1:{server.port}/"
         untrusting = ssl.create_default_context()  # the system store knows nothing of our CA
         start = trio.current_time()
@@ -265,8 +274,12 @@ async def test_threads_and_tasks_share_one_wss_connection_without_loss_or_reorde
         inbound_queue_size=4096,
         overflow=transport.Overflow.CLOSE_POLICY_VIOLATION,  # a drop fails the test
     )
+    # The writer sends what its senders queued in one write per busy spell, so the
+    # echo server receives the burst faster than its handler echoes it: its inbound
+    # queue holds the whole burst, as the client's does (a drop there fails the test too).
+    server_options = transport.ConnectionOptions(ping_interval=None, inbound_queue_size=4096)
     async with trio.open_nursery() as nursery:
-        server = await start_server(nursery, system, ssl_context=server_ssl)
+        server = await start_server(nursery, system, ssl_context=server_ssl, options=server_options)
         url = f"wss://127.0.0.1:{server.port}/"
         async with transport.open_websocket_client(
             system, url, ssl_context=client_ssl, options=options

@@ -24,6 +24,7 @@ from .._close_codes import CloseCode
 from ._deflate import DeflateExtension, NegotiationError
 from ._hooks import (
     close_frame,
+    fast_unmasking,
     light_event_queue,
     open_connection,
     payload_announced,
@@ -163,7 +164,9 @@ class GuardedConnection(wsproto.WSConnection):
         if self._handshake_events is None:
             self._handshake_events = take_handshake(self)
             if self._handshake_events is not None:
-                light_event_queue(open_connection(self))
+                frames = open_connection(self)
+                light_event_queue(frames)
+                fast_unmasking(frames)
 
     def set_limits(self, limits: BackendLimits, *, hold_violations: bool | None = None) -> None:
         """Apply ``limits`` to the frames from here on (before the connection opens);

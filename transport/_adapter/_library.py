@@ -16,6 +16,7 @@ import trio
 import trio_websocket as tw
 import wsproto
 import wsproto.connection
+import wsproto.events
 import wsproto.utilities
 
 from .._close_codes import CloseCode
@@ -24,6 +25,7 @@ from .._redact import redact_target
 from ._guard import GuardedConnection
 from ._hooks import (
     PongListener,
+    abort_library,
     expect_pong,
     install_sink,
     installed_sink,
@@ -32,6 +34,7 @@ from ._hooks import (
     route_receive_side,
     run_reader,
     send_ping_frame,
+    stream_lock,
     wait_open,
 )
 from ._limits import DEFAULT_LIMITS, BackendLimits, Violation
@@ -102,6 +105,49 @@ class Backend:
             await ws.send_message(message)
         except (tw.ConnectionClosed, wsproto.utilities.LocalProtocolError) as exc:
             raise _as_backend_closed(ws, exc) from None
+
+    def encode(self, message: str | bytes) -> bytes:
+        """One message frame as the bytes to write, for :meth:`send_encoded` (no I/O).
+
+        Frames must be written in the order they were encoded (permessage-deflate
+        keeps state from one to the next). Raises :exc:`BackendClosed` if the
+        connection is closed or closing.
+        """
+        ws = self._ws
+        closed = ws.closed
+        if closed is not None:
+            raise _backend_closed(closed)
+        event: wsproto.events.Event = (
+            wsproto.events.TextMessage(data=message)
+            if isinstance(message, str)
+            else wsproto.events.BytesMessage(data=message)
+        )
+        try:
+            return self._connection.send(event)
+        except wsproto.utilities.LocalProtocolError:
+            raise _backend_closed(ws.closed) from None
+
+    async def send_encoded(self, data: bytes) -> None:
+        """Write frames made by :meth:`encode`, in one write; the caller shields and bounds it.
+
+        The write holds the library's stream lock, as the library's own writes do, so
+        it never interleaves with the reader's (a Pong, a Close); the lock is taken
+        without a wait when it is free. Raises :exc:`BackendClosed` if the stream is
+        broken or closed (the library then marks the connection closed, 1006).
+        """
+        ws = self._ws
+        lock = stream_lock(ws)
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
+            await self._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await abort_library(ws)  # noqa: ASYNC120 - the caller's scope is shielded
+            raise _backend_closed(ws.closed) from None
+        finally:
+            lock.release()
 
     async def receive(self) -> str | bytes:
         """The next inbound message; raises :exc:`BackendClosed` once the connection closed."""

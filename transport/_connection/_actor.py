@@ -2,17 +2,19 @@
 
 One door into the writer: every frame reaches the stream through the actor's
 mailbox (``WebSocketConnection.send`` tells it, like ``ref.tell(SendText(...))``),
-and the actor's own message loop is the *writer*: its frame handlers write each
-frame themselves. So frames from one sender are written in the order it sent them,
-whichever call it used; the mailbox is bounded in messages and in bytes, and
-waiting senders are served in arrival order. :class:`Close`, :class:`GetStatistics`
-and the keepalive's pings are control messages: they overtake queued frames and
-are handled after at most the frame being written.
+and the actor's own message loop is the *writer*: its frame handlers encode each
+frame, and the frames of a busy spell (the messages the loop takes in a row) are
+written together when it ends, up to :data:`FLUSH_FRAMES` per write. So frames from
+one sender are written in the order it sent them, whichever call it used; the
+mailbox is bounded in messages and in bytes, and waiting senders are served in
+arrival order. :class:`Close`, :class:`GetStatistics` and the keepalive's pings are
+control messages: they overtake queued frames and are handled after at most the
+write under way.
 
-Each write is shielded and bounded by ``write_timeout`` (a frame's by up to a quarter
-more, see :meth:`ConnectionActor._write`): a write that does not finish in time is
-cut, and the stream is closed before any other task runs, so a half-written frame is
-never followed by anything.
+Each write is shielded and bounded by ``write_timeout`` (by up to a quarter more, see
+:meth:`ConnectionActor._flush`): a write that does not finish in time is cut, and the
+stream is closed before any other task runs, so a half-written frame is never
+followed by anything.
 
 Its tasks besides the message loop:
 
@@ -81,8 +83,14 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("transport")
 # How much later than write_timeout a write may be cut: the writer moves its deadline
-# once per this share of write_timeout instead of at every frame.
+# once per this share of write_timeout instead of at every write.
 WRITE_TIMEOUT_SLACK = 0.25
+#: The writer writes the frames of a busy spell together when the spell ends, or as
+#: soon as they are this many, or add up to this many bytes. Larger writes would let a
+#: fast writer fill the socket's send buffer, and a write that waits for room there
+#: holds back control messages until the peer has read a good part of it.
+FLUSH_FRAMES = 4
+FLUSH_BYTES = 64 * 1024
 
 #: Runs the handshake with the library's reader in the given nursery (the actor's own);
 #: closes its stream itself if it fails.
@@ -162,12 +170,17 @@ class ConnectionActor(actors.Actor[ActorMessage]):
     _ping_told: bool = attrs.field(init=False, default=False)
     _pong: _Pong | None = attrs.field(init=False, default=None)
     _idle_timeout: float | None = attrs.field(init=False, default=None)
-    # The writer: a write in progress, its deadline (shared by the writes of a busy
-    # spell, see _write), and whether a write failed because the library reports the
-    # connection closed.
+    # The writer: the frames of the busy spell not written yet (with their encoded
+    # bytes, see _write), a write in progress, its deadline (shared by the writes that
+    # follow each other closely, see _flush), whether a write failed because the
+    # library reports the connection closed, and a close that waits for the spell's
+    # write (see _ready_to_close).
+    _pending: list[tuple[Frame, bytes]] | None = attrs.field(init=False, default=None)
+    _pending_bytes: int = attrs.field(init=False, default=0)
     _writing: bool = attrs.field(init=False, default=False)
     _write_deadline: float = attrs.field(init=False, default=-math.inf)
     _write_failed: bool = attrs.field(init=False, default=False)
+    _close_after_flush: bool = attrs.field(init=False, default=False)
     _last_inbound: float = attrs.field(init=False, default=0.0)
     _dead_letters: actors.DeadLetters = attrs.field(init=False)
     _path: str = attrs.field(init=False, default="")
@@ -283,6 +296,8 @@ class ConnectionActor(actors.Actor[ActorMessage]):
     @actors.handler
     async def keepalive_ping(self, message: KeepalivePing) -> None:  # noqa: ASYNC910 - the write checkpoints
         self._ping_told = False
+        if self._pending is not None:
+            await self._flush()  # the frames handled before it go first
         backend = self._backend
         if backend is None or self._closing or self._write_failed:
             return  # noqa: ASYNC910 - a handler: the actor's loop checkpoints
@@ -302,22 +317,66 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         if scope.cancelled_caught:
             await self._abort(backend, "a keepalive ping could not be written")
 
-    async def _write(self, frame: Frame, data: str | bytes) -> None:  # noqa: ASYNC910 - the write checkpoints
-        """Write one frame: shielded, and bounded by ``write_timeout``.
+    async def on_spell_end(self) -> None:
+        """Write the frames of the busy spell that ended (the loop's hook)."""
+        if self._pending is not None:
+            await self._flush()
+        else:
+            await trio.lowlevel.checkpoint()
 
-        A scope's deadline is moved only when it falls outside between
-        ``write_timeout`` and a quarter more from now (the writes of a busy spell
-        share it; a scope costs microseconds). A write cut by it aborts the
-        connection before anything else runs. Nothing here waits after the write, so
-        a stop from outside never catches a frame that was written.
+    async def _write(self, frame: Frame, data: str | bytes) -> None:  # noqa: ASYNC910 - the flush checkpoints
+        """Encode one frame for the busy spell's write (see :meth:`_flush`).
+
+        The frames of a spell are written together when it ends, or as soon as they
+        are :data:`FLUSH_FRAMES` or add up to :data:`FLUSH_BYTES`; a control message that writes (a keepalive
+        ping) writes them first.
         """
         backend = self._backend
         # Whether the messages before a close had been counted when this one began.
         counted = self._counted
-        if backend is None or self._write_failed or self._close_ready:
+        if backend is None or self._write_failed or self._close_ready or self._close_after_flush:
             self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
             self._handled_before_close(counted=counted)
             return  # noqa: ASYNC910 - a handler: the actor's loop checkpoints
+        try:
+            encoded = backend.encode(data)
+        except BackendClosed:
+            # Dead-letter until the reader has seen the end (and its code).
+            self._write_failed = True
+            self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
+            self._handled_before_close(counted=counted)
+            return  # noqa: ASYNC910 - a handler: the actor's loop checkpoints
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = []
+        pending.append((frame, encoded))
+        self._pending_bytes += len(encoded)
+        self._handled_before_close(counted=counted)
+        if len(pending) >= FLUSH_FRAMES or self._pending_bytes >= FLUSH_BYTES:
+            await self._flush()
+
+    async def _flush(self) -> None:  # noqa: ASYNC910 - the write checkpoints
+        """Write the encoded frames in one write: shielded, and bounded by ``write_timeout``.
+
+        One cancel scope for all of them; its deadline is moved only when it falls
+        outside between ``write_timeout`` and a quarter more from now (the writes of
+        busy spells that follow each other share it). A write cut by it aborts the connection
+        before anything else runs, and its frames go to dead letters (some may have
+        reached the peer: reported, never lost silently). Nothing here waits after
+        the write, so a stop from outside never catches a frame that was written.
+        """
+        pending = self._pending
+        assert pending is not None
+        self._pending = None
+        self._pending_bytes = 0
+        backend = self._backend
+        counters = self._counters
+        if backend is None:  # pragma: no cover - the io task ends after the loop
+            for frame, _ in pending:
+                self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
+            await trio.lowlevel.checkpoint()
+            return
+        data = pending[0][1] if len(pending) == 1 else b"".join([item[1] for item in pending])
         write_timeout = self._options.write_timeout
         bound = trio.current_time() + write_timeout
         deadline = self._write_deadline
@@ -326,22 +385,26 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         self._writing = True
         with trio.CancelScope(shield=True, deadline=deadline) as scope:  # noqa: ASYNC912 - the write checkpoints
             try:
-                await backend.send(data)
+                await backend.send_encoded(data)
             except BackendClosed:
                 # Dead-letter until the reader has seen the end (and its code).
                 self._write_failed = True
-                self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
+                for frame, _ in pending:
+                    self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
             else:
-                counters = self._counters
-                counters.messages_sent += 1
-                counters.bytes_sent += frame_weight(frame)
+                counters.messages_sent += len(pending)
+                for frame, _ in pending:
+                    counters.bytes_sent += frame_weight(frame)
         self._writing = False
         if scope.cancelled_caught:
             # Cut mid-frame: close the stream before any other task runs.
-            self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
+            for frame, _ in pending:
+                self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
             with trio.CancelScope(shield=True):
                 await self._abort(backend, f"a write did not finish within {write_timeout}s")
-        self._handled_before_close(counted=counted)
+        if self._close_after_flush:
+            self._close_after_flush = False
+            self._ready_to_close()
 
     # -- closing --------------------------------------------------------------------
 
@@ -406,6 +469,10 @@ class ConnectionActor(actors.Actor[ActorMessage]):
             self._ready_to_close()
 
     def _ready_to_close(self) -> None:
+        if self._pending is not None:
+            # Frames of this spell come before the Close: after their write (_flush).
+            self._close_after_flush = True
+            return
         self._close_ready = True
         self._wake_io()
 

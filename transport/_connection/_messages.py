@@ -61,7 +61,7 @@ class Close(actors.ControlMessage):
     """Tell a connection to close: queued outbound messages go first, then a Close frame.
 
     A control message: it overtakes the frames queued in the connection's mailbox
-    and is handled after at most the frame being written. The frames already
+    and is handled after at most the write under way. The frames already
     queued (or waiting for room) when it is handled are written, then the Close
     frame; frames sent after it go to dead letters. ``code`` must be sendable
     (1000-1003, 1007-1014, or 3000-4999).
@@ -79,7 +79,7 @@ class Close(actors.ControlMessage):
 class GetStatistics(actors.ControlMessage, actors.Request["ConnectionStatistics"]):
     """Ask a connection for its :class:`ConnectionStatistics`.
 
-    A control message: answered after at most the frame being written, however
+    A control message: answered after at most the write under way, however
     many frames are queued or senders wait.
     """
 
