@@ -255,12 +255,13 @@ def _redis() -> Iterator[str]:
 
 
 def _process_tree(pid: int) -> list[int]:
-    """``pid`` and its children (the chat's parent and its workers)."""
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as children:
-            return [pid, *(int(child) for child in children.read().split())]
-    except OSError:
-        return [pid]
+    """``pid`` and its children (the chat's parent and its workers), whichever of its
+    threads started them."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            pids += [int(child) for child in (task / "children").read_text().split()]
+    return pids
 
 
 def _cpu_seconds(pids: list[int]) -> float:
