@@ -255,12 +255,13 @@ def _redis() -> Iterator[str]:
 
 
 def _process_tree(pid: int) -> list[int]:
-    """``pid`` and its children (the chat's parent and its workers)."""
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as children:
-            return [pid, *(int(child) for child in children.read().split())]
-    except OSError:
-        return [pid]
+    """``pid`` and its children (the chat's parent and its workers), whichever of its
+    threads started them."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            pids += [int(child) for child in (task / "children").read_text().split()]
+    return pids
 
 
 def _cpu_seconds(pids: list[int]) -> float:
@@ -295,9 +296,9 @@ def _line(process: subprocess.Popen[str]) -> str:
 
 def _phase(
     redis_url: str, workers: int, members: int, senders: int, window: int, seconds: float
-) -> tuple[float, float, int]:
+) -> tuple[float, float, float, int]:
     """Messages delivered per second to the receiving members, the cores the chat servers
-    used meanwhile, and the members dropped."""
+    and the client processes used meanwhile, and the members dropped."""
     server = _spawn(
         "-m", "transport.apps", "chat", "--port", "0", "--no-page",
         "--workers", str(workers), "--redis", redis_url,
@@ -324,21 +325,29 @@ def _phase(
 
         servers = _process_tree(server.pid)
 
-        def mark() -> tuple[float, float, int, int]:
+        def mark() -> tuple[float, float, float, int, int]:
             for receiver in receivers:
                 assert receiver.stdin is not None
                 receiver.stdin.write("mark\n")
                 receiver.stdin.flush()
             counts = [_line(receiver).split() for receiver in receivers]
             received = sum(int(c[0]) for c in counts)
-            return time.monotonic(), _cpu_seconds(servers), received, sum(int(c[1]) for c in counts)
+            dropped = sum(int(c[1]) for c in counts)
+            cpu = _cpu_seconds(servers), _cpu_seconds([client.pid for client in clients])
+            return time.monotonic(), *cpu, received, dropped
 
-        start, cpu_before, before, _ = mark()
+        start, cpu_before, clients_before, before, _ = mark()
         time.sleep(seconds)
-        end, cpu_after, after, dropped = mark()
+        end, cpu_after, clients_after, after, dropped = mark()
         elapsed = end - start
         delivered = (after - before) / posted_frame_size()
-        return delivered / elapsed, (cpu_after - cpu_before) / elapsed, dropped
+        servers_used = (cpu_after - cpu_before) / elapsed
+        return (
+            delivered / elapsed,
+            servers_used,
+            (clients_after - clients_before) / elapsed,
+            dropped,
+        )
     finally:
         for client in clients:
             assert client.stdin is not None
@@ -363,13 +372,17 @@ def measure_workers_speedup(
     ``RECEIVER_PROCESSES * members`` members of one room (medians of ``reps`` phases each)."""
     rates: dict[int, list[float]] = {1: [], 2: []}
     cores: dict[int, list[float]] = {1: [], 2: []}
+    client_cores: dict[int, list[float]] = {1: [], 2: []}
     dropped = 0
     with _redis() as url:
         for _ in range(reps):
             for workers in (1, 2):
-                rate, used, lost = _phase(url, workers, members, senders, window, seconds)
+                rate, used, by_clients, lost = _phase(
+                    url, workers, members, senders, window, seconds
+                )
                 rates[workers].append(rate)
                 cores[workers].append(used)
+                client_cores[workers].append(by_clients)
                 dropped += lost
     one, two = statistics.median(rates[1]), statistics.median(rates[2])
     return {
@@ -378,6 +391,8 @@ def measure_workers_speedup(
         "delivered_per_s_2": round(two),
         "server_cores_1": round(statistics.median(cores[1]), 2),
         "server_cores_2": round(statistics.median(cores[2]), 2),
+        "client_cores_1": round(statistics.median(client_cores[1]), 2),
+        "client_cores_2": round(statistics.median(client_cores[2]), 2),
         "room_members": RECEIVER_PROCESSES * members + senders,
         "members_dropped": dropped,
     }

@@ -32,6 +32,11 @@ from transport.apps.arguments import BadArgument
 from transport.apps.static_page import chat_page_files, serve_static
 
 
+#: Seconds a worker has to stop after SIGTERM: its server's own shutdown timeout (10 s to
+#: close the connections) and the time to stop its rooms and leave Redis.
+SHUTDOWN_TIMEOUT = 20.0
+
+
 def workers_count(text: str) -> int:
     """An ``argparse`` type: a number of workers, at least 1."""
     if not text.isdigit() or int(text) < 1:
@@ -104,6 +109,7 @@ async def main(arguments: argparse.Namespace) -> None:
                 arguments.workers,
                 arguments.host,
                 arguments.port,
+                shutdown_timeout=SHUTDOWN_TIMEOUT,
             )
         )
         url = f"ws://{arguments.host}:{workers.port}/"
