@@ -82,12 +82,8 @@ async def test_echo_over_ws(system: actors.ActorSystem, served: tuple[trio.Nurse
 async def test_echo_over_wss_verifies_the_certificate(
     system: actors.ActorSystem, server_ssl: ssl.SSLContext, client_ssl: ssl.SSLContext
 ) -> None:
-    # The writer sends what its senders queued in one write per busy spell, so the
-    # echo server receives the burst faster than its handler echoes it: its inbound
-    # queue holds the whole burst, as the client's does (a drop there fails the test too).
-    server_options = transport.ConnectionOptions(ping_interval=None, inbound_queue_size=4096)
     async with trio.open_nursery() as nursery:
-        server = await start_server(nursery, system, ssl_context=server_ssl, options=server_options)
+        server = await start_server(nursery, system, ssl_context=server_ssl)
         url = f"wss://127.0.0.1:{server.port}/"
         async with transport.open_websocket_client(
             system, url, ssl_context=client_ssl, options=OPTIONS
@@ -100,12 +96,8 @@ async def test_echo_over_wss_verifies_the_certificate(
 async def test_untrusted_certificate_is_a_tls_error_at_once(
     system: actors.ActorSystem, server_ssl: ssl.SSLContext
 ) -> None:
-    # The writer sends what its senders queued in one write per busy spell, so the
-    # echo server receives the burst faster than its handler echoes it: its inbound
-    # queue holds the whole burst, as the client's does (a drop there fails the test too).
-    server_options = transport.ConnectionOptions(ping_interval=None, inbound_queue_size=4096)
     async with trio.open_nursery() as nursery:
-        server = await start_server(nursery, system, ssl_context=server_ssl, options=server_options)
+        server = await start_server(nursery, system, ssl_context=server_ssl)
         url = f"wss://127.0.0.1:{server.port}/"
         untrusting = ssl.create_default_context()  # the system store knows nothing of our CA
         start = trio.current_time()
