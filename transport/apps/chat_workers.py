@@ -31,7 +31,6 @@ from transport.apps import chat_server
 from transport.apps.arguments import BadArgument
 from transport.apps.static_page import chat_page_files, serve_static
 
-
 #: Seconds a worker has to stop after SIGTERM: its server's own shutdown timeout (10 s to
 #: close the connections) and the time to stop its rooms and leave Redis.
 SHUTDOWN_TIMEOUT = 20.0
