@@ -48,8 +48,11 @@ Keys:
 
 Every phase is bounded in time (``FILL_TIMEOUT_S``, ``IO_TIMEOUT_S``) and every process of
 the run is stopped on the way out, also on a failure. ``--connections N`` runs a smaller
-fill; ``--no-tuned-gc`` skips the tuned pair. Run: ``python benchmarks/bench_scale.py
-[--connections N] [--clients K] [--window W] [--gc-threshold T] [--no-tuned-gc]``.
+fill; ``--no-tuned-gc`` skips the tuned pair. Then ``benchmarks/workers_speedup.py`` runs
+and its figures join the line (``workers_speedup``: chat fan-out with 2 worker processes
+over 1; ``--no-workers`` skips it). Run: ``python benchmarks/bench_scale.py
+[--connections N] [--clients K] [--window W] [--gc-threshold T] [--no-tuned-gc]
+[--no-workers]``.
 """
 
 from __future__ import annotations
@@ -513,6 +516,8 @@ class Options:
     #: The first gc threshold of the tuned fills (None: no tuned fills).
     threshold: int | None
     slice: int
+    #: Whether to measure workers_speedup as well.
+    workers: bool
 
 
 @attrs.frozen
@@ -662,9 +667,11 @@ def main(options: Options) -> dict[str, object]:
         tuned, raw_tuned = fills["ours_tuned_gc"], fills["raw_tuned_gc"]
         result["accept_rate_ratio_tuned_gc"] = round(tuned.rate / max(raw_tuned.rate, 1e-9), 3)
         result["accept_rate_tuned_over_default"] = round(tuned.rate / max(ours.rate, 1e-9), 3)
-    # workers_speedup: chat fan-out with 2 workers over 1, measured by
-    # benchmarks/workers_speedup.py; wired in here as
-    # result["workers_speedup"] = measure_workers_speedup(...).
+    if options.workers:
+        # Chat fan-out with 2 worker processes over 1, by its own script (its JSON line).
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "workers_speedup.py")
+        ran = subprocess.run([sys.executable, script], capture_output=True, check=True)
+        result |= json.loads(ran.stdout.decode().strip().splitlines()[-1])
     result |= {
         "connections": options.connections,
         "slice": options.slice,
@@ -694,10 +701,15 @@ def parse(argv: list[str]) -> Options:
     parser.add_argument("--window", type=int, default=100)
     parser.add_argument("--gc-threshold", type=int, default=20_000)
     parser.add_argument("--no-tuned-gc", action="store_true")
+    parser.add_argument(
+        "--no-workers", action="store_true", help="skip workers_speedup (about a minute)"
+    )
     args = parser.parse_args(argv)
     threshold = None if args.no_tuned_gc else args.gc_threshold
     size = 2000 if args.connections >= 10_000 else max(1, args.connections // 5)
-    return Options(args.connections, args.clients, args.window, threshold, size)
+    return Options(
+        args.connections, args.clients, args.window, threshold, size, not args.no_workers
+    )
 
 
 if __name__ == "__main__":
