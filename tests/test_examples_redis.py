@@ -21,6 +21,7 @@ import trio
 
 import actors
 from tests.redis_support import (
+    COREDIS_WARNINGS,
     RedisServer,
     collect_coredis_garbage as collect_coredis_garbage,
     redis_server as redis_server,
@@ -37,11 +38,6 @@ pytestmark = [
         ":pytest.PytestUnraisableExceptionWarning"
     ),
 ]
-
-# Each failed attempt to reconnect to Redis leaves coredis 6.9's anyio streams unclosed; they
-# warn when collected, and under ``-W error`` the interpreter prints "Exception ignored in" for
-# each. Only that warning is let through: every other one still fails the server's run.
-COREDIS_LEAK = ["-W", "ignore:Unclosed <MemoryObject:ResourceWarning"]
 
 TIMEOUT = 20  # generous: each wait takes far less; the bound turns a hang into a failure
 
@@ -60,7 +56,16 @@ async def chat_server(redis: RedisServer) -> AsyncIterator[ChatServerProcess]:
     one after it; leaving the block sends SIGINT and waits for a clean exit."""
     options = ["--port", "0", "--no-page", "--redis", redis.url]
     process = await trio.lowlevel.open_process(
-        [sys.executable, "-W", "error", *COREDIS_LEAK, "-m", "transport.apps", "chat", *options],
+        [
+            sys.executable,
+            "-W",
+            "error",
+            *COREDIS_WARNINGS,
+            "-m",
+            "transport.apps",
+            "chat",
+            *options,
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -183,7 +188,7 @@ async def test_members_are_told_when_redis_comes_back_and_the_chat_goes_on(
 async def test_demo_with_redis_runs_two_servers_and_a_conversation_across_them(
     redis_server: RedisServer,
 ) -> None:
-    command = [sys.executable, "-W", "error", "-m", "transport.apps", "demo"]
+    command = [sys.executable, "-W", "error", *COREDIS_WARNINGS, "-m", "transport.apps", "demo"]
     with trio.fail_after(60):
         result = await trio.run_process(
             [*command, "--seconds", "4", "--seed", "1", "--redis", redis_server.url],

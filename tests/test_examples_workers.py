@@ -25,6 +25,7 @@ import trio
 import actors
 import transport
 from tests.redis_support import (
+    COREDIS_WARNINGS,
     RedisServer,
     collect_coredis_garbage as collect_coredis_garbage,
     redis_server as redis_server,
@@ -44,18 +45,8 @@ pytestmark = [
 
 TIMEOUT = 30  # generous: each wait takes far less; the bound turns a hang into a failure
 #: Warnings are errors in the parent and (it passes its -W options on) in every worker, except
-#: one: coredis 6.9 sometimes leaves its Pub/Sub reader, an async generator, to the garbage
-#: collector when a worker stops, which trio reports as a ResourceWarning.
-COMMAND = [
-    sys.executable,
-    "-W",
-    "error",
-    "-W",
-    "ignore:Async generator 'coredis.:ResourceWarning",
-    "-m",
-    "transport.apps",
-    "chat",
-]
+#: coredis's own (see ``COREDIS_WARNINGS``).
+COMMAND = [sys.executable, "-W", "error", *COREDIS_WARNINGS, "-m", "transport.apps", "chat"]
 
 
 @attrs.define(eq=False)
