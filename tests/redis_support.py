@@ -143,6 +143,15 @@ def _drain(stream: Any) -> None:
         pass
 
 
+#: The marks of a test that uses Redis in its own process: coredis 6.9 leaves the anyio
+#: streams of broken connections for the garbage collector, which warns about them; the
+#: fixture collects them at teardown, the filter covers a collection during the test.
+COREDIS_GARBAGE_WARNINGS = pytest.mark.filterwarnings(
+    r"ignore:Exception ignored in. <function MemoryObject(Send|Receive)Stream.__del__"
+    ":pytest.PytestUnraisableExceptionWarning"
+)
+COREDIS_MARKS = [pytest.mark.usefixtures("collect_coredis_garbage"), COREDIS_GARBAGE_WARNINGS]
+
 #: The ``-W`` options for a program that uses Redis, run with warnings as errors: coredis 6.9
 #: leaves two things to the garbage collector, which warn when collected (and under
 #: ``-W error`` the interpreter prints "Exception ignored in" for each): the anyio streams of

@@ -14,6 +14,7 @@ import actors
 import transport
 from tests.redis_support import (
     CODEC,
+    COREDIS_MARKS,
     Echo,
     Echoed,
     RedisServer,
@@ -23,13 +24,7 @@ from tests.redis_support import (
     start_child,
 )
 
-pytestmark = [
-    pytest.mark.usefixtures("collect_coredis_garbage"),
-    pytest.mark.filterwarnings(
-        r"ignore:Exception ignored in. <function MemoryObject(Send|Receive)Stream.__del__"
-        ":pytest.PytestUnraisableExceptionWarning"
-    ),
-]
+pytestmark = COREDIS_MARKS
 
 # Real processes and a real server: every wait is bounded in real time.
 STEP = 10.0

@@ -15,15 +15,13 @@ import trio
 import actors
 import transport
 from tests.redis_support import (
+    COREDIS_MARKS,
     RedisServer,
     collect_coredis_garbage as collect_coredis_garbage,
     redis_server as redis_server,
 )
 
-pytestmark = pytest.mark.filterwarnings(
-    r"ignore:Exception ignored in. <function MemoryObject(Send|Receive)Stream.__del__"
-    ":pytest.PytestUnraisableExceptionWarning"
-)
+pytestmark = COREDIS_MARKS
 
 # Redis is a real server: every wait is bounded in real time.
 STEP = 10.0

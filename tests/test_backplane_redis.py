@@ -13,6 +13,7 @@ import actors
 import transport
 from tests.redis_support import (
     CODEC,
+    COREDIS_MARKS,
     Echo,
     Echoed,
     Hang,
@@ -25,16 +26,7 @@ from tests.redis_support import (
 from transport import _codec
 from transport._backplane import _redis, _wire
 
-# coredis 6.9 leaves the anyio streams of broken connections for the garbage collector, which
-# warns about them; the fixture collects them at teardown, the filter covers a collection
-# that happens during a test.
-pytestmark = [
-    pytest.mark.usefixtures("collect_coredis_garbage"),
-    pytest.mark.filterwarnings(
-        r"ignore:Exception ignored in. <function MemoryObject(Send|Receive)Stream.__del__"
-        ":pytest.PytestUnraisableExceptionWarning"
-    ),
-]
+pytestmark = COREDIS_MARKS
 
 # Real processes and a real server: every wait is bounded in real time, and short.
 STEP = 10.0

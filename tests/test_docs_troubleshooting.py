@@ -22,7 +22,10 @@ import trustme
 
 import actors
 import transport
-from tests.redis_support import collect_coredis_garbage as collect_coredis_garbage
+from tests.redis_support import (
+    COREDIS_GARBAGE_WARNINGS,
+    collect_coredis_garbage as collect_coredis_garbage,
+)
 
 PAGE = (Path(__file__).resolve().parent.parent / "docs" / "troubleshooting.rst").read_text(
     encoding="utf-8"
@@ -280,10 +283,7 @@ async def test_the_close_reasons_are_quoted(system: actors.ActorSystem) -> None:
 
 
 @pytest.mark.usefixtures("collect_coredis_garbage")
-@pytest.mark.filterwarnings(
-    r"ignore:Exception ignored in. <function MemoryObject(Send|Receive)Stream.__del__"
-    ":pytest.PytestUnraisableExceptionWarning"
-)
+@COREDIS_GARBAGE_WARNINGS
 async def test_the_message_of_an_unreachable_redis_is_quoted(system: actors.ActorSystem) -> None:
     with pytest.raises(transport.backplane.BackplaneUnavailableError) as unavailable:
         async with transport.backplane.open_redis_backplane(

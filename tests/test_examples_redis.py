@@ -16,11 +16,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import attrs
-import pytest
 import trio
 
 import actors
 from tests.redis_support import (
+    COREDIS_MARKS,
     COREDIS_WARNINGS,
     RedisServer,
     collect_coredis_garbage as collect_coredis_garbage,
@@ -29,15 +29,7 @@ from tests.redis_support import (
 from tests.test_examples_chat import ROOT, ChatClient, chat_client, joined, said
 from transport.apps import chat_protocol as protocol
 
-# coredis 6.9 leaves the anyio streams of broken connections for the garbage collector
-# (see tests/redis_support.py).
-pytestmark = [
-    pytest.mark.usefixtures("collect_coredis_garbage"),
-    pytest.mark.filterwarnings(
-        r"ignore:Exception ignored in. <function MemoryObject(Send|Receive)Stream.__del__"
-        ":pytest.PytestUnraisableExceptionWarning"
-    ),
-]
+pytestmark = COREDIS_MARKS
 
 TIMEOUT = 20  # generous: each wait takes far less; the bound turns a hang into a failure
 

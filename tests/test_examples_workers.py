@@ -19,12 +19,12 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import attrs
-import pytest
 import trio
 
 import actors
 import transport
 from tests.redis_support import (
+    COREDIS_MARKS,
     COREDIS_WARNINGS,
     RedisServer,
     collect_coredis_garbage as collect_coredis_garbage,
@@ -35,13 +35,7 @@ from tests.test_workers import stranger_on
 from transport.apps import chat_protocol as protocol
 from transport.apps.chat_server import WORKER_HEADER
 
-pytestmark = [
-    pytest.mark.usefixtures("collect_coredis_garbage"),
-    pytest.mark.filterwarnings(
-        r"ignore:Exception ignored in. <function MemoryObject(Send|Receive)Stream.__del__"
-        ":pytest.PytestUnraisableExceptionWarning"
-    ),
-]
+pytestmark = COREDIS_MARKS
 
 TIMEOUT = 30  # generous: each wait takes far less; the bound turns a hang into a failure
 #: Warnings are errors in the parent and (it passes its -W options on) in every worker, except
