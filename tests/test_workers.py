@@ -261,6 +261,32 @@ async def test_a_worker_that_cannot_start_is_reported_and_not_restarted_forever(
     assert f"worker 2: {FAILURE}" in err
 
 
+async def test_a_command_that_cannot_be_run_fails_at_once_with_workers_failed(
+    tmp_path: pathlib.Path,
+) -> None:
+    missing = str(tmp_path / "no-such-program")
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            with pytest.raises(transport.workers.WorkersFailedError) as failed:
+                await nursery.start(
+                    functools.partial(
+                        transport.workers.serve_workers,
+                        [missing, "--serve"],
+                        2,
+                        "127.0.0.1",
+                        0,
+                        restarts=FAST_RESTARTS,
+                    )
+                )
+    # One error, not a group of the same error from each worker; it names the command
+    # and the reason, and keeps the OS error as its cause. Nothing was retried.
+    message = str(failed.value)
+    assert message.startswith("worker ")
+    assert f"could not be run: {missing!r}" in message
+    assert "No such file or directory" in message
+    assert isinstance(failed.value.__cause__, FileNotFoundError)
+
+
 async def test_a_port_held_by_a_stranger_fails_before_any_worker_starts(
     capfd: pytest.CaptureFixture[str],
 ) -> None:

@@ -11,7 +11,7 @@ started again after a backoff; more exits than ``max_restarts`` within ``within`
 (counted over all the workers, as a supervisor counts its children) make the parent give
 up: it drains the others and raises :class:`WorkersFailedError`. A worker that exits before
 it reports listening counts the same way, so one that cannot start is never restarted
-forever.
+forever; a command that cannot be run at all fails at once.
 """
 
 from __future__ import annotations
@@ -137,7 +137,20 @@ class _Supervisor:
         with trio.CancelScope(shield=True):  # noqa: ASYNC912
             while not self.stop.is_set():
                 started_at = trio.current_time()
-                status, listened, last_words = await self._run_once(index)
+                try:
+                    status, listened, last_words = await self._run_once(index)
+                except OSError as exc:
+                    # The command itself cannot be run (missing, not executable): no
+                    # restart can help. The first worker to find out speaks for all.
+                    if self.failure is None:
+                        self.failure = WorkersFailedError(
+                            f"worker {index} could not be run: {self.command[0]!r}: "
+                            f"{exc.strerror or exc}; check the command"
+                        )
+                        self.failure.__cause__ = exc
+                    self.gave_up.set()
+                    self.settled.set()
+                    return
                 if self.stop.is_set():
                     return
                 how = _describe_exit(status)
@@ -191,6 +204,9 @@ class _Supervisor:
                 # Signals from a terminal reach the parent only; it forwards SIGTERM.
                 start_new_session=True,
             )
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
         self.processes[index] = process
@@ -332,7 +348,8 @@ async def serve_workers(
     ``worker N:``. A worker that exits is started again (see :class:`WorkerRestarts`);
     past the restart intensity, or when a worker cannot start (it exits, or does not
     report within ``start_timeout``) often enough, the others are stopped and
-    :class:`WorkersFailedError` is raised. On cancellation every worker gets SIGTERM
+    :class:`WorkersFailedError` is raised; so it is at once, without restarts, when
+    ``command`` cannot be run at all (no such program, not executable). On cancellation every worker gets SIGTERM
     (it should stop accepting and close its connections with 1001) and up to
     ``shutdown_timeout`` seconds to exit, after which it is killed.
     """
