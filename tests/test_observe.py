@@ -139,6 +139,7 @@ async def test_metrics_after_real_traffic_a_dead_letter_and_a_restart(
         assert value(after, "websocket_bytes_received_total", side=side) == 12
         assert value(after, "websocket_bytes_sent_total", side=side) == 12
         assert value(after, "websocket_inbound_dropped_total", side=side) == 0
+        assert value(after, "websocket_inbound_pauses_total", side=side) == 0
         assert value(after, "connections_closed_total", side=side, code="1000") == 1
         assert value(after, "inbound_queue_depth", side=side) == 0
     assert value(after, "server_connections_accepted_total", server="/echo") == 1
@@ -346,5 +347,5 @@ async def test_the_observability_page_lists_every_metric(system: actors.ActorSys
     served = set(re.findall(r"^# TYPE (\S+) ", reply.body.decode(), re.MULTILINE))
     page = (ROOT / "docs" / "observability.rst").read_text()
     documented = set(re.findall(r"^``(trio_actors_\w+)``", page, re.MULTILINE))
-    assert len(served) == 33
+    assert len(served) == 34
     assert served == documented

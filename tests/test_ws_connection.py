@@ -147,6 +147,31 @@ async def test_reader_keeps_answering_pings_while_the_application_reads_nothing(
     await client.close()
 
 
+async def test_a_paused_reader_loses_nothing_and_its_keepalive_waits(
+    system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Overflow.PAUSE (the default): the reader stops reading at the queue's bound; its own
+    pings wait, the pong deadline is not held against the peer whose data waits unread,
+    and once the application reads, every message arrives, in order, none dropped."""
+    sender = ConnectionOptions(ping_interval=None)
+    slow_app = ConnectionOptions(ping_interval=1, pong_timeout=1, inbound_queue_size=2)
+    assert slow_app.overflow is Overflow.PAUSE
+    client, server = await connection_pair(system, client_options=sender, server_options=slow_app)
+    for i in range(50):
+        await client.send(f"unread {i}")
+    await trio.sleep(30)
+    stats = server.statistics()
+    assert (client.closed, server.closed) == (None, None)
+    assert stats.inbound_depth == 2
+    assert stats.inbound_pauses >= 1
+    assert stats.inbound_dropped == 0
+    assert [await server.receive() for _ in range(50)] == [f"unread {i}" for i in range(50)]
+    await trio.sleep(5)  # reading again: its pings are answered
+    assert server.closed is None
+    assert server.statistics().latency is not None
+    await client.close()
+
+
 async def silent_peer(stream: trio.abc.Stream) -> None:
     """Complete the server handshake on ``stream``, then never read from it again."""
     from transport._adapter._library import server_handshake

@@ -1,10 +1,10 @@
 """What gives way when a bounded queue of the transport is full (sans-IO).
 
-One policy enum, :class:`Overflow`, for both queues that drop by policy rather than
-make their producer wait: a connection's inbound queue (``ConnectionOptions.overflow``;
-its producer is the network reader, which never waits) and a reconnecting client's
-buffer (``when_full``; it holds messages while there is no connection). Each queue
-takes the members that make sense for it and refuses the others when configured
+One policy enum, :class:`Overflow`, for the two queues of the transport whose producer
+must not simply wait on their consumer: a connection's inbound queue
+(``ConnectionOptions.overflow``; its producer is the network reader) and a reconnecting
+client's buffer (``when_full``; it holds messages while there is no connection). Each
+queue takes the members that make sense for it and refuses the others when configured
 (:func:`check_overflow`). Every message that gives way is reported.
 """
 
@@ -19,9 +19,14 @@ from ._close_codes import Situation
 class Overflow(enum.Enum):
     """What gives way when a bounded queue is full and another message arrives.
 
-    A connection's inbound queue takes the first four, a reconnecting client's
-    buffer the two drops and :attr:`FAIL`.
+    A connection's inbound queue takes :attr:`PAUSE` (its default), the two drops
+    and the two closes; a reconnecting client's buffer the two drops and :attr:`FAIL`.
     """
+
+    #: Inbound queue: stop reading the peer until the application has made room (TCP
+    #: backpressure: the peer's writes wait in the sockets' buffers). Nothing is
+    #: dropped; while paused, the peer's pings and Close wait behind its data too.
+    PAUSE = "pause"
 
     #: Drop the oldest queued message to make room for the new one (fresh data matters most).
     DROP_OLDEST = "drop oldest"
@@ -39,6 +44,7 @@ class Overflow(enum.Enum):
 #: The policies a connection's inbound queue takes.
 INBOUND_OVERFLOW = frozenset(
     {
+        Overflow.PAUSE,
         Overflow.DROP_OLDEST,
         Overflow.DROP_NEWEST,
         Overflow.CLOSE_POLICY_VIOLATION,

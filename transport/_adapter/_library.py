@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, Protocol, final
 
 import trio
 import trio_websocket as tw
@@ -462,6 +462,7 @@ def route_inbound(
     deliver: Callable[[str | bytes], None],
     ended: Callable[[], None],
     violated: Callable[[Violation], bool] | None = None,
+    room: Room | None = None,
 ) -> None:
     """Have the library's reader hand every inbound message to ``deliver``, at once.
 
@@ -471,7 +472,10 @@ def route_inbound(
     messages on to the library's own bounded channel (where :meth:`Backend.receive`
     takes them); from here on its ``send`` calls ``deliver`` and returns without
     blocking, so the reader never waits on the application (and no task of ours has
-    to move messages out of the library's queue). ``deliver`` runs inside the reader:
+    to move messages out of the library's queue), except for room: with ``room``,
+    the reader holds each message while ``room.full`` (in ``room.wait_room``) before
+    it delivers it, and so stops reading the peer until the application has made room.
+    ``deliver`` runs inside the reader:
     it must neither block nor raise. Messages the library had queued before this call
     are delivered first, in order; then its channel is dropped (an idle connection
     does not keep it), and :meth:`Backend.receive` no longer applies.
@@ -506,7 +510,7 @@ def route_inbound(
             break
         deliver(message)
     # No await since the drain: nothing was queued meanwhile.
-    sink.route(deliver, ended)
+    sink.route(deliver, ended, room)
     # The library closes its receive side on a close of its own: the sink hears that too.
     route_receive_side(ws, sink)
     if violated is not None:
@@ -530,6 +534,19 @@ async def send_ping_to(backend: Backend, payload: bytes, pong: PongListener) -> 
         await send_ping_frame(ws, payload)
 
 
+class Room(Protocol):
+    """Where routed messages go, as far as waiting for room goes (see :func:`route_inbound`)."""
+
+    @property
+    def full(self) -> bool:
+        """True while the reader should wait before it reads on."""
+        ...
+
+    async def wait_room(self) -> None:
+        """Wait until there is room (or no more reason to wait)."""
+        ...
+
+
 @final
 class _InboundSink:
     """Stands in for the library's message channel (see :func:`route_inbound`).
@@ -540,16 +557,20 @@ class _InboundSink:
     that channel as far as the library knows.
     """
 
-    __slots__ = ("_deliver", "_ended", "_library")
+    __slots__ = ("_deliver", "_ended", "_library", "_room")
 
     def __init__(self, library: trio.MemorySendChannel[str | bytes]) -> None:
         self._library: trio.MemorySendChannel[str | bytes] | None = library
         self._deliver: Callable[[str | bytes], None] | None = None
         self._ended: Callable[[], None] | None = None
+        self._room: Room | None = None
 
-    def route(self, deliver: Callable[[str | bytes], None], ended: Callable[[], None]) -> None:
+    def route(
+        self, deliver: Callable[[str | bytes], None], ended: Callable[[], None], room: Room | None
+    ) -> None:
         self._deliver = deliver
         self._ended = ended
+        self._room = room
         self._library = None
 
     async def __aenter__(self) -> _InboundSink:  # noqa: ASYNC910 - as the channel's own
@@ -558,8 +579,11 @@ class _InboundSink:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def send(self, message: str | bytes) -> None:  # noqa: ASYNC910 - must never block the reader
+    async def send(self, message: str | bytes) -> None:  # noqa: ASYNC910 - waits for room only
         if self._deliver is not None:
+            room = self._room
+            if room is not None and room.full:
+                await room.wait_room()
             self._deliver(message)
         else:
             assert self._library is not None

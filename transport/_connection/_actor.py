@@ -304,7 +304,9 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         options = self._options
         counters = self._counters
         counters.pings_sent += 1
-        self._pong = pong = _Pong(counters, trio.current_time())
+        self._pong = pong = _Pong(
+            counters, trio.current_time(), options.pong_timeout, self._inbound.pauses
+        )
         self._writing = True
         with _write_bound(options.write_timeout) as scope:
             try:
@@ -654,7 +656,7 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         self._backend = backend
         # From here on the library's reader delivers straight into the inbound queue,
         # and only this task stops it (_io).
-        route_inbound(backend, self._deliver, self._reader_ended, self._violated)
+        route_inbound(backend, self._deliver, self._reader_ended, self._violated, self._inbound)
         backend.shield_reader()
         assert self._ready is not None
         self._ready.set()
@@ -692,6 +694,8 @@ class ConnectionActor(actors.Actor[ActorMessage]):
     async def _close_handshake(self, backend: Backend) -> None:
         """Write the Close frame and wait for the peer's (bounded), unless there is
         nothing to close: the peer closed, or the connection was aborted."""
+        # The reader must read on to the peer's Close: what does not fit now is dropped.
+        self._inbound.stop_pausing()
         outcome = self._outcome
         if (
             self._write_failed
@@ -750,7 +754,7 @@ class ConnectionActor(actors.Actor[ActorMessage]):
             return math.inf if self._close_ready else self._violation_deadline
         pong = self._pong
         if pong is not None:
-            due = pong.sent_at + self._options.pong_timeout
+            due = pong.due
         elif self._ping_told:
             due = math.inf
         else:
@@ -787,10 +791,22 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         if self._closing:
             return True  # noqa: ASYNC910 - a step of the io task's loop, which waits
         pong = self._pong
+        inbound = self._inbound
+        if pong is not None and (inbound.paused or inbound.pauses != pong.pauses):
+            # The reader waits, or has waited, for the application since the Ping
+            # (Overflow.PAUSE): the Pong may be behind the data it left unread. Not late.
+            pong.pauses = inbound.pauses
+            pong.due = now + options.pong_timeout
+        if inbound.paused:
+            # The peer's data waits unread: it is not idle, and no Ping goes out.
+            if options.ping_interval is not None:
+                self._next_ping = now + options.ping_interval
+            self._last_inbound = now
+            return True  # noqa: ASYNC910 - a step of the io task's loop, which waits
         if pong is not None:
             if pong.answered:
                 self._pong = pong = None
-            elif now >= pong.sent_at + options.pong_timeout:
+            elif now >= pong.due:
                 await self._abort(backend, f"keepalive: no pong within {options.pong_timeout}s")
                 return False
         if pong is None and not self._ping_told and now >= self._next_ping:
@@ -817,11 +833,15 @@ def _write_bound(timeout: float) -> trio.CancelScope:
 class _Pong:
     """Set by the library's reader when the Pong of a keepalive Ping arrives."""
 
-    __slots__ = ("answered", "counters", "sent_at")
+    __slots__ = ("answered", "counters", "due", "pauses", "sent_at")
 
-    def __init__(self, counters: Counters, sent_at: float) -> None:
+    def __init__(self, counters: Counters, sent_at: float, timeout: float, pauses: int) -> None:
         self.counters = counters
         self.sent_at = sent_at
+        #: When the Pong is late (moved on while the reader waits for room).
+        self.due = sent_at + timeout
+        #: The inbound queue's pause count when the Ping went out.
+        self.pauses = pauses
         self.answered = False
 
     def set(self) -> None:

@@ -1,18 +1,21 @@
-"""The connection's inbound queue: bounded, never blocks the network reader.
+"""The connection's inbound queue: bounded, between the network reader and the application.
 
 The queue is bounded in messages and in bytes, per connection and (through a
-shared :class:`ByteBudget`) per server. When a message does not fit, the
-:class:`Overflow` decides what gives way; the
-caller (the connection actor) counts and dead-letters whatever was dropped and
-closes the connection when the policy says so. :func:`forward` drains the queue
-into a subscriber actor.
+shared :class:`ByteBudget`) per server. Putting never waits. Under
+:attr:`Overflow.PAUSE` the reader waits (:meth:`InboundQueue.wait_room`) while the
+queue is full, before it puts the message it holds, which stops reading the peer:
+TCP backpressure; a message put then always gets in. Under the other policies a message that does not fit meets
+the policy; the caller (the connection actor) counts and dead-letters whatever was
+dropped and closes the connection when the policy says so. :func:`forward` drains
+the queue into a subscriber actor.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 from collections.abc import Callable
-from typing import Generic, TypeVar, final
+from typing import Any, Generic, TypeVar, final
 
 import trio
 
@@ -30,27 +33,43 @@ class ByteBudget:
     Each connection's inbound queue charges the bytes it holds here and gives
     them back as the application takes them; a message that would take
     ``used`` past ``limit`` meets the connection's overflow policy, like one
-    past the connection's own bound. Plain counters: only trio's thread
-    touches them.
+    past the connection's own bound. Under :attr:`Overflow.PAUSE` the readers
+    that wait for the budget are woken one at a time, in the order they began
+    to wait, as it frees up. Only trio's thread touches it.
     """
 
-    __slots__ = ("limit", "used")
+    __slots__ = ("limit", "used", "waiting")
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
             raise ValueError(f"a byte budget must be at least 1 byte, not {limit!r}")
         self.limit = limit
         self.used = 0
+        #: The queues whose reader waits for room in this budget, oldest first.
+        self.waiting: collections.deque[InboundQueue[Any]] = collections.deque()
+
+    def release(self, size: int) -> None:
+        """Give back ``size`` bytes; wake the longest-waiting reader if there is room now."""
+        self.used -= size
+        waiting = self.waiting
+        if waiting and self.used < self.limit:
+            waiting.popleft()._wake_room()
 
 
 @final
 class InboundQueue(Generic[T]):
-    """A bounded FIFO whose producer never waits, and whose single consumer does.
+    """A bounded FIFO whose producer never waits to put, and whose single consumer
+    waits to take.
 
     Bounded in messages (``capacity``) and in bytes (``max_bytes``, and the
-    shared ``budget`` if any). One message larger than ``max_bytes`` is still
-    taken when the queue is empty (a message within the size limit always gets
-    through, alone); the shared budget has no such exception.
+    shared ``budget`` if any). Under the drop and close policies, one message
+    larger than ``max_bytes`` is still taken when the queue is empty (a message
+    within the size limit always gets through, alone); the shared budget has no
+    such exception. Under :attr:`Overflow.PAUSE` the producer waits in
+    :meth:`wait_room` while the queue is :attr:`full` before each put, and every
+    message put gets in, so the queue holds at most ``capacity`` messages, its
+    bytes pass ``max_bytes`` by less than one message, and the budget's bytes
+    pass its limit by less than one message over all its queues.
     """
 
     __slots__ = (
@@ -59,6 +78,7 @@ class InboundQueue(Generic[T]):
         "_ended",
         "_items",
         "_receiving",
+        "_room_waiter",
         "_sizes",
         "_waiter",
         "budget",
@@ -67,6 +87,7 @@ class InboundQueue(Generic[T]):
         "dropped",
         "max_bytes",
         "on_end",
+        "pauses",
         "policy",
         "read",
     )
@@ -85,6 +106,8 @@ class InboundQueue(Generic[T]):
         self.budget = budget
         self.policy = policy
         self.dropped = 0
+        #: How many times the producer waited for room (Overflow.PAUSE).
+        self.pauses = 0
         self.bytes_high_water = 0
         #: Called once, when the consumer has taken everything of a closed queue.
         self.on_end: Callable[[], None] | None = None
@@ -95,6 +118,8 @@ class InboundQueue(Generic[T]):
         self._bytes = 0
         # The one consumer, while it waits for an item (cheaper than a ParkingLot).
         self._waiter: trio.lowlevel.Task | None = None
+        # The one producer, while it waits for room (Overflow.PAUSE).
+        self._room_waiter: trio.lowlevel.Task | None = None
         self._closed = False
         self._ended = False
         self._receiving = False
@@ -119,6 +144,27 @@ class InboundQueue(Generic[T]):
         """True while the consumer waits for an item."""
         return self._waiter is not None
 
+    @property
+    def full(self) -> bool:
+        """True while the producer of a :attr:`Overflow.PAUSE` queue must wait for room:
+        the queue holds ``capacity`` messages or ``max_bytes``, or the shared budget is
+        spent. Always false under the other policies and once closed."""
+        if self.policy is not Overflow.PAUSE or self._closed:
+            return False
+        items = self._items
+        if items and (
+            len(items) >= self.capacity
+            or (self.max_bytes is not None and self._bytes >= self.max_bytes)
+        ):
+            return True
+        budget = self.budget
+        return budget is not None and budget.used >= budget.limit
+
+    @property
+    def paused(self) -> bool:
+        """True while the producer waits for room."""
+        return self._room_waiter is not None
+
     def _fits(self, size: int) -> bool:
         items = self._items
         if items:
@@ -141,7 +187,7 @@ class InboundQueue(Generic[T]):
         sizes = self._sizes
         assert sizes is not None
         dropped: list[T] = []
-        if not self._fits(size):
+        if not self._fits(size) and self.policy is not Overflow.PAUSE:
             if self.policy is not Overflow.DROP_OLDEST:
                 self.dropped += 1
                 return [item]
@@ -167,7 +213,9 @@ class InboundQueue(Generic[T]):
     def _release(self, size: int) -> None:
         self._bytes -= size
         if self.budget is not None:
-            self.budget.used -= size
+            self.budget.release(size)
+        if self._room_waiter is not None and not self.full:
+            self._wake_room()
 
     def _take(self) -> T:
         items = self._items
@@ -178,10 +226,53 @@ class InboundQueue(Generic[T]):
         return items.popleft()
 
     def close(self) -> None:
-        """No more items: the consumer gets what is queued, then :exc:`trio.EndOfChannel`."""
+        """No more items: the consumer gets what is queued, then :exc:`trio.EndOfChannel`;
+        a producer waiting for room goes on (what it puts from now on is dropped)."""
         self._closed = True
         if self._waiter is not None:
             self._wake()
+        if self._room_waiter is not None:
+            self._wake_room()
+
+    def stop_pausing(self) -> None:
+        """From now on drop the newest message that does not fit instead of waiting for
+        room (a closing connection must read the peer's Close); wakes a waiting producer."""
+        if self.policy is Overflow.PAUSE:
+            self.policy = Overflow.DROP_NEWEST
+            if self._room_waiter is not None:
+                self._wake_room()
+
+    async def wait_room(self) -> None:  # noqa: ASYNC910 - at once when there is room: no checkpoint
+        """Wait (the producer) while the queue is :attr:`full`.
+
+        Returns at once when it is not; a wait ends when the consumer has taken
+        enough, the budget has room again, or the queue closes or stops pausing.
+        """
+        while self.full:
+            self.pauses += 1
+            budget = self.budget
+            if budget is not None and budget.used >= budget.limit:
+                budget.waiting.append(self)
+            self._room_waiter = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(self._abort_room)
+
+    def _wake_room(self) -> None:
+        task, self._room_waiter = self._room_waiter, None
+        if task is None:
+            return  # woken already (by its own queue and by the budget)
+        self._leave_budget_queue()
+        trio.lowlevel.reschedule(task)
+
+    def _abort_room(self, _: object) -> trio.lowlevel.Abort:
+        self._room_waiter = None
+        self._leave_budget_queue()
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def _leave_budget_queue(self) -> None:
+        budget = self.budget
+        if budget is not None and budget.waiting:
+            with contextlib.suppress(ValueError):
+                budget.waiting.remove(self)
 
     def drain(self) -> list[T]:
         """Take every queued item at once (used to dead-letter what nobody will read)."""

@@ -165,13 +165,16 @@ class ConnectionOptions:
       for text, not characters); a larger one closes the connection with 1009.
     - ``inbound_queue_size``, ``inbound_max_bytes`` and ``overflow``: the
       bounded queue between the network reader and the application (in
-      messages and in payload bytes, text counted as UTF-8), and what gives way
-      when a message does not fit. The reader never waits for the application,
-      and one network read can carry many small messages, so the count is sized
-      for bursts; the queue grows only while messages wait, an idle connection
-      holds none. One message larger than ``inbound_max_bytes`` (up to
-      ``max_message_size``) still gets in when the queue is empty. A server adds
-      one byte budget shared by all its connections (``serve_websocket``'s
+      messages and in payload bytes, text counted as UTF-8), and what happens
+      when it is full. By default (:attr:`Overflow.PAUSE`) the reader stops
+      reading the peer until the application has taken enough (TCP
+      backpressure: nothing is dropped, the queue's bytes pass the bound by
+      less than one message); the other policies keep reading and drop or
+      close (:class:`Overflow`), with every drop reported. The queue grows only
+      while messages wait, an idle connection holds none. Under the drop and
+      close policies one message larger than ``inbound_max_bytes`` (up to
+      ``max_message_size``) still gets in when the queue is empty. A server
+      adds one byte budget shared by all its connections (``serve_websocket``'s
       ``max_inbound_bytes``).
     - ``outbound_queue_size`` and ``outbound_max_bytes``: frames waiting in the
       connection's mailbox to be written, in messages and in payload bytes;
@@ -217,7 +220,7 @@ class ConnectionOptions:
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     inbound_queue_size: int = 1024
     inbound_max_bytes: int = DEFAULT_QUEUE_BYTES
-    overflow: Overflow = Overflow.CLOSE_TRY_AGAIN_LATER
+    overflow: Overflow = Overflow.PAUSE
     outbound_queue_size: int = 64
     outbound_max_bytes: int = DEFAULT_QUEUE_BYTES
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
@@ -310,7 +313,8 @@ class ConnectionStatistics:
     """A snapshot of one connection's counters.
 
     ``inbound_dropped`` counts messages the overflow policy dropped (each is
-    also a dead letter); ``undecodable`` counts inbound messages the codec
+    also a dead letter); ``inbound_pauses`` how many times the reader stopped
+    reading the peer to wait for room (:attr:`Overflow.PAUSE`); ``undecodable`` counts inbound messages the codec
     refused (each also a dead letter); ``bytes_received`` and ``bytes_sent`` count
     message payloads (text as its UTF-8 bytes); ``latency`` is the round trip of the last keepalive
     ping, ``None`` until one was answered; ``closed`` is set once the
@@ -337,6 +341,7 @@ class ConnectionStatistics:
     inbound_bytes_high_water: int = 0
     outbound_bytes: int = 0
     outbound_bytes_high_water: int = 0
+    inbound_pauses: int = 0
 
 
 def payload_size(message: str | bytes) -> int:
@@ -383,4 +388,5 @@ class Counters:
             inbound_bytes_high_water=inbound.bytes_high_water,
             outbound_bytes=outbound.queued_bytes,
             outbound_bytes_high_water=outbound.bytes_high_water,
+            inbound_pauses=inbound.pauses,
         )

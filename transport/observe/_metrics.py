@@ -166,6 +166,7 @@ def _connection_metrics(tally: Tally) -> Iterator[Metric]:
         ("bytes_received", "Payload bytes received (text as UTF-8)."),
         ("bytes_sent", "Payload bytes sent (text as UTF-8)."),
         ("inbound_dropped", "Inbound messages the overflow policy dropped."),
+        ("inbound_pauses", "Times the reader paused reading the peer for room."),
         ("undecodable", "Inbound messages the codec refused."),
     ):
         family = _counter(f"websocket_{field}", doc, side)

@@ -44,6 +44,7 @@ _COUNTERS: dict[type, tuple[str, ...]] = {
         "bytes_received",
         "bytes_sent",
         "inbound_dropped",
+        "inbound_pauses",
         "undecodable",
     ),
     ServerStatistics: ("accepted", "refused", "handshake_failures"),
