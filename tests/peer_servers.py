@@ -8,6 +8,7 @@ prints ``port N`` once it listens on loopback, then serves until its stdin close
 
 - ``speak-first``: each connection's handler sends ``"bye"`` and closes with 1001 at once,
   so the text and the Close frame can arrive in the same read as the 101 response.
+- ``echo``: each connection's handler sends back every message it receives.
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ async def speak_first(connection: ServerConnection) -> None:
     await connection.close(1001, "going away")
 
 
-HANDLERS = {"speak-first": speak_first}
+async def echo(connection: ServerConnection) -> None:
+    async for message in connection:
+        await connection.send(message)
+
+
+HANDLERS = {"speak-first": speak_first, "echo": echo}
 
 
 async def main(kind: str) -> None:

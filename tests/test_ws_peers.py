@@ -65,3 +65,41 @@ async def test_a_server_that_speaks_and_closes_at_once_is_heard_every_time() -> 
                     await connection.receive()
                 closed = await connection.ref.wait_stopped()
                 assert closed == transport.ConnectionClosed(1001, "going away", by_peer=True)
+
+
+async def test_threads_and_tasks_share_one_connection_to_another_implementation() -> None:
+    """The original crash, against a second implementation's echo server, with the default
+    options: 8 OS threads and 50 tasks send on one connection; every echo comes back, in
+    each sender's order. The echoes arrive in bursts far larger than the inbound queue's
+    1,024 messages; the reader pauses instead of hanging up."""
+    threads, per_thread, tasks, per_task = 8, 200, 50, 20
+    async with peer_server("echo") as port, actors.open_system("peers") as system:
+        async with transport.open_websocket_client(system, f"ws://127.0.0.1:{port}/") as ws:
+            ref = ws.ref
+
+            def thread_sender(sender: int) -> None:
+                for seq in range(per_thread):
+                    ref.tell_from_thread(transport.SendText(f"t{sender}:{seq}"))
+
+            async def task_sender(sender: int) -> None:
+                for seq in range(per_task):
+                    await ws.send(f"a{sender}:{seq}")
+
+            received: dict[str, list[int]] = {}
+            with trio.fail_after(TIMEOUT):
+                async with trio.open_nursery() as senders:
+                    for sender in range(threads):
+                        senders.start_soon(trio.to_thread.run_sync, thread_sender, sender)
+                    for sender in range(tasks):
+                        senders.start_soon(task_sender, sender)
+                    for _ in range(threads * per_thread + tasks * per_task):
+                        message = await ws.receive()
+                        assert isinstance(message, str)
+                        name, seq = message.split(":")
+                        received.setdefault(name, []).append(int(seq))
+            statistics = ws.statistics()
+            assert (statistics.closed, statistics.inbound_dropped) == (None, 0)
+        assert len(received) == threads + tasks
+        for name, seqs in received.items():
+            assert seqs == list(range(per_thread if name.startswith("t") else per_task)), name
+        assert ws.closed == transport.ConnectionClosed(1000, "", by_peer=False)
