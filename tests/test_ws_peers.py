@@ -13,6 +13,7 @@ import trio
 
 import actors
 import transport
+from tests.ws_support import threads_and_tasks_send
 
 PEERS = Path(__file__).resolve().parent / "peer_servers.py"
 # Each connect takes milliseconds; the bound only turns a hang into a failure.
@@ -75,28 +76,10 @@ async def test_threads_and_tasks_share_one_connection_to_another_implementation(
     threads, per_thread, tasks, per_task = 8, 200, 50, 20
     async with peer_server("echo") as port, actors.open_system("peers") as system:
         async with transport.open_websocket_client(system, f"ws://127.0.0.1:{port}/") as ws:
-            ref = ws.ref
-
-            def thread_sender(sender: int) -> None:
-                for seq in range(per_thread):
-                    ref.tell_from_thread(transport.SendText(f"t{sender}:{seq}"))
-
-            async def task_sender(sender: int) -> None:
-                for seq in range(per_task):
-                    await ws.send(f"a{sender}:{seq}")
-
-            received: dict[str, list[int]] = {}
             with trio.fail_after(TIMEOUT):
-                async with trio.open_nursery() as senders:
-                    for sender in range(threads):
-                        senders.start_soon(trio.to_thread.run_sync, thread_sender, sender)
-                    for sender in range(tasks):
-                        senders.start_soon(task_sender, sender)
-                    for _ in range(threads * per_thread + tasks * per_task):
-                        message = await ws.receive()
-                        assert isinstance(message, str)
-                        name, seq = message.split(":")
-                        received.setdefault(name, []).append(int(seq))
+                received = await threads_and_tasks_send(
+                    ws, threads=threads, per_thread=per_thread, tasks=tasks, per_task=per_task
+                )
             statistics = ws.statistics()
             assert (statistics.closed, statistics.inbound_dropped) == (None, 0)
         assert len(received) == threads + tasks

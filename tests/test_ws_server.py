@@ -14,7 +14,7 @@ import wsproto.events
 
 import actors
 import transport
-from tests.ws_support import raw_client, raw_close_code, wait_closed
+from tests.ws_support import raw_client, raw_close_code, threads_and_tasks_send, wait_closed
 from transport._connection._actor import Application
 from transport._server._handshake import DEFAULT_POLICY
 
@@ -276,29 +276,10 @@ async def test_threads_and_tasks_share_one_wss_connection_without_loss_or_reorde
         async with transport.open_websocket_client(
             system, url, ssl_context=client_ssl, options=options
         ) as ws:
-            ref = ws.ref
-
-            def thread_sender(sender: int) -> None:
-                for seq in range(per_thread):
-                    ref.tell_from_thread(transport.SendText(f"t{sender}:{seq}"))
-
-            async def task_sender(sender: int) -> None:
-                for seq in range(per_task):
-                    await ws.send(f"a{sender}:{seq}")
-
-            received: dict[str, list[int]] = {}
-            total = threads * per_thread + tasks * per_task
             with trio.fail_after(60):
-                async with trio.open_nursery() as senders:
-                    for sender in range(threads):
-                        senders.start_soon(trio.to_thread.run_sync, thread_sender, sender)
-                    for sender in range(tasks):
-                        senders.start_soon(task_sender, sender)
-                    for _ in range(total):
-                        message = await ws.receive()
-                        assert isinstance(message, str)
-                        name, seq = message.split(":")
-                        received.setdefault(name, []).append(int(seq))
+                received = await threads_and_tasks_send(
+                    ws, threads=threads, per_thread=per_thread, tasks=tasks, per_task=per_task
+                )
             assert ws.statistics().closed is None
         assert len(received) == threads + tasks
         for name, seqs in received.items():

@@ -119,3 +119,38 @@ async def raw_close_code(stream: trio.SocketStream, ws: wsproto.WSConnection) ->
         for event in ws.events():
             if isinstance(event, wsproto.events.CloseConnection):
                 return event.code
+
+
+async def threads_and_tasks_send(
+    ws: transport.WebSocketConnection,
+    *,
+    threads: int,
+    per_thread: int,
+    tasks: int,
+    per_task: int,
+) -> dict[str, list[int]]:
+    """The original crash's load on one echoed connection: ``threads`` OS threads
+    (``tell_from_thread``) and ``tasks`` trio tasks (``send``) each send numbered texts;
+    the numbers each sender's echoes came back with, by sender (``t0``.., ``a0``..)."""
+    ref = ws.ref
+
+    def thread_sender(sender: int) -> None:
+        for seq in range(per_thread):
+            ref.tell_from_thread(transport.SendText(f"t{sender}:{seq}"))
+
+    async def task_sender(sender: int) -> None:
+        for seq in range(per_task):
+            await ws.send(f"a{sender}:{seq}")
+
+    received: dict[str, list[int]] = {}
+    async with trio.open_nursery() as senders:
+        for sender in range(threads):
+            senders.start_soon(trio.to_thread.run_sync, thread_sender, sender)
+        for sender in range(tasks):
+            senders.start_soon(task_sender, sender)
+        for _ in range(threads * per_thread + tasks * per_task):
+            message = await ws.receive()
+            assert isinstance(message, str)
+            name, seq = message.split(":")
+            received.setdefault(name, []).append(int(seq))
+    return received
