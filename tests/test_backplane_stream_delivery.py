@@ -24,7 +24,7 @@ from tests.redis_support import (
     collect_coredis_garbage as collect_coredis_garbage,
     redis_server as redis_server,
 )
-from transport._backplane import _stream_delivery, _streams
+from transport._backplane import _stream_delivery
 
 pytestmark = COREDIS_MARKS
 
@@ -187,7 +187,6 @@ async def test_when_dead_letters_may_be_missed_nothing_unsure_is_acknowledged(
 ) -> None:
     # A buffer of 2 letters overflows: which entry was rejected cannot be known, so
     # only the answered last entry is acknowledged and the rest is delivered again.
-    monkeypatch.setattr(_streams, "LETTERS_BUFFER", 2)
     monkeypatch.setattr(_stream_delivery, "LETTERS_BUFFER", 2)
     async with stream_of_jobs(redis_server.url, 6) as (system, jobs, _):
         worker = Worker(

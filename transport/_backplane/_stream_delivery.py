@@ -53,6 +53,7 @@ class Part:
         "dead_letters",
         "failed",
         "ids",
+        "letters",
         "lost",
         "messages",
         "positions",
@@ -60,10 +61,16 @@ class Part:
     )
 
     def __init__(
-        self, messages: list[StreamMessage[Any]], ids: list[Any], dead_letters: int
+        self,
+        messages: list[StreamMessage[Any]],
+        ids: list[Any],
+        letters: trio.MemoryReceiveChannel[actors.DeadLetter],
+        dead_letters: int,
     ) -> None:
         self.messages = messages
         self.ids = ids
+        #: Every dead letter of the system published while the part is out.
+        self.letters = letters
         #: The actor's count of dead letters when the part was handed out.
         self.dead_letters = dead_letters
         #: How many of the first entries are in the mailbox (or were), in order.
@@ -99,7 +106,6 @@ class Delivery:
         "_busy",
         "_consumer",
         "_group",
-        "_letters",
         "_name",
         "_part",
         "_ref",
@@ -114,7 +120,6 @@ class Delivery:
         group: str,
         consumer: str,
         timeout: float,
-        letters: trio.MemoryReceiveChannel[actors.DeadLetter],
         acks: Acknowledger,
     ) -> None:
         self._backplane = backplane
@@ -123,7 +128,6 @@ class Delivery:
         self._ref = ref
         self._group = group
         self._consumer = consumer
-        self._letters = letters
         self._acks = acks
         self._part: Part | None = None
         self._busy = trio.Event()  # set while a part is out
@@ -168,10 +172,25 @@ class Delivery:
                 break  # the actor stopped or is stuck: the rest waits to be claimed
 
     async def _hand(self, messages: list[StreamMessage[Any]], ids: list[Any]) -> bool:
-        """Tell all of ``messages`` but the last, ask the last; False to stop delivering."""
+        """Tell all of ``messages`` but the last, ask the last; False to stop delivering.
+
+        The dead letters are followed only while the part is out: an idle consumer
+        holds none.
+        """
+        dead_letters = self._backplane.system.dead_letters
+        with dead_letters.subscribe(LETTERS_BUFFER) as letters:
+            part = Part(messages, ids, letters, self._ref.statistics().dead_lettered)
+            self._part = part
+            self._busy.set()
+            try:
+                return await self._hand_part(part)
+            finally:
+                self._part = None
+                self._busy = trio.Event()
+
+    async def _hand_part(self, part: Part) -> bool:
         ref, timeout = self._ref, self._timeout
-        part = self._part = Part(messages, ids, ref.statistics().dead_lettered)
-        self._busy.set()
+        messages, ids = part.messages, part.ids
         last = len(messages) - 1
         answered = False  # the handler of the last one returned
         try:
@@ -219,9 +238,6 @@ class Delivery:
             return False
         except Exception as exc:  # noqa: BLE001 - left pending: delivered again after min_idle
             self._log_failed(messages[last].id, exc)
-        finally:
-            self._part = None
-            self._busy = trio.Event()
         if answered:
             part.told += 1
             self._settle(part, 0)
@@ -274,7 +290,7 @@ class Delivery:
 
     def _collect(self, part: Part) -> None:
         """Take the dead letters published so far; note which of ``part`` failed."""
-        letters = self._letters
+        letters = part.letters
         received: list[actors.DeadLetter] = []
         while True:
             try:

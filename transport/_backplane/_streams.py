@@ -30,7 +30,7 @@ import actors
 from ._failures import is_connection_failure
 from ._interface import DEFAULT_MIN_IDLE, DurableStream, StreamMessage, check_consumer
 from ._redis_open import redact
-from ._stream_delivery import LETTERS_BUFFER, Acknowledger, Delivery
+from ._stream_delivery import Acknowledger, Delivery
 from ._wire import encode_payload
 
 if TYPE_CHECKING:
@@ -113,22 +113,21 @@ class RedisStream(DurableStream[T]):
         timeout = backplane.system.ask_timeout if handler_timeout is None else handler_timeout
         # One batch waits here while the actor handles the one before it.
         send, receive = trio.open_memory_channel[tuple[StreamEntry, ...]](1)
-        with backplane.system.dead_letters.subscribe(LETTERS_BUFFER) as letters:
-            delivery = Delivery(backplane, self.name, ref, group, consumer, timeout, letters, acks)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._fetch, send, ref, group, consumer, min_idle, batch)
-                nursery.start_soon(acks.serve)
-                nursery.start_soon(delivery.serve_progress)
-                task_status.started()
-                async with receive:
-                    async for entries in receive:
-                        await delivery.deliver(entries)
-                        acks.send_now()
-                        if not ref.is_alive:
-                            break
-                # The actor stopped: what it handled is acknowledged before leaving.
-                await acks.flush()
-                nursery.cancel_scope.cancel()
+        delivery = Delivery(backplane, self.name, ref, group, consumer, timeout, acks)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._fetch, send, ref, group, consumer, min_idle, batch)
+            nursery.start_soon(acks.serve)
+            nursery.start_soon(delivery.serve_progress)
+            task_status.started()
+            async with receive:
+                async for entries in receive:
+                    await delivery.deliver(entries)
+                    acks.send_now()
+                    if not ref.is_alive:
+                        break
+            # The actor stopped: what it handled is acknowledged before leaving.
+            await acks.flush()
+            nursery.cancel_scope.cancel()
 
     async def _fetch(
         self,
