@@ -37,7 +37,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("transport.backplane")
 
-#: Dead letters a consumer can hold between two looks before it stops trusting them.
+#: Dead letters of the system a consumer holds while a part is out, between two looks;
+#: past that it cannot know which entries failed and acknowledges none it is unsure of.
 LETTERS_BUFFER = 1024
 #: Longest wait, in seconds, of a handled entry for its acknowledgement.
 ACK_DELAY = 0.01
@@ -83,6 +84,7 @@ class Part:
         self.failed: set[int] = set()
         #: True once dead letters may have been missed: failures cannot be told apart.
         self.lost = False
+        #: Position of each message by its identity, made at the first dead letter.
         self.positions: dict[int, int] | None = None
 
 
@@ -136,8 +138,8 @@ class Delivery:
         """Hand ``entries`` to the actor in order; acknowledge those it handled.
 
         Each wait (for room in the mailbox, for the answer to a part's last entry) is
-        bounded by the consumer's handler timeout. Entries that cannot be decoded go to dead letters and
-        are acknowledged (delivering them again would not help).
+        bounded by the consumer's handler timeout. Entries that cannot be decoded go to
+        dead letters and are acknowledged (delivering them again would not help).
         """
         backplane = self._backplane
         codec, max_size = backplane.codec, backplane.max_message_size
