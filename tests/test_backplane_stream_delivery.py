@@ -7,6 +7,7 @@ bounded in real time, and short.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -167,6 +168,30 @@ async def test_a_stop_mid_batch_acknowledges_exactly_what_was_handled(
             # The consumer returned by itself once the actor stopped.
         assert worker.handled == [f"job {n}" for n in range(6)]
         assert await pending_ids(redis_server.url, "jobs", "g") == ids[6:]
+
+
+async def test_past_handler_timeout_only_the_entries_handled_are_acknowledged(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="transport.backplane")
+    async with stream_of_jobs(redis_server.url, 10) as (system, jobs, ids):
+        worker = Worker(hold_on="job 3")
+        ref = await system.spawn(worker)
+        with trio.fail_after(STEP):
+            async with trio.open_nursery() as consumers:
+                await consumers.start(
+                    lambda task_status: jobs.serve_consumer(
+                        ref, group="g", batch=16, handler_timeout=0.3, task_status=task_status
+                    )
+                )
+                await worker.holding.wait()
+                await wait_pending(jobs, 7)
+                # The batch's answer is given up on: what was not handled stays pending.
+                while "were left pending" not in caplog.text:  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+                assert await pending_ids(redis_server.url, "jobs", "g") == ids[3:]
+                consumers.cancel_scope.cancel()
+        assert worker.handled == ["job 0", "job 1", "job 2"]
 
 
 async def test_batches_larger_than_the_mailbox_go_in_parts_in_order(
