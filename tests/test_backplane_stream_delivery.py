@@ -39,6 +39,7 @@ class Worker(actors.Actor[Entry]):
 
     reject_once: set[str] = attrs.field(factory=set)
     fail_on: str | None = None
+    fail_once: set[str] = attrs.field(factory=set)
     hold_on: str | None = None
     #: Unrelated dead letters are published while first handling these (to overflow a buffer).
     flood_once: set[str] = attrs.field(factory=set)
@@ -62,7 +63,8 @@ class Worker(actors.Actor[Entry]):
         if text in self.reject_once:
             self.reject_once.discard(text)
             raise actors.ErrorReply(ValueError(f"not now: {text}"))
-        if text == self.fail_on:
+        if text == self.fail_on or text in self.fail_once:
+            self.fail_once.discard(text)
             raise RuntimeError(f"cannot handle {text}")
         if text == self.hold_on:
             self.holding.set()
@@ -132,6 +134,33 @@ async def test_rejected_entries_stay_pending_and_only_they_are_delivered_again(
     assert rejected.reason is actors.DeadLetterReason.REJECTED
     assert isinstance(rejected.message, transport.backplane.StreamMessage)
     assert rejected.message.message == "job 3"
+
+
+@attrs.define(eq=False)
+class Restartable(actors.Actor[Entry]):
+    """Fails once on ``job 4``; keeps what it saw in ``worker`` (it outlives restarts)."""
+
+    worker: Worker
+
+    @actors.handler
+    async def on_entry(self, entry: Entry) -> None:
+        await self.worker.on_entry(entry)
+
+
+async def test_a_restarted_actor_handles_the_rest_of_its_batch_and_only_the_failed_entry_comes_again(
+    redis_server: RedisServer,
+) -> None:
+    async with stream_of_jobs(redis_server.url, 10) as (system, jobs, _):
+        worker = Worker(fail_once={"job 4"}, expected=10)
+        supervisor = await system.spawn(actors.Supervisor())
+        ref = await actors.start_child(
+            supervisor, actors.ChildSpec("worker", lambda: Restartable(worker))
+        )
+        await consume_all(jobs, worker, ref, batch=16)
+    # The mailbox outlives the restart: the batch goes on after the failed entry.
+    assert worker.handled == [*(f"job {n}" for n in range(10) if n != 4), "job 4"]
+    assert worker.attempts.count("job 4") == 2
+    assert len(worker.attempts) == 11
 
 
 async def test_a_failing_handler_mid_batch_leaves_exactly_the_rest_pending(
