@@ -113,12 +113,12 @@ class BackplaneGap:
 @final
 @attrs.frozen
 class StreamMessage(actors.Request[None], Generic[T]):
-    """One entry of a durable stream, asked of a consumer actor.
+    """One entry of a durable stream, delivered to a consumer actor.
 
-    The handler's return acknowledges the entry; if it raises (or the ask times out)
-    the entry stays pending and is delivered again, to this or another consumer of
-    the group, after the stream's ``min_idle``. ``id`` is the stream's entry id
-    (unique and increasing), the key for idempotent handling.
+    The handler's return acknowledges the entry; if it raises (or the consumer's
+    ``handler_timeout`` passes first) the entry stays pending and is delivered again,
+    to this or another consumer of the group, after the stream's ``min_idle``. ``id``
+    is the stream's entry id (unique and increasing), the key for idempotent handling.
     """
 
     stream: str
@@ -246,11 +246,11 @@ class DurableStream(abc.ABC, Generic[T]):
 
         Use with ``nursery.start``: it returns once the group exists (created at the
         start of the stream if new, so a new group reads every retained entry). Each
-        entry is asked of the actor as a :class:`StreamMessage` with
-        ``handler_timeout`` (default: the system's ask timeout, counted from when the
-        entry was put in the mailbox) and acknowledged after the handler returned.
-        Entries are read ``batch`` at a time, one batch ahead; a few are queued in the
-        actor's mailbox at once (it still handles them one by one, in order), and the
+        entry goes to the actor as a :class:`StreamMessage` and is acknowledged after
+        its handler returned; ``handler_timeout`` (default: the system's ask timeout)
+        bounds each wait for the actor. Entries are read ``batch`` at a time, one batch
+        ahead; on Redis a whole batch is put in the actor's mailbox at once (told, the
+        last one asked: it still handles them one by one, in order), and the
         acknowledgements leave in batches behind the handlers, so an entry handled just
         before its consumer died may be delivered again. Entries pending for ``min_idle`` seconds with any
         consumer of the group (one that crashed, or whose handler failed) are

@@ -6,13 +6,11 @@ entries (``XADD ... MAXLEN ~ maxlen``: Redis trims whole internal nodes, so the
 length may exceed ``maxlen`` by up to one node, about 100 entries). Trimming does not
 wait for consumer groups: size ``maxlen`` for the longest backlog you accept.
 
-A consumer reads with ``XREADGROUP COUNT batch``, one batch ahead of its actor, asks
-the actor for each entry in turn, and acknowledges what the handler returned from in
-batches: one ``XACK`` carries every entry handled while the previous one was in flight,
-so no handler waits for a round trip and no entry is acknowledged before its handler
-returned. Every ``min_idle / 2`` seconds it also runs ``XAUTOCLAIM`` for entries
-pending longer than ``min_idle`` in the group (their consumer died, or its handler
-failed) and delivers them again: at least once, never silently lost.
+A consumer reads with ``XREADGROUP COUNT batch``, one batch ahead of its actor, hands
+each batch to the actor and acknowledges what it handled in batches (see
+``_stream_delivery``). Every ``min_idle / 2`` seconds it also runs ``XAUTOCLAIM`` for
+entries pending longer than ``min_idle`` in the group (their consumer died, or its
+handler failed) and delivers them again: at least once, never silently lost.
 """
 
 from __future__ import annotations
@@ -20,10 +18,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, TypeVar, final
+from typing import TYPE_CHECKING, TypeVar, final
 
-import coredis
 import coredis.exceptions
 import trio
 from coredis.response.types import StreamEntry, StreamPending
@@ -31,11 +27,11 @@ from coredis.tokens import PureToken
 
 import actors
 
-from .._codec import DecodeError
 from ._failures import is_connection_failure
 from ._interface import DEFAULT_MIN_IDLE, DurableStream, StreamMessage, check_consumer
 from ._redis_open import redact
-from ._wire import decode_payload, encode_payload
+from ._stream_delivery import Acknowledger, Delivery
+from ._wire import encode_payload
 
 if TYPE_CHECKING:
     from ._redis import RedisBackplane
@@ -46,10 +42,6 @@ T = TypeVar("T")
 
 #: Longest single blocking read, in seconds (a consumer checks for idle entries between reads).
 _MAX_BLOCK = 1.0
-#: Entries of a batch asked of the actor at once (queued in its mailbox, handled in order).
-IN_FLIGHT = 8
-#: Longest wait, in seconds, of a handled entry for its acknowledgement.
-ACK_DELAY = 0.01
 
 
 @final
@@ -117,27 +109,19 @@ class RedisStream(DurableStream[T]):
             consumer = f"{backplane.node}-{self._consumers}"
         with backplane.translate_errors(f"create group {group!r} of stream {self.name!r}"):
             await self._ensure_group(group)
-        acks = _Acknowledger(backplane.client, self.key, group, self.name)
+        acks = Acknowledger(backplane.client, self.key, group, self.name)
+        timeout = backplane.system.ask_timeout if handler_timeout is None else handler_timeout
         # One batch waits here while the actor handles the one before it.
         send, receive = trio.open_memory_channel[tuple[StreamEntry, ...]](1)
+        delivery = Delivery(backplane, self.name, ref, group, consumer, timeout, acks)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._fetch, send, ref, group, consumer, min_idle, batch)
             nursery.start_soon(acks.serve)
+            nursery.start_soon(delivery.serve_progress)
             task_status.started()
             async with receive:
                 async for entries in receive:
-                    queue = iter(entries)
-                    async with trio.open_nursery() as lanes:
-                        for _ in range(min(IN_FLIGHT, len(entries))):
-                            lanes.start_soon(
-                                self._deliver_from,
-                                queue,
-                                ref,
-                                group,
-                                consumer,
-                                handler_timeout,
-                                acks,
-                            )
+                    await delivery.deliver(entries)
                     acks.send_now()
                     if not ref.is_alive:
                         break
@@ -210,118 +194,3 @@ class RedisStream(DurableStream[T]):
         if not found:
             return ()
         return next(iter(found.values()), ())
-
-    async def _deliver_from(  # noqa: ASYNC910 - a lane of a nursery, which checkpoints
-        self,
-        queue: Iterator[StreamEntry],
-        ref: actors.ActorRef[StreamMessage[T]],
-        group: str,
-        consumer: str,
-        handler_timeout: float | None,
-        acks: _Acknowledger,
-    ) -> None:
-        """One of ``IN_FLIGHT`` lanes: deliver the next entries of ``queue`` until it is empty
-        or the actor stopped, each acknowledged (in a later batch) once its handler returned.
-
-        Lanes take entries in order and put them in the mailbox as they take them, so the
-        actor handles them in the stream's order, one at a time; several in its mailbox
-        spare a task switch per entry. A handler that fails leaves its entry pending.
-        """
-        backplane = self._backplane
-        codec, max_size = backplane.codec, backplane.max_message_size
-        for entry in queue:
-            entry_id = entry.identifier
-            text_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-            data = entry.field_values.get(b"m")
-            try:
-                if not isinstance(data, bytes):
-                    raise DecodeError(f"stream entry {text_id} has no field 'm'", repr(entry))
-                message = decode_payload(codec, data, max_size)
-            except DecodeError as exc:
-                backplane.dead_letter(data, f"backplane stream {self.name!r}", exc)
-                acks.add(entry_id)
-                await trio.lowlevel.checkpoint()
-                continue
-            try:
-                await ref.ask(
-                    StreamMessage(self.name, group, text_id, message), timeout=handler_timeout
-                )
-            except actors.ActorStoppedError:
-                return  # noqa: ASYNC910 - ask checkpoints unless it raises at once
-            except Exception as exc:  # noqa: BLE001 - left pending: delivered again after min_idle
-                logger.info(
-                    "backplane: %s of stream %r failed in %s (%r); it will be delivered again",
-                    text_id,
-                    self.name,
-                    consumer,
-                    exc,
-                )
-            else:
-                acks.add(entry_id)
-
-
-@final
-class _Acknowledger:
-    """Acknowledges handled entries in batches, behind the handlers.
-
-    Each entry whose handler returned joins the next ``XACK``, which leaves when the
-    batch read with it has been handled (:meth:`send_now`), or ``ACK_DELAY`` seconds
-    after its first entry returned, whichever comes first: one command per batch read
-    while entries flow, and a handler that hangs does not hold back the
-    acknowledgement of those handled before it. An acknowledgement that fails (Redis
-    away) or is cancelled leaves its entries pending: they are delivered again after
-    ``min_idle``, at least once.
-    """
-
-    __slots__ = ("_client", "_due", "_group", "_idle", "_ids", "_key", "_name", "_wake")
-
-    def __init__(self, client: coredis.Redis[bytes], key: str, group: str, name: str) -> None:
-        self._client = client
-        self._key = key
-        self._group = group
-        self._name = name
-        self._ids: list[Any] = []
-        self._wake = trio.Event()  # set when the first entry of a batch is added
-        self._due = trio.Event()  # set when the batch must leave now
-        self._idle = trio.Event()  # set while nothing waits for its acknowledgement
-        self._idle.set()
-
-    def add(self, entry_id: Any) -> None:
-        """Acknowledge ``entry_id`` with the next batch."""
-        self._ids.append(entry_id)
-        if self._idle.is_set():
-            self._idle = trio.Event()
-        self._wake.set()
-
-    def send_now(self) -> None:
-        """Send what has gathered without waiting for ``ACK_DELAY``."""
-        if self._ids:
-            self._due.set()
-
-    async def serve(self) -> None:
-        """Send the gathered acknowledgements, one batch at a time, until cancelled."""
-        while True:
-            await self._wake.wait()
-            with trio.move_on_after(ACK_DELAY):
-                await self._due.wait()
-            self._wake = trio.Event()
-            self._due = trio.Event()
-            ids, self._ids = self._ids, []
-            try:
-                await self._client.xack(self._key, self._group, ids)
-            except Exception as exc:  # noqa: BLE001 - unacknowledged: delivered again
-                logger.debug(
-                    "backplane: ack of %d entries of stream %r failed: %r",
-                    len(ids),
-                    self._name,
-                    exc,
-                )
-            if self._ids:
-                self._wake.set()
-            else:
-                self._idle.set()
-
-    async def flush(self) -> None:
-        """Wait until every entry added so far was acknowledged (or its ack failed)."""
-        self.send_now()
-        await self._idle.wait()
