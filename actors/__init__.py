@@ -58,7 +58,7 @@ from ._messages import (
     Request as Request,
     StopReason as StopReason,
 )
-from ._ref import ActorRef as ActorRef
+from ._ref import ActorRef as ActorRef, PendingReply as PendingReply
 from ._router import NoRouteesError as NoRouteesError, Router as Router
 from ._routing import (
     Broadcast as Broadcast,
@@ -151,6 +151,7 @@ __all__ = [
     "NoRouteesError",
     "Normal",
     "OverflowPolicy",
+    "PendingReply",
     "RandomChoice",
     "Request",
     "RequestHandler",

@@ -97,6 +97,27 @@ class ActorRef(Generic[M_contra]):
         else:
             await trio.lowlevel.cancel_shielded_checkpoint()
 
+    async def send_request(self, message: Request[R]) -> PendingReply[R]:
+        """Queue ``message`` as :meth:`tell` does and return its pending reply at once:
+        :meth:`ask` without waiting for the answer (OTP's ``gen_server:send_request``).
+
+        Waits while the mailbox is full. The reply settles, as an ask's would,
+        when the handler returns (its value), raises or rejects the request
+        (that error), or when the actor stops or drops the message first
+        (:exc:`ActorStoppedError`, :exc:`MailboxFullError`); a stashed request
+        settles once it is finally handled. There is no deadline: bound the
+        wait yourself (``with trio.fail_after(...): await reply.wait()``).
+        Many requests in flight cost one small object each and no task.
+        """
+        cell = self._cell
+        if threading.get_ident() != cell.system.thread_id:
+            raise _wrong_thread("send_request")
+        if type(message) not in cell.handlers:
+            cell.check_message(message)
+        slot: ReplySlot[R] = ReplySlot()
+        await cell.mailbox.send((message, _current_cell(), slot))
+        return PendingReply(slot, cell.path)
+
     def tell_nowait(self, message: M_contra) -> None:
         """Queue ``message`` or raise :exc:`trio.WouldBlock` if the mailbox is full."""
         cell = self._cell
@@ -265,6 +286,49 @@ def _ask_timeout(path: str, message: object, timeout: float) -> AskTimeoutError:
         f"actor {path} did not answer {type(message).__qualname__} within {timeout}s; "
         "pass a larger timeout= or check that the actor is not blocked"
     )
+
+
+@final
+class PendingReply(Generic[R]):
+    """The reply to a request sent with :meth:`ActorRef.send_request`, once it comes."""
+
+    __slots__ = ("_path", "_slot", "_waiting")
+
+    def __init__(self, slot: ReplySlot[R], path: str) -> None:
+        self._slot = slot
+        self._path = path
+        self._waiting = False
+
+    def __repr__(self) -> str:
+        return f"<PendingReply from {self._path} {'done' if self.done else 'pending'}>"
+
+    @property
+    def done(self) -> bool:
+        """True once the reply (or the error) has come."""
+        return self._slot.settled
+
+    def result(self) -> R:
+        """The handler's return value, or raise its error; :exc:`trio.WouldBlock` while
+        the reply has not come. May be called any number of times."""
+        if not self._slot.settled:
+            raise trio.WouldBlock
+        return self._slot.result()
+
+    async def wait(self) -> R:
+        """Wait for the reply and return it as :meth:`result` does.
+
+        One task at a time may wait (another gets :exc:`trio.BusyResourceError`);
+        cancelling the wait leaves the reply to come.
+        """
+        if self._waiting:
+            raise trio.BusyResourceError(
+                f"another task already waits for this reply from {self._path}"
+            )
+        self._waiting = True
+        try:
+            return await self._slot.wait()
+        finally:
+            self._waiting = False
 
 
 def _trio_thread(method: str, path: str) -> WrongThreadError:

@@ -58,8 +58,18 @@ class ReplySlot(Generic[R]):
                 task, self._task = self._task, None
                 trio.lowlevel.reschedule(task)
 
+    def result(self) -> R:
+        """The settled outcome's value, or raise its error (it may be read again)."""
+        settled = self._outcome
+        assert settled is not None
+        if isinstance(settled, outcome.Error):
+            raise settled.error
+        assert isinstance(settled, outcome.Value)
+        value: R = settled.value
+        return value
+
     async def wait(self) -> R:
-        """Wait for the outcome and unwrap it (raising the handler's exception)."""
+        """Wait for the outcome and return its value (raising the handler's exception)."""
         if self._outcome is None:
             self._task = trio.lowlevel.current_task()
 
@@ -70,5 +80,4 @@ class ReplySlot(Generic[R]):
             await trio.lowlevel.wait_task_rescheduled(abort_fn)
         else:
             await trio.lowlevel.cancel_shielded_checkpoint()
-        assert self._outcome is not None
-        return self._outcome.unwrap()
+        return self.result()

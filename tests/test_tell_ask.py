@@ -11,6 +11,7 @@ import trio
 import trio.testing
 
 import actors
+from actors.testing import wait_idle
 from tests.messages import Add, Boom, Counter, Record, Recorder, Sleep, Total, keep_busy
 
 
@@ -255,3 +256,90 @@ async def test_failure_log_shows_the_handlers_traceback_not_the_askers(
     frames = traceback.extract_tb(record.exc_info[2])
     assert frames[-1].name == "boom"
     assert "test_failure_log_shows" not in {frame.name for frame in frames}
+
+
+# -- send_request: an ask whose reply is collected later --------------------------------------
+
+
+async def test_send_request_returns_at_once_and_the_reply_comes_later(
+    system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
+) -> None:
+    counter = await system.spawn(Counter())
+    await counter.tell(Add(2))
+    busy = await counter.send_request(Sleep(10))
+    pending = [await counter.send_request(Total()) for _ in range(3)]
+    assert not busy.done
+    assert not pending[0].done
+    with pytest.raises(trio.WouldBlock):
+        pending[0].result()
+    assert await pending[2].wait() == 2  # handled in order: the others are done too
+    assert [reply.done for reply in pending] == [True, True, True]
+    assert [reply.result() for reply in pending] == [2, 2, 2]
+    assert pending[0].result() == 2  # read again
+
+
+async def test_send_request_reply_carries_the_handlers_error_and_the_stop(
+    system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
+) -> None:
+    directory = await system.spawn(Directory())
+    rejected = await directory.send_request(Lookup("nope"))
+    found = await directory.send_request(Lookup("a"))
+    with pytest.raises(KeyError, match="nope"):
+        await rejected.wait()
+    with pytest.raises(KeyError, match="nope"):
+        rejected.result()  # and again
+    assert await found.wait() == 1
+    counter = await system.spawn(Counter())
+    busy = await counter.send_request(Sleep(10))
+    failing = await counter.send_request(Boom(ValueError("bad")))
+    never = await counter.send_request(Total())
+    with pytest.raises(ValueError, match="bad"):
+        await failing.wait()
+    assert busy.result() == "slept"
+    with pytest.raises(actors.ActorStoppedError):
+        await never.wait()  # the actor failed before it: refused, not left hanging
+    assert system.late_replies == 0
+
+
+async def test_a_stashed_request_is_answered_when_it_is_finally_handled(
+    system: actors.ActorSystem,
+) -> None:
+    client = await system.spawn(StashingClient())
+    early = await client.send_request(Lookup("a"))
+    await wait_idle(system)
+    assert not early.done  # stashed: not answered by the handler that stashed it
+    await client.tell(Connect())
+    assert await early.wait() == 1
+
+
+async def test_one_task_at_a_time_waits_for_a_reply(system: actors.ActorSystem) -> None:
+    counter = await system.spawn(Counter())
+    pending = await counter.send_request(Sleep(0.1))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pending.wait)
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(trio.BusyResourceError):
+            await pending.wait()
+    assert pending.result() == "slept"
+
+
+@attrs.frozen
+class Connect:
+    pass
+
+
+@attrs.define(eq=False)
+class StashingClient(actors.Actor[Lookup | Connect]):
+    connected: bool = False
+
+    @actors.handler
+    def lookup(self, message: Lookup) -> int:
+        if not self.connected:
+            self.ctx.stash.stash()
+            return -1
+        return ord(message.key) - ord("a") + 1
+
+    @actors.handler
+    def connect(self, message: Connect) -> None:
+        self.connected = True
+        self.ctx.stash.unstash_all()

@@ -52,3 +52,7 @@ async def ask(
     assert_type(await counter.ask(GetTotal()), int)
     assert_type(await counter.ask(GetName()), str)
     assert_type(await router.ask(GetTotal()), int)
+    pending = await counter.send_request(GetTotal())
+    assert_type(pending, actors.PendingReply[int])
+    assert_type(await pending.wait(), int)
+    assert_type(pending.result(), int)
