@@ -377,6 +377,16 @@ class ConnectionActor(actors.Actor[ActorMessage]):
             await trio.lowlevel.checkpoint()
             return
         data = pending[0][1] if len(pending) == 1 else b"".join([item[1] for item in pending])
+        # What the socket takes at once is written without a wait, so without a scope.
+        sent = backend.write_now(data)
+        if sent == len(data):
+            counters.messages_sent += len(pending)
+            for frame, _ in pending:
+                counters.bytes_sent += frame_weight(frame)
+            if self._close_after_flush:
+                self._close_after_flush = False
+                self._ready_to_close()
+            return
         write_timeout = self._options.write_timeout
         bound = trio.current_time() + write_timeout
         deadline = self._write_deadline
@@ -385,7 +395,7 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         self._writing = True
         with trio.CancelScope(shield=True, deadline=deadline) as scope:  # noqa: ASYNC912 - the write checkpoints
             try:
-                await backend.send_encoded(data)
+                await backend.send_encoded(memoryview(data)[sent:] if sent else data)
             except BackendClosed:
                 # Dead-letter until the reader has seen the end (and its code).
                 self._write_failed = True
