@@ -1,8 +1,9 @@
-"""The per-message path: frames made without wsproto's objects, and writes that need no
-wait."""
+"""The per-message path: frames made without wsproto's objects, writes that need no
+wait, and an inbound message handed straight to a waiting consumer."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,10 +12,12 @@ import trio
 import trio.testing
 import wsproto.frame_protocol
 
+from transport import Overflow
 from transport._adapter._hooks import stream_lock
 from transport._adapter._library import Backend, client_handshake, server_handshake
 from transport._adapter._limits import DEFAULT_LIMITS, BackendLimits
 from transport._compression import DEFAULT_COMPRESSION
+from transport._connection._inbound import TAKE_SPELL_LIMIT, ByteBudget, InboundQueue
 
 SIZES = [0, 1, 125, 126, 65535, 65536, 70000]
 
@@ -152,3 +155,91 @@ async def test_write_now_writes_nothing_once_the_stream_is_closed() -> None:
     async with tcp_pair() as (_, server):
         await server.abort()
         assert server.write_now(b"\x81\x01x") == 0
+
+
+# -- the inbound queue's hand-off -----------------------------------------------------------
+
+
+async def test_a_waiting_consumer_is_handed_the_message_without_queueing_it() -> None:
+    queue: InboundQueue[str] = InboundQueue(4, Overflow.DROP_NEWEST, max_bytes=100)
+    got: list[str] = []
+
+    async def consume() -> None:
+        got.append(await queue.get())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(consume)
+        await trio.testing.wait_all_tasks_blocked()
+        assert queue.waiting
+        assert queue.put("hello", 5) == []
+        assert len(queue) == 0
+        assert queue.queued_bytes == 0
+        assert queue.bytes_high_water == 5
+    assert got == ["hello"]
+
+
+async def test_a_waiting_consumer_is_not_handed_a_message_past_the_shared_budget() -> None:
+    budget = ByteBudget(10)
+    budget.used = 8  # other connections hold most of it
+    queue: InboundQueue[str] = InboundQueue(4, Overflow.DROP_NEWEST, budget=budget)
+    got: list[str] = []
+
+    async def consume() -> None:
+        got.append(await queue.get())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(consume)
+        await trio.testing.wait_all_tasks_blocked()
+        assert queue.put("too big", 7) == ["too big"]
+        assert queue.dropped == 1
+        assert queue.waiting
+        assert queue.put("ok", 2) == []
+    assert got == ["ok"]
+    assert budget.used == 8
+
+
+async def test_a_consumer_woken_by_the_close_ends() -> None:
+    queue: InboundQueue[str] = InboundQueue(4, Overflow.DROP_NEWEST)
+    ended = trio.Event()
+
+    async def consume() -> None:
+        with pytest.raises(trio.EndOfChannel):
+            await queue.get()
+        ended.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(consume)
+        await trio.testing.wait_all_tasks_blocked()
+        queue.close()
+    assert ended.is_set()
+
+
+async def test_a_consumer_of_ready_items_yields_once_per_spell_and_stays_cancellable() -> None:
+    queue: InboundQueue[int] = InboundQueue(1000, Overflow.DROP_NEWEST)
+    for i in range(200):
+        queue.put(i, 1)
+    taken: list[int] = []
+    seen: list[int] = []  # how many were taken each time another task ran
+
+    async def other_task() -> None:
+        while True:
+            seen.append(len(taken))
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other_task)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await queue.get()  # a cancellation point even with items ready
+        assert scope.cancelled_caught
+        assert len(queue) == 200
+        for _ in range(200):
+            taken.append(await queue.get())
+        nursery.cancel_scope.cancel()
+    assert taken == list(range(200))
+    steps = [b - a for a, b in itertools.pairwise(seen) if b > a]
+    # The others run once per spell (trio orders each pass's tasks at random: between two
+    # runs of one of them the consumer may have run twice).
+    assert max(steps) <= 2 * TAKE_SPELL_LIMIT
+    assert len(steps) <= 200 // TAKE_SPELL_LIMIT + 1  # not after every item

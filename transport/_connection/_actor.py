@@ -55,7 +55,7 @@ from .._adapter._library import Backend, BackendClosed, route_inbound, send_ping
 from .._adapter._limits import Violation
 from .._census import SourceKind, report_ended, report_started
 from .._close_codes import CloseCode, ConnectionClosed, Situation, close_code_for
-from .._codec import DecodePolicy, EncodeError, as_decode_error
+from .._codec import DecodePolicy, EncodeError, RawCodec, as_decode_error
 from .._overflow import close_situation
 from ._inbound import ByteBudget, InboundQueue, deliver_last, forward
 from ._messages import (
@@ -726,12 +726,16 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         counters.messages_received += 1
         if self._idle_timeout is not None:
             self._last_inbound = trio.current_time()
-        size = payload_size(message)
+        size = len(message) if type(message) is bytes else payload_size(message)
         counters.bytes_received += size
-        try:  # decoding is plain code: the reader never awaits on it
-            received = Received(self._options.codec.decode(message))
-        except Exception as exc:  # noqa: BLE001 - bad input never stops the reader
-            received = self._undecodable(exc, message)
+        codec = self._options.codec
+        if type(codec) is RawCodec:  # it decodes nothing
+            received = Received(message)
+        else:
+            try:  # decoding is plain code: the reader never awaits on it
+                received = Received(codec.decode(message))
+            except Exception as exc:  # noqa: BLE001 - bad input never stops the reader
+                received = self._undecodable(exc, message)
         inbound = self._inbound
         dropped = inbound.put(received, size)
         if dropped:
