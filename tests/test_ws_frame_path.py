@@ -12,6 +12,8 @@ import trio
 import trio.testing
 import wsproto.frame_protocol
 
+import actors
+from tests.ws_support import connection_pair
 from transport import Overflow
 from transport._adapter._hooks import stream_lock
 from transport._adapter._library import Backend, client_handshake, server_handshake
@@ -160,8 +162,9 @@ async def test_write_now_writes_nothing_once_the_stream_is_closed() -> None:
 # -- the inbound queue's hand-off -----------------------------------------------------------
 
 
-async def test_a_waiting_consumer_is_handed_the_message_without_queueing_it() -> None:
-    queue: InboundQueue[str] = InboundQueue(4, Overflow.DROP_NEWEST, max_bytes=100)
+@asynccontextmanager
+async def waiting_consumer(queue: InboundQueue[str]) -> AsyncIterator[list[str]]:
+    """A task waiting in ``queue.get()`` for one item; the list gets it."""
     got: list[str] = []
 
     async def consume() -> None:
@@ -170,6 +173,12 @@ async def test_a_waiting_consumer_is_handed_the_message_without_queueing_it() ->
     async with trio.open_nursery() as nursery:
         nursery.start_soon(consume)
         await trio.testing.wait_all_tasks_blocked()
+        yield got
+
+
+async def test_a_waiting_consumer_is_handed_the_message_without_queueing_it() -> None:
+    queue: InboundQueue[str] = InboundQueue(4, Overflow.DROP_NEWEST, max_bytes=100)
+    async with waiting_consumer(queue) as got:
         assert queue.waiting
         assert queue.put("hello", 5) == []
         assert len(queue) == 0
@@ -182,14 +191,7 @@ async def test_a_waiting_consumer_is_not_handed_a_message_past_the_shared_budget
     budget = ByteBudget(10)
     budget.used = 8  # other connections hold most of it
     queue: InboundQueue[str] = InboundQueue(4, Overflow.DROP_NEWEST, budget=budget)
-    got: list[str] = []
-
-    async def consume() -> None:
-        got.append(await queue.get())
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(consume)
-        await trio.testing.wait_all_tasks_blocked()
+    async with waiting_consumer(queue) as got:
         assert queue.put("too big", 7) == ["too big"]
         assert queue.dropped == 1
         assert queue.waiting
@@ -243,3 +245,36 @@ async def test_a_consumer_of_ready_items_yields_once_per_spell_and_stays_cancell
     # runs of one of them the consumer may have run twice).
     assert max(steps) <= 2 * TAKE_SPELL_LIMIT
     assert len(steps) <= 200 // TAKE_SPELL_LIMIT + 1  # not after every item
+
+
+# -- the writer in a long spell ---------------------------------------------------------------
+
+
+async def test_the_writes_of_a_long_spell_let_other_tasks_run_between_them(
+    system: actors.ActorSystem,
+) -> None:
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    client_stream = await trio.testing.open_stream_to_socket_listener(listeners[0])
+    server_stream = await listeners[0].accept()
+    await listeners[0].aclose()
+    client, server = await connection_pair(system, streams=(client_stream, server_stream))
+    seen: list[int] = []  # frames written each time another task ran
+
+    async def other_task() -> None:
+        while True:
+            seen.append(client.statistics().messages_sent)
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other_task)
+        await trio.lowlevel.checkpoint()
+        for i in range(40):  # one busy spell: the loop takes them in a row
+            client.send_nowait(f"m{i}")
+        with trio.fail_after(10):
+            assert [await server.receive() for _ in range(40)] == [f"m{i}" for i in range(40)]
+        nursery.cancel_scope.cancel()
+    # Written 4 frames a write, and the other task ran between the writes (the socket
+    # took each write at once: no wait in the spell).
+    assert 0 < min(n for n in seen if n > 0) <= 4 * 2
+    assert len({n for n in seen if 0 < n < 40}) >= 40 // 4 // 2
+    await client.close()

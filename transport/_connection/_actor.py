@@ -352,11 +352,17 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         pending.append((frame, encoded))
         self._pending_bytes += len(encoded)
         self._handled_before_close(counted=counted)
-        if len(pending) >= FLUSH_FRAMES or self._pending_bytes >= FLUSH_BYTES:
-            await self._flush()
+        # In the middle of a spell, a write that needed no wait still lets the other
+        # tasks run (senders, askers whose replies the spell settled), as one that waits
+        # does; at a spell's end the loop's own wait does that.
+        if (
+            len(pending) >= FLUSH_FRAMES or self._pending_bytes >= FLUSH_BYTES
+        ) and not await self._flush():
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
-    async def _flush(self) -> None:  # noqa: ASYNC910 - the write checkpoints
-        """Write the encoded frames in one write: shielded, and bounded by ``write_timeout``.
+    async def _flush(self) -> bool:  # noqa: ASYNC910 - the write checkpoints
+        """Write the encoded frames in one write: shielded, and bounded by ``write_timeout``;
+        false if the socket took them at once (no wait, no checkpoint).
 
         One cancel scope for all of them; its deadline is moved only when it falls
         outside between ``write_timeout`` and a quarter more from now (the writes of
@@ -375,7 +381,7 @@ class ConnectionActor(actors.Actor[ActorMessage]):
             for frame, _ in pending:
                 self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
             await trio.lowlevel.checkpoint()
-            return
+            return True
         data = pending[0][1] if len(pending) == 1 else b"".join([item[1] for item in pending])
         # What the socket takes at once is written without a wait, so without a scope.
         sent = backend.write_now(data)
@@ -386,7 +392,7 @@ class ConnectionActor(actors.Actor[ActorMessage]):
             if self._close_after_flush:
                 self._close_after_flush = False
                 self._ready_to_close()
-            return
+            return False
         write_timeout = self._options.write_timeout
         bound = trio.current_time() + write_timeout
         deadline = self._write_deadline
@@ -415,6 +421,7 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         if self._close_after_flush:
             self._close_after_flush = False
             self._ready_to_close()
+        return True
 
     # -- closing --------------------------------------------------------------------
 
