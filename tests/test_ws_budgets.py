@@ -15,6 +15,7 @@ import trio
 import actors
 import transport
 from tests.hostile import BINARY, HostileClient, flood, frame, settled
+from tests.ws_support import NO_KEEPALIVE
 
 CHUNK = 64 * 1024
 #: More 64 KiB messages than any server should take in (6.5 GB): the flood's cap.
@@ -121,7 +122,8 @@ async def test_a_flood_pauses_the_reader_and_loses_nothing(system: actors.ActorS
     """A client sends far more than the connection's budget while the application does not
     read: the reader stops reading at the budget (the queue holds its bytes and at most one
     message more), nothing is dropped, and the application then gets every message, in
-    order, while pings go unanswered behind the data without the keepalive giving up."""
+    order, slowly. Its keepalive (every 50 ms, 200 ms to answer) does not give up on the
+    client meanwhile, though the client's Pongs wait behind the data the reader left unread."""
     count, size = 100, 16 * 1024  # 1.6 MB against a budget of 256 KiB
     options = transport.ConnectionOptions(ping_interval=0.05, pong_timeout=0.2)
     statistics: list[transport.ConnectionStatistics] = []
@@ -135,6 +137,9 @@ async def test_a_flood_pauses_the_reader_and_loses_nothing(system: actors.ActorS
             message = await connection.receive()
             assert isinstance(message, bytes)
             received.append(message)
+            # Slowly, for a second: the reader pauses again and again, and the client's
+            # Pongs to the pings sent in between wait behind hundreds of kilobytes.
+            await trio.sleep(0.01)
         await connection.send("all read")
 
     async with trio.open_nursery() as nursery:
@@ -143,23 +148,29 @@ async def test_a_flood_pauses_the_reader_and_loses_nothing(system: actors.ActorS
                 transport.serve_websocket, system, late_reader, "127.0.0.1", 0, options=options
             )
         )
-        client = await HostileClient.open(server.port)
-        with trio.fail_after(30):
-            sent = [i.to_bytes(4, "big") + b"x" * (size - 4) for i in range(count)]
-            async with trio.open_nursery() as sending:
-                sending.start_soon(flood_all, client, sent)
-                # Longer than several pong timeouts, with the reader paused all along.
-                await trio.sleep(1.0)
-                go.set()
-            assert await client.next_message() == b"all read"
+        sent = [i.to_bytes(4, "big") + b"x" * (size - 4) for i in range(count)]
+        async with transport.open_websocket_client(
+            system, f"ws://127.0.0.1:{server.port}/", options=NO_KEEPALIVE
+        ) as client:
+            with trio.fail_after(30):
+                async with trio.open_nursery() as sending:
+                    sending.start_soon(send_all, client, sent)
+                    # Longer than several pong timeouts, with the reader paused all along.
+                    await trio.sleep(1.0)
+                    go.set()
+                assert await client.receive() == "all read"
         (paused,) = statistics
         assert paused.inbound_pauses >= 1
         assert paused.inbound_dropped == 0
         assert paused.closed is None  # the keepalive did not give up on a paused reader
         assert 0 < paused.inbound_bytes_high_water < options.inbound_max_bytes + size
         assert received == sent
-        await client.aclose()
         nursery.cancel_scope.cancel()
+
+
+async def send_all(client: transport.WebSocketConnection, messages: list[bytes]) -> None:
+    for message in messages:
+        await client.send(message)
 
 
 async def budgeted_pair(
@@ -197,11 +208,6 @@ async def until(condition: Callable[[], bool]) -> None:
     """Poll ``condition`` (the connections' counters change inside the server)."""
     while not condition():  # noqa: ASYNC110 - polled state of another component
         await trio.sleep(0.01)
-
-
-async def flood_all(client: HostileClient, messages: list[bytes]) -> None:
-    for message in messages:
-        assert await client.send(frame(BINARY, message))
 
 
 async def test_paused_connections_wait_for_the_shared_budget_in_turn(

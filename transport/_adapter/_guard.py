@@ -12,6 +12,8 @@ server's 101, and fails a client handshake whose answer is invalid.
 from __future__ import annotations
 
 import dataclasses
+import os
+import struct
 from collections.abc import Callable, Generator
 
 import trio
@@ -23,6 +25,7 @@ import wsproto.utilities
 from .._close_codes import CloseCode
 from ._deflate import DeflateExtension, NegotiationError
 from ._hooks import (
+    apply_mask,
     close_frame,
     fast_unmasking,
     light_event_queue,
@@ -121,7 +124,8 @@ class GuardedConnection(wsproto.WSConnection):
             return close_frame(self, event.code, event.reason)
         if self.violation is None:
             data = super().send(event)
-            self._drop_handshake()
+            if self._handshake_events is None:
+                self._drop_handshake()
             return data
         if (
             (self._reported or self._pending)
@@ -135,6 +139,52 @@ class GuardedConnection(wsproto.WSConnection):
         raise wsproto.utilities.LocalProtocolError(
             f"Event {event} cannot be sent in state {self.state}."
         )
+
+    def encode_message(self, message: str | bytes) -> bytes:
+        """One whole message as its data frame: what :meth:`send` returns for a message event.
+
+        Framed here, without wsproto's per-frame objects, while the connection is open
+        with no extension and no violation (the common case); through :meth:`send`
+        otherwise, so every state check and error is wsproto's. Raises
+        :exc:`wsproto.utilities.LocalProtocolError` when no message may be sent.
+        """
+        frames = self.connection
+        if (
+            self._deflate is not None
+            or self.violation is not None
+            or frames is None
+            or frames.state is not _OPEN
+            or self._handshake_events is None
+            or (self.client and apply_mask is None)
+        ):
+            event: wsproto.events.Event = (
+                wsproto.events.TextMessage(data=message)
+                if isinstance(message, str)
+                else wsproto.events.BytesMessage(data=message)
+            )
+            return self.send(event)
+        if isinstance(message, str):
+            payload = message.encode("utf-8")
+            first = 0x81  # FIN, text
+        else:
+            payload = message
+            first = 0x82  # FIN, binary
+        size = len(payload)
+        if not self.client:
+            if size < 126:
+                return bytes((first, size)) + payload
+            if size < 65536:
+                return _HEADER_16.pack(first, 126, size) + payload
+            return _HEADER_64.pack(first, 127, size) + payload
+        assert apply_mask is not None
+        key = os.urandom(4)  # a fresh masking key per frame, as wsproto picks it
+        if size < 126:
+            header = bytes((first, 0x80 | size))
+        elif size < 65536:
+            header = _HEADER_16.pack(first, 0x80 | 126, size)
+        else:
+            header = _HEADER_64.pack(first, 0x80 | 127, size)
+        return header + key + apply_mask(payload, key)
 
     def receive_data(self, data: bytes | None) -> None:
         if self.violation is not None or self.handshake_failure is not None:
@@ -158,7 +208,8 @@ class GuardedConnection(wsproto.WSConnection):
                 )
             self.handshake_failure = str(exc)
             raise wsproto.utilities.RemoteProtocolError(str(exc), event_hint=close) from exc
-        self._drop_handshake()
+        if self._handshake_events is None:
+            self._drop_handshake()
 
     def _drop_handshake(self) -> None:
         if self._handshake_events is None:
@@ -191,7 +242,14 @@ class GuardedConnection(wsproto.WSConnection):
     def events(self) -> Generator[wsproto.events.Event, None, None]:
         if self.violation is not None:
             return
-        for event in self._library_events():
+        pending = self._handshake_events
+        # Once open and the handshake's events taken, straight from the frame layer.
+        source = (
+            open_connection(self).events()
+            if pending is not None and not pending
+            else self._library_events()
+        )
+        for event in source:
             violation = self._check(event)
             if violation is not None:
                 close = self._fail(violation)
@@ -209,12 +267,13 @@ class GuardedConnection(wsproto.WSConnection):
 
     def _check(self, event: wsproto.events.Event) -> Violation | None:
         guard = self._guard
-        if isinstance(event, wsproto.events.TextMessage):
+        # wsproto makes its message events of these exact types: no isinstance walk.
+        if type(event) is wsproto.events.BytesMessage:
+            return guard.on_data(len(event.data), event.frame_finished, event.message_finished)
+        if type(event) is wsproto.events.TextMessage:
             data = event.data
             size = len(data) if data.isascii() else len(data.encode("utf-8", "surrogatepass"))
             return guard.on_data(size, event.frame_finished, event.message_finished)
-        if isinstance(event, wsproto.events.BytesMessage):
-            return guard.on_data(len(event.data), event.frame_finished, event.message_finished)
         if isinstance(event, wsproto.events.Ping | wsproto.events.Pong):
             return guard.on_control()
         if (
@@ -245,6 +304,12 @@ class GuardedConnection(wsproto.WSConnection):
         assert self.report is not None
         assert self.violation is not None
         self._reported = self.report(self.violation)
+
+
+_OPEN = wsproto.connection.ConnectionState.OPEN
+# A data frame's first two bytes and its 16-bit or 64-bit payload length.
+_HEADER_16 = struct.Struct("!BBH")
+_HEADER_64 = struct.Struct("!BBQ")
 
 
 def _about_extensions(exc: Exception) -> bool:

@@ -23,11 +23,12 @@ import wsproto
 import wsproto.events
 import wsproto.frame_protocol
 
-_apply_mask: Callable[[bytes | bytearray, bytes], bytes] | None
+#: websockets' C masking (its optional ``speedups``), or ``None``.
+apply_mask: Callable[[bytes | bytearray, bytes], bytes] | None
 try:  # C unmasking, from the optional ``speedups`` extra (see fast_unmasking)
-    from websockets.speedups import apply_mask as _apply_mask
+    from websockets.speedups import apply_mask as apply_mask
 except ImportError:  # pragma: no cover - websockets is installed with the tests
-    _apply_mask = None
+    apply_mask = None
 
 
 class PongListener(Protocol):
@@ -202,8 +203,8 @@ class _FastMasker:
     def process(self, data: bytearray) -> bytes | bytearray:
         if not data:
             return data
-        assert _apply_mask is not None
-        unmasked: bytes = _apply_mask(data, self._key)
+        assert apply_mask is not None
+        unmasked: bytes = apply_mask(data, self._key)
         # The key goes on where this part of the payload ended (a frame's payload may
         # come in several parts), as wsproto's masker does.
         turn = len(data) % 4
@@ -232,7 +233,7 @@ def fast_unmasking(connection: wsproto.connection.Connection) -> bool:
     ``speedups`` extra); the decoder's class is swapped for a subclass that only replaces
     the masker it makes for each frame, so nothing is added per connection.
     """
-    if _apply_mask is None:
+    if apply_mask is None:
         return False
     decoder = connection._proto._frame_decoder
     if type(decoder) is not wsproto.frame_protocol.FrameDecoder:

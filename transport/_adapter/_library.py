@@ -9,6 +9,7 @@ parsed before (``_request``) by the wsproto connection the library is then given
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol, final
 
@@ -72,6 +73,7 @@ class Backend:
     __slots__ = (
         "_connection",
         "_reader",
+        "_socket",
         "_stream",
         "_ws",
         "compression",
@@ -89,6 +91,8 @@ class Backend:
     ):
         self._ws = ws
         self._stream = stream
+        # A plain TCP stream's socket, for writes that need no wait (write_now).
+        self._socket = stream.socket if type(stream) is trio.SocketStream else None
         self._reader = reader
         self._connection = connection  # the library's wsproto connection
         self.subprotocol: str | None = ws.subprotocol
@@ -117,17 +121,32 @@ class Backend:
         closed = ws.closed
         if closed is not None:
             raise _backend_closed(closed)
-        event: wsproto.events.Event = (
-            wsproto.events.TextMessage(data=message)
-            if isinstance(message, str)
-            else wsproto.events.BytesMessage(data=message)
-        )
         try:
-            return self._connection.send(event)
+            return self._connection.encode_message(message)
         except wsproto.utilities.LocalProtocolError:
             raise _backend_closed(ws.closed) from None
 
-    async def send_encoded(self, data: bytes) -> None:
+    def write_now(self, data: bytes) -> int:
+        """Write what the socket takes of ``data`` at once, without waiting; the count.
+
+        No I/O wait and no checkpoint: the caller needs no cancel scope, and writes the
+        rest, if any, with :meth:`send_encoded`. 0 when the stream is not a plain TCP
+        socket (TLS encrypts first), when another write holds the stream (the
+        library's reader writing a Pong or a Close), when the socket has no room, and
+        when it fails (then :meth:`send_encoded` meets the error again and reports it).
+        """
+        sock = self._socket
+        if sock is None or stream_lock(self._ws).locked() or sock.did_shutdown_SHUT_WR:
+            return 0
+        fd = sock.fileno()  # -1 once closed (never a stale number)
+        if fd < 0:
+            return 0
+        try:
+            return os.write(fd, data)
+        except OSError:
+            return 0
+
+    async def send_encoded(self, data: bytes | memoryview) -> None:
         """Write frames made by :meth:`encode`, in one write; the caller shields and bounds it.
 
         The write holds the library's stream lock, as the library's own writes do, so

@@ -55,7 +55,7 @@ from .._adapter._library import Backend, BackendClosed, route_inbound, send_ping
 from .._adapter._limits import Violation
 from .._census import SourceKind, report_ended, report_started
 from .._close_codes import CloseCode, ConnectionClosed, Situation, close_code_for
-from .._codec import DecodePolicy, EncodeError, as_decode_error
+from .._codec import DecodePolicy, EncodeError, RawCodec, as_decode_error
 from .._overflow import close_situation
 from ._inbound import ByteBudget, InboundQueue, deliver_last, forward
 from ._messages import (
@@ -354,11 +354,17 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         pending.append((frame, encoded))
         self._pending_bytes += len(encoded)
         self._handled_before_close(counted=counted)
-        if len(pending) >= FLUSH_FRAMES or self._pending_bytes >= FLUSH_BYTES:
-            await self._flush()
+        # In the middle of a spell, a write that needed no wait still lets the other
+        # tasks run (senders, askers whose replies the spell settled), as one that waits
+        # does; at a spell's end the loop's own wait does that.
+        if (
+            len(pending) >= FLUSH_FRAMES or self._pending_bytes >= FLUSH_BYTES
+        ) and not await self._flush():
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
-    async def _flush(self) -> None:  # noqa: ASYNC910 - the write checkpoints
-        """Write the encoded frames in one write: shielded, and bounded by ``write_timeout``.
+    async def _flush(self) -> bool:  # noqa: ASYNC910 - the write checkpoints
+        """Write the encoded frames in one write: shielded, and bounded by ``write_timeout``;
+        false if the socket took them at once (no wait, no checkpoint).
 
         One cancel scope for all of them; its deadline is moved only when it falls
         outside between ``write_timeout`` and a quarter more from now (the writes of
@@ -377,8 +383,18 @@ class ConnectionActor(actors.Actor[ActorMessage]):
             for frame, _ in pending:
                 self._dead_letter(frame, actors.DeadLetterReason.STOPPED)
             await trio.lowlevel.checkpoint()
-            return
+            return True
         data = pending[0][1] if len(pending) == 1 else b"".join([item[1] for item in pending])
+        # What the socket takes at once is written without a wait, so without a scope.
+        sent = backend.write_now(data)
+        if sent == len(data):
+            counters.messages_sent += len(pending)
+            for frame, _ in pending:
+                counters.bytes_sent += frame_weight(frame)
+            if self._close_after_flush:
+                self._close_after_flush = False
+                self._ready_to_close()
+            return False
         write_timeout = self._options.write_timeout
         bound = trio.current_time() + write_timeout
         deadline = self._write_deadline
@@ -387,7 +403,7 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         self._writing = True
         with trio.CancelScope(shield=True, deadline=deadline) as scope:  # noqa: ASYNC912 - the write checkpoints
             try:
-                await backend.send_encoded(data)
+                await backend.send_encoded(memoryview(data)[sent:] if sent else data)
             except BackendClosed:
                 # Dead-letter until the reader has seen the end (and its code).
                 self._write_failed = True
@@ -407,6 +423,7 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         if self._close_after_flush:
             self._close_after_flush = False
             self._ready_to_close()
+        return True
 
     # -- closing --------------------------------------------------------------------
 
@@ -720,12 +737,16 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         counters.messages_received += 1
         if self._idle_timeout is not None:
             self._last_inbound = trio.current_time()
-        size = payload_size(message)
+        size = len(message) if type(message) is bytes else payload_size(message)
         counters.bytes_received += size
-        try:  # decoding is plain code: the reader never awaits on it
-            received = Received(self._options.codec.decode(message))
-        except Exception as exc:  # noqa: BLE001 - bad input never stops the reader
-            received = self._undecodable(exc, message)
+        codec = self._options.codec
+        if type(codec) is RawCodec:  # it decodes nothing
+            received = Received(message)
+        else:
+            try:  # decoding is plain code: the reader never awaits on it
+                received = Received(codec.decode(message))
+            except Exception as exc:  # noqa: BLE001 - bad input never stops the reader
+                received = self._undecodable(exc, message)
         inbound = self._inbound
         dropped = inbound.put(received, size)
         if dropped:

@@ -93,7 +93,17 @@ class WebSocketConnection:
         actor has stopped; a message accepted while the connection was closing
         goes to dead letters.
         """
-        await self._send(_frame(message))
+        # _frame and _send inlined: the hot path of a handler that replies.
+        frame: Frame
+        if type(message) is bytes:
+            frame = SendBytes(message)
+        elif type(message) is str:
+            frame = SendText(message)
+        else:
+            frame = _frame(message)
+        if threading.get_ident() != self._thread_id:
+            self._on_trio_thread("send")
+        await self.ref.tell(frame)
 
     def send_nowait(self, message: str | bytes) -> None:
         """Like :meth:`send`, but raise :exc:`trio.WouldBlock` if the queue is full."""

@@ -15,8 +15,9 @@ from __future__ import annotations
 import collections
 import contextlib
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar, final
+from typing import Any, Final, Generic, TypeVar, final
 
+import outcome
 import trio
 
 import actors
@@ -24,6 +25,11 @@ import actors
 from .._overflow import Overflow
 
 T = TypeVar("T")
+
+#: The most items the consumer takes in a row, without waiting, before it lets other
+#: tasks run (like an actor's busy spell). Every take checks for cancellation; a yield
+#: per item would cost a pass of the scheduler per message.
+TAKE_SPELL_LIMIT = 64
 
 
 @final
@@ -80,6 +86,7 @@ class InboundQueue(Generic[T]):
         "_receiving",
         "_room_waiter",
         "_sizes",
+        "_taken",
         "_waiter",
         "budget",
         "bytes_high_water",
@@ -123,6 +130,8 @@ class InboundQueue(Generic[T]):
         self._closed = False
         self._ended = False
         self._receiving = False
+        # Items taken in a row without waiting or yielding (see TAKE_SPELL_LIMIT).
+        self._taken = 0
         #: True once a consumer has asked for an item.
         self.read = False
 
@@ -176,10 +185,23 @@ class InboundQueue(Generic[T]):
         return budget is None or budget.used + size <= budget.limit
 
     def put(self, item: T, size: int = 0) -> list[T]:
-        """Queue ``item`` (``size`` bytes) without waiting; return what the policy dropped."""
+        """Queue ``item`` (``size`` bytes) without waiting; return what the policy dropped.
+
+        A consumer waiting for an item (the queue is then empty) is handed it at once,
+        if the shared budget has room for it: it never sits in the queue.
+        """
         if self._closed:
             self.dropped += 1
             return [item]
+        waiter = self._waiter
+        if waiter is not None:
+            budget = self.budget
+            if budget is None or budget.used + size <= budget.limit:
+                self._waiter = None
+                if size > self.bytes_high_water:
+                    self.bytes_high_water = size
+                trio.lowlevel.reschedule(waiter, outcome.Value(item))
+                return []
         items = self._items
         if items is None:
             items = self._items = collections.deque()
@@ -187,7 +209,19 @@ class InboundQueue(Generic[T]):
         sizes = self._sizes
         assert sizes is not None
         dropped: list[T] = []
-        if not self._fits(size) and self.policy is not Overflow.PAUSE:
+        count = len(items)
+        budget = self.budget
+        max_bytes = self.max_bytes
+        if (  # not self._fits(size), inlined: this runs for every inbound message
+            (
+                count
+                and (
+                    count >= self.capacity
+                    or (max_bytes is not None and self._bytes + size > max_bytes)
+                )
+            )
+            or (budget is not None and budget.used + size > budget.limit)
+        ) and self.policy is not Overflow.PAUSE:
             if self.policy is not Overflow.DROP_OLDEST:
                 self.dropped += 1
                 return [item]
@@ -204,8 +238,8 @@ class InboundQueue(Generic[T]):
         self._bytes += size
         if self._bytes > self.bytes_high_water:
             self.bytes_high_water = self._bytes
-        if self.budget is not None:
-            self.budget.used += size
+        if budget is not None:
+            budget.used += size
         if self._waiter is not None:
             self._wake()
         return dropped
@@ -222,8 +256,17 @@ class InboundQueue(Generic[T]):
         sizes = self._sizes
         assert items is not None
         assert sizes is not None
-        self._release(sizes.popleft())
-        return items.popleft()
+        item = items.popleft()
+        size = sizes.popleft()  # _release, inlined
+        self._bytes -= size
+        budget = self.budget
+        if budget is not None:
+            budget.used -= size
+            if budget.waiting and budget.used < budget.limit:
+                budget.waiting.popleft()._wake_room()
+        if self._room_waiter is not None and not self.full:
+            self._wake_room()
+        return item
 
     def close(self) -> None:
         """No more items: the consumer gets what is queued, then :exc:`trio.EndOfChannel`;
@@ -305,36 +348,50 @@ class InboundQueue(Generic[T]):
         raise trio.WouldBlock
 
     async def get(self) -> T:
-        """The oldest item, waiting for one; :exc:`trio.EndOfChannel` once closed and empty."""
+        """The oldest item, waiting for one; :exc:`trio.EndOfChannel` once closed and empty.
+
+        Always a cancellation point. When an item is there already it lets other tasks
+        run only once per :data:`TAKE_SPELL_LIMIT` items taken in a row.
+        """
         if self._receiving:
             raise _busy()
         self._receiving = True
         self.read = True
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
-            if self._items:
-                item = self._take()
-            else:
-                while not self._items:
-                    if self._closed:
-                        raise self._end()
-                    self._waiter = trio.lowlevel.current_task()
-                    await trio.lowlevel.wait_task_rescheduled(self._abort_wait)
-                # Waiting was the checkpoint.
-                return self._take()
+            waited = False
+            while not self._items:
+                if self._closed:
+                    raise self._end()
+                # put hands an item over (it is never queued); close wakes with _WOKEN.
+                self._taken = 0
+                self._waiter = trio.lowlevel.current_task()
+                handed = await trio.lowlevel.wait_task_rescheduled(self._abort_wait)
+                if handed is not _WOKEN:
+                    return handed  # type: ignore[no-any-return]
+                waited = True
+            item = self._take()
         finally:
             self._receiving = False
-        await trio.lowlevel.cancel_shielded_checkpoint()
+        if not waited:  # waiting was the checkpoint
+            self._taken += 1
+            if self._taken >= TAKE_SPELL_LIMIT:
+                self._taken = 0
+                await trio.lowlevel.cancel_shielded_checkpoint()
         return item
 
     def _wake(self) -> None:
         task, self._waiter = self._waiter, None
         assert task is not None
-        trio.lowlevel.reschedule(task)
+        trio.lowlevel.reschedule(task, outcome.Value(_WOKEN))
 
     def _abort_wait(self, _: object) -> trio.lowlevel.Abort:
         self._waiter = None
         return trio.lowlevel.Abort.SUCCEEDED
+
+
+#: What a woken consumer receives when no item was handed to it (see ``InboundQueue.get``).
+_WOKEN: Final = object()
 
 
 def _busy() -> trio.BusyResourceError:
