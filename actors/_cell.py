@@ -622,6 +622,7 @@ class Cell(Parent):
             ),
         )
         self.incarnation += 1
+        self.mailbox.held = False  # a hold belonged to the old incarnation
         self.current = None
         self.attachments.clear()
         if self.stash is not None:

@@ -206,6 +206,24 @@ class ActorContext(Generic[M_contra]):
             cell.stash = Stash(cell, cell.mailbox.statistics().capacity)
         return cell.stash
 
+    def hold_messages(self) -> None:
+        """Take only control messages (and runtime notices) until :meth:`release_messages`.
+
+        Ordinary messages stay queued in the mailbox, in order, and their senders
+        wait at its bound as usual; stop requests, watches and every
+        `ControlMessage` are still handled. For an actor that must finish
+        something before its next ordinary message (a write that waits for
+        room, a connection being made) but should keep answering control
+        messages meanwhile; unlike the stash, nothing leaves the mailbox, so
+        its bounds keep holding. A supervised restart releases the hold.
+        May be called from any task of the actor.
+        """
+        self._cell.mailbox.hold()
+
+    def release_messages(self) -> None:
+        """Take ordinary messages again, oldest first (see :meth:`hold_messages`)."""
+        self._cell.mailbox.release()
+
     def stop(self, reason: StopReason | None = None) -> None:
         """Stop this actor after the current message (queued messages go to dead letters).
 

@@ -76,6 +76,7 @@ class Mailbox:
         "bytes_high_water",
         "dead_lettered",
         "dropped",
+        "held",
         "high_water",
         "processed",
         "receive_task",
@@ -128,6 +129,9 @@ class Mailbox:
         self.processed = 0
         self.dead_lettered = 0
         self.dropped = 0
+        #: While true the receiver takes notices and control messages only: ordinary
+        #: messages wait in their lane (see :meth:`hold` and :meth:`release`).
+        self.held = False
 
     @property
     def closed(self) -> bool:
@@ -153,7 +157,7 @@ class Mailbox:
         if self._closed:
             raise self._closed_error()
         task = self.receive_task
-        if task is not None:
+        if task is not None and not self.held:
             self.receive_task = None
             if self.high_water == 0:
                 self.high_water = 1
@@ -161,6 +165,10 @@ class Mailbox:
             return
         message = item[0] if type(item) is tuple else item.message  # type: ignore[union-attr]
         if isinstance(message, ControlMessage):
+            if task is not None:  # held: a control message still goes straight in
+                self.receive_task = None
+                trio.lowlevel.reschedule(task, outcome.Value(item))
+                return
             if not self._control_admits():
                 raise trio.WouldBlock
             self._push_control(item)
@@ -388,7 +396,7 @@ class Mailbox:
                 trio.lowlevel.reschedule(task)
             return item
         data = self._data
-        if data:
+        if data and not self.held:
             item = data.popleft()
             if self._weights is not None:
                 self._bytes -= self._weights.popleft()
@@ -396,6 +404,23 @@ class Mailbox:
                 self._admit_senders()
             return item
         return None
+
+    def hold(self) -> None:
+        """Let the receiver take notices and control messages only, until :meth:`release`.
+
+        Ordinary messages stay in their lane, in order; their senders wait at its
+        bound as usual.
+        """
+        self.held = True
+
+    def release(self) -> None:
+        """Undo :meth:`hold`; a parked receiver gets the oldest waiting ordinary message."""
+        self.held = False
+        task = self.receive_task
+        if task is not None and self._data:
+            item = self.poll()
+            self.receive_task = None
+            trio.lowlevel.reschedule(task, outcome.Value(item))
 
     def abort_wait(self, _: object) -> trio.lowlevel.Abort:
         """The abort function of the receiver's wait (see the actor's loop)."""

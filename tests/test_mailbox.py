@@ -420,3 +420,39 @@ async def test_a_supervised_child_spec_carries_the_overflow_policy(
     )
     children = await supervisor.ask(actors.WhichChildren())
     assert children["worker"].statistics().overflow is actors.MailboxOverflow.DROP_OLDEST
+
+
+# -- holding the ordinary lane ------------------------------------------------------------------
+
+
+async def test_a_held_mailbox_takes_control_messages_only_until_released(
+    system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
+) -> None:
+    worker = Worker()
+    ref = await system.spawn(worker, mailbox_size=2)
+    worker.ctx.hold_messages()
+    await ref.tell(Work(1))
+    await ref.tell(Work(2))
+    with pytest.raises(trio.WouldBlock):
+        ref.tell_nowait(Work(3))  # the bound holds while held
+    assert await ref.ask(Stats()) == []  # answered at once: control goes on
+    await ref.tell(Mark(1))
+    await trio.sleep(5)
+    assert worker.handled == []
+    assert ref.statistics().depth == 2
+    worker.ctx.release_messages()
+    await trio.sleep(3)
+    assert worker.handled == [1, 2]
+    assert worker.order == ["stats", "mark 1", "work 1", "work 2"]
+
+
+async def test_a_stop_while_held_dead_letters_the_held_messages(
+    system: actors.ActorSystem,
+) -> None:
+    worker = Worker()
+    ref = await system.spawn(worker)
+    worker.ctx.hold_messages()
+    await ref.tell(Work(1))
+    assert await ref.stop() == actors.Normal()
+    (letter,) = system.dead_letters.recent()
+    assert (letter.message, letter.reason) == (Work(1), actors.DeadLetterReason.STOPPED)

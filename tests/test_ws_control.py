@@ -8,11 +8,14 @@ written in the order it sent them, whichever call it used.
 
 from __future__ import annotations
 
+import functools
+
 import trio
 import trio.testing
 
 import actors
 import transport
+from tests.hostile import HostileClient
 from tests.test_ws_io import stalling_pair
 from transport import ConnectionOptions
 
@@ -103,3 +106,48 @@ async def test_a_close_overtakes_waiting_senders_and_frames_sent_before_it_go_fi
     for number in range(SENDERS):
         mine = [m for m in received if isinstance(m, str) and m.startswith(f"{number}:")]
         assert mine == [f"{number}:{index}" for index in range(len(mine))]
+
+
+async def test_on_tcp_a_write_waiting_for_the_peers_window_holds_back_no_ask(
+    system: actors.ActorSystem,
+) -> None:
+    """Over a plain TCP socket the rest of a write that the socket could not take waits for
+    room in the io task, and the actor takes control messages meanwhile: a statistics ask
+    is answered while the peer reads nothing, long before the write's own timeout. The
+    frames queued behind it then go out in order once the peer reads."""
+    options = ConnectionOptions(ping_interval=None, write_timeout=60)
+    chunk = b"x" * 65536
+    handles: list[transport.WebSocketConnection] = []
+    sent_all = trio.Event()
+
+    async def pusher(connection: transport.WebSocketConnection) -> None:
+        handles.append(connection)
+        for index in range(200):  # 13 MB: far more than the sockets' buffers hold
+            await connection.send(index.to_bytes(4, "big") + chunk)
+        sent_all.set()
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        server: transport.WebSocketServer = await nursery.start(
+            functools.partial(
+                transport.serve_websocket, system, pusher, "127.0.0.1", 0, options=options
+            )
+        )
+        client = await HostileClient.open(server.port)  # reads nothing for now
+        with trio.fail_after(30):
+            while not handles or handles[0].statistics().messages_sent < 2:  # noqa: ASYNC110
+                await trio.sleep(0.01)  # the pusher fills the sockets
+            await trio.sleep(0.5)  # its write now waits for the peer's window
+            (connection,) = handles
+            assert not sent_all.is_set()
+            for _ in range(5):
+                statistics = await connection.ref.ask(transport.GetStatistics(), timeout=10)
+                assert statistics.messages_sent < 200
+            # The peer reads: every frame arrives, in order.
+            for index in range(200):
+                message = await client.next_message()
+                assert message[:4] == index.to_bytes(4, "big")
+                assert len(message) == 4 + len(chunk)
+            await sent_all.wait()
+        await client.aclose()
+        nursery.cancel_scope.cancel()

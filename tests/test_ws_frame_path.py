@@ -58,8 +58,9 @@ async def tcp_pair(
         try:
             yield client, server
         finally:
-            await client.abort()
-            await server.abort()
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await client.abort()
+                await server.abort()
             nursery.cancel_scope.cancel()
 
 

@@ -126,6 +126,11 @@ class Backend:
         except wsproto.utilities.LocalProtocolError:
             raise _backend_closed(ws.closed) from None
 
+    @property
+    def writes_directly(self) -> bool:
+        """True when :meth:`write_now` can write (the stream is a plain TCP socket)."""
+        return self._socket is not None
+
     def write_now(self, data: bytes) -> int:
         """Write what the socket takes of ``data`` at once, without waiting; the count.
 

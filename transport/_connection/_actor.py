@@ -177,6 +177,10 @@ class ConnectionActor(actors.Actor[ActorMessage]):
     # write (see _ready_to_close).
     _pending: list[tuple[Frame, bytes]] | None = attrs.field(init=False, default=None)
     _pending_bytes: int = attrs.field(init=False, default=0)
+    # What the socket did not take at once, for the io task to write (see _flush).
+    _remainder: tuple[bytes | memoryview, list[tuple[Frame, bytes]]] | None = attrs.field(
+        init=False, default=None
+    )
     _writing: bool = attrs.field(init=False, default=False)
     _write_deadline: float = attrs.field(init=False, default=-math.inf)
     _write_failed: bool = attrs.field(init=False, default=False)
@@ -296,6 +300,8 @@ class ConnectionActor(actors.Actor[ActorMessage]):
     @actors.handler
     async def keepalive_ping(self, message: KeepalivePing) -> None:  # noqa: ASYNC910 - the write checkpoints
         self._ping_told = False
+        if self._remainder is not None:
+            return  # noqa: ASYNC910 - the io task waits for room: no ping now (one is due later)
         if self._pending is not None:
             await self._flush()  # the frames handled before it go first
         backend = self._backend
@@ -394,7 +400,24 @@ class ConnectionActor(actors.Actor[ActorMessage]):
             if self._close_after_flush:
                 self._close_after_flush = False
                 self._ready_to_close()
-            return False
+            return False  # noqa: ASYNC910 - no wait: the caller checkpoints
+        rest = memoryview(data)[sent:] if sent else data
+        if backend.writes_directly:
+            # The rest waits for room in the io task, and the loop takes control messages
+            # only meanwhile: a statistics ask or a Close never waits for the peer's window.
+            self._remainder = (rest, pending)
+            self._writing = True
+            self.ctx.hold_messages()
+            self._wake_io()
+            return False  # noqa: ASYNC910 - no wait: the caller checkpoints
+        await self._write_rest(backend, rest, pending)
+        return True
+
+    async def _write_rest(  # noqa: ASYNC910 - the write checkpoints
+        self, backend: Backend, rest: bytes | memoryview, pending: list[tuple[Frame, bytes]]
+    ) -> None:
+        """Write ``rest`` of the frames ``pending``: shielded and bounded (see :meth:`_flush`)."""
+        counters = self._counters
         write_timeout = self._options.write_timeout
         bound = trio.current_time() + write_timeout
         deadline = self._write_deadline
@@ -403,7 +426,7 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         self._writing = True
         with trio.CancelScope(shield=True, deadline=deadline) as scope:  # noqa: ASYNC912 - the write checkpoints
             try:
-                await backend.send_encoded(memoryview(data)[sent:] if sent else data)
+                await backend.send_encoded(rest)
             except BackendClosed:
                 # Dead-letter until the reader has seen the end (and its code).
                 self._write_failed = True
@@ -423,7 +446,20 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         if self._close_after_flush:
             self._close_after_flush = False
             self._ready_to_close()
-        return True
+
+    async def _write_remainder(self, backend: Backend) -> None:
+        """Write what the socket did not take at once (the io task's part of :meth:`_flush`),
+        then let the loop take ordinary messages again."""
+        remainder = self._remainder
+        assert remainder is not None
+        try:
+            await self._write_rest(backend, *remainder)
+        finally:
+            self._remainder = None
+            self._writing = False
+            self.ctx.release_messages()
+        if self._counted and self._before_close <= 0 and not self._close_ready:
+            self._ready_to_close()  # the close was counted while the rest was written
 
     # -- closing --------------------------------------------------------------------
 
@@ -711,6 +747,8 @@ class ConnectionActor(actors.Actor[ActorMessage]):
     async def _close_handshake(self, backend: Backend) -> None:
         """Write the Close frame and wait for the peer's (bounded), unless there is
         nothing to close: the peer closed, or the connection was aborted."""
+        if self._remainder is not None:  # frames the loop handed over go first
+            await self._write_remainder(backend)
         # The reader must read on to the peer's Close: what does not fit now is dropped.
         self._inbound.stop_pausing()
         outcome = self._outcome
@@ -788,6 +826,9 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         """Keepalive, idle timeout and the bound of a strict close, until the close is
         ready (the loop has handled what precedes it) or the connection has ended."""
         while not self._close_ready:
+            if self._remainder is not None:
+                await self._write_remainder(backend)
+                continue
             due = self._timers_due()
             if due == math.inf:  # no scope to keep while idle without timers
                 await self._io_wait()
