@@ -71,6 +71,10 @@ logger = logging.getLogger("actors")
 #: loop still checks for cancellation, and control messages still come first.
 BUSY_SPELL_LIMIT = 64
 
+# The reason of a clean stop, shared: ``Normal`` is frozen and has no fields, and
+# one per actor task would be two more objects for every spawn to allocate.
+_NORMAL = Normal()
+
 
 class Parent:
     """What cells and the system share as parents: a nursery and named children."""
@@ -232,13 +236,7 @@ class Cell(Parent):
         self.name = name
         self.path = f"{parent.path.rstrip('/')}/{name}"
         self.mailbox = Mailbox(
-            mailbox_size,
-            self._stopped_error,
-            max_bytes=max_bytes,
-            weigher=weigher,
-            overflow=overflow,
-            full_error=self._full_error,
-            on_drop=self._dropped,
+            mailbox_size, self, max_bytes=max_bytes, weigher=weigher, overflow=overflow
         )
         self.handlers: HandlerTable = handler_table(type(actor))
         self.stop_timeout = stop_timeout
@@ -313,20 +311,22 @@ class Cell(Parent):
                 f"{type(message).__qualname__}; it handles: {accepted}"
             )
 
-    def _stopped_error(self) -> ActorStoppedError:
+    def stopped_error(self) -> ActorStoppedError:
+        """The error of a send to this actor once its mailbox refuses messages."""
         return ActorStoppedError(
             f"actor {self.path} has stopped ({self.describe_reason()}); "
             "messages can no longer be sent to it"
         )
 
-    def _full_error(self) -> MailboxFullError:
+    def full_error(self) -> MailboxFullError:
+        """The error of a send to this actor's full mailbox under the ``FAIL`` policy."""
         return MailboxFullError(
             f"the mailbox of actor {self.path} is full (capacity "
             f"{self.mailbox.statistics().capacity}, overflow policy FAIL); retry later, "
             "slow down, or spawn it with a larger mailbox_size or another overflow policy"
         )
 
-    def _dropped(self, item: Envelope | Deliver) -> None:
+    def dropped(self, item: Envelope | Deliver) -> None:
         """The overflow policy dropped ``item``: fail its ask, if any, and dead-letter it."""
         if isinstance(item, Deliver):
             self.dead_letter(item.message, None, DeadLetterReason.DROPPED)
@@ -491,7 +491,7 @@ class Cell(Parent):
     async def run(self) -> None:  # noqa: ASYNC910 - the task body; the loop checkpoints
         current_cell.set(self)
         self.started_at = trio.current_time()
-        reason: StopReason = Normal()
+        reason: StopReason = _NORMAL
         start_error: Exception | None = None
         try:
             while True:
@@ -520,7 +520,7 @@ class Cell(Parent):
         waiting asks fail before children are stopped; on a restart it stays
         open and keeps its messages.
         """
-        reason: StopReason = Normal()
+        reason: StopReason = _NORMAL
         start_error: Exception | None = None
         restart_in: float | None = None
         stop_hook_due = False
@@ -655,7 +655,6 @@ class Cell(Parent):
         with trio.CancelScope() as self._loop_scope:  # noqa: ASYNC912 - the receive checkpoints
             try:
                 mailbox = self.mailbox
-                poll = mailbox.poll
                 abort_wait = mailbox.abort_wait
                 checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
                 wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
@@ -666,7 +665,7 @@ class Cell(Parent):
                         reason = Normal()  # noqa: ASYNC910 - a receive ran before draining began
                         break
                     await checkpoint_if_cancelled()
-                    item = poll() if taken < BUSY_SPELL_LIMIT else None
+                    item = mailbox.poll() if taken < BUSY_SPELL_LIMIT else None
                     if item is None:
                         # The spell ends: the mailbox is empty, or the spell has its limit.
                         if self._spell_open:
@@ -793,7 +792,7 @@ class Cell(Parent):
                 continue  # a timer tick nobody sent: nothing to report
             message, sender, slot = item
             if slot is not None:
-                slot.settle(outcome.Error(self._stopped_error()))
+                slot.settle(outcome.Error(self.stopped_error()))
             self.dead_letter(message, sender, DeadLetterReason.STOPPED)
 
     async def _run_stop_hook(self, reason: StopReason) -> None:
