@@ -3,7 +3,10 @@
 A cell is created by ``spawn`` and runs in one trio task inside its parent's
 nursery. The task opens the actor's own nursery (children and helper tasks
 live there), runs ``on_start``, hands out the ref, then loops over the
-mailbox until a stop request, a failure or cancellation. On the way out it
+mailbox until a stop request, a failure or cancellation. An actor without a
+start hook opens its nursery only when it first spawns a child or starts a
+task (:class:`LateNursery`): most never do, and a nursery is most of the
+cost of a spawn. On the way out it
 closes the mailbox (queued messages to dead letters, waiting asks failed at
 once), stops its children (youngest first, each within its stop timeout),
 cancels its remaining tasks, runs ``on_stop`` shielded and bounded, and
@@ -76,6 +79,83 @@ BUSY_SPELL_LIMIT = 64
 _NORMAL = Normal()
 
 
+class LateNursery:
+    """The nursery of an actor without a start hook, opened when it first needs one.
+
+    Most actors never spawn a child or start a task, and a nursery per actor
+    is most of the cost of a spawn. An actor without ``on_start`` therefore
+    runs without one until it first spawns or starts a task (from a handler
+    or a spell hook, in its own task): then a task started next to the
+    actor's, in the nursery the actor itself lives in, opens the nursery and
+    keeps it open. Tasks started before it is open wait in ``pending`` and
+    are started, in order, as soon as it opens. The actor closes it at the end
+    of the incarnation, after stopping its children, and waits until every
+    task in it has ended before its stop hook runs: the same order as a
+    nursery of its own.
+    """
+
+    __slots__ = ("closing", "done", "failure", "nursery", "pending")
+
+    def __init__(self) -> None:
+        self.nursery: trio.Nursery | None = None
+        #: What the nursery raised (other than its cancellation): the actor fails with it.
+        self.failure: BaseException | None = None
+        self.pending: list[tuple[Callable[..., Awaitable[object]], tuple[object, ...], str]] = []
+        self.closing = trio.Event()
+        self.done = trio.Event()
+
+    def start_soon(
+        self, async_fn: Callable[..., Awaitable[object]], *args: object, name: str
+    ) -> None:
+        """Start ``async_fn(*args)`` in the nursery, or once it has opened."""
+        if self.nursery is not None:
+            self.nursery.start_soon(async_fn, *args, name=name)
+        else:
+            self.pending.append((async_fn, args, name))
+
+    async def keep_open(self, owner: Cell) -> None:  # noqa: ASYNC910 - a task body
+        """The task body that holds the nursery open until ``closing`` is set."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                if owner._late is self:
+                    owner._nursery = nursery
+                pending, self.pending = self.pending, []
+                for async_fn, args, name in pending:
+                    nursery.start_soon(async_fn, *args, name=name)
+                await self.closing.wait()
+                nursery.cancel_scope.cancel()
+        except BaseException as exc:  # noqa: ASYNC103 - the actor's task raises it instead
+            if _only_cancelled(exc):
+                raise
+            # As from a nursery of its own: the failure (a BaseException that is not an
+            # Exception: tasks and children report those as values) cuts the actor
+            # short, and its task raises it.
+            self.failure = exc
+            owner._cut_short()
+        finally:
+            self.done.set()
+
+
+#: Where a parent starts the tasks of its children: a nursery, or a late one.
+Host = trio.Nursery | LateNursery
+
+
+class _NoNursery:
+    """Stands for the nursery of an actor that opens one only when it needs it."""
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> None:  # noqa: ASYNC910 - no checkpoint, as trio.open_nursery
+        """Nothing to open."""
+
+    async def __aexit__(self, *exc_info: object) -> None:  # noqa: ASYNC910 - see __aenter__
+        """Nothing to close: exceptions propagate."""
+
+
+_NO_NURSERY = _NoNursery()
+
+
 class Parent:
     """What cells and the system share as parents: a nursery and named children."""
 
@@ -88,7 +168,7 @@ class Parent:
     children_changes: int
     _nursery: trio.Nursery | None
 
-    def _open_nursery(self, what: str) -> trio.Nursery:
+    def _open_nursery(self, what: str) -> Host:
         raise NotImplementedError
 
     def children_changed(self) -> None:
@@ -157,6 +237,7 @@ class Parent:
         # The actor's task starts in the nursery it lives in, and hands its ref (or its
         # start failure) straight to this task: what nursery.start promises, without
         # the temporary nursery (see Cell.wait_ready).
+        cell._host = nursery
         nursery.start_soon(cell.run, name=cell.path)
         try:
             ref: ActorRef[Any] = await cell.wait_ready()
@@ -175,7 +256,10 @@ class Cell(Parent):
         "_context",
         "_draining",
         "_failure_traceback",
+        "_host",
         "_interrupt",
+        "_late",
+        "_lazy",
         "_loop_scope",
         "_nursery",
         "_spawner",
@@ -263,6 +347,12 @@ class Cell(Parent):
         self.ref: ActorRef[Any] = ActorRef(self)
         self._context: ActorContext[Any] | None = None
         self._nursery = None
+        #: Where this actor's own task runs (its parent's nursery, or late nursery).
+        self._host: Host | None = None
+        # Whether this incarnation opens its nursery only when it needs one, and that
+        # nursery once it was asked for (see LateNursery).
+        self._lazy = False
+        self._late: LateNursery | None = None
         self._draining = False
         self._failure_traceback: tuple[BaseException | None, TracebackType | None] = (None, None)
         self._interrupt: StopReason | None = None
@@ -391,12 +481,31 @@ class Cell(Parent):
 
     # -- used by the context ----------------------------------------------------------
 
-    def _open_nursery(self, what: str) -> trio.Nursery:
-        if self._nursery is None or self.state not in (State.STARTING, State.RUNNING):
-            raise ActorStoppedError(
-                f"actor {self.path} is {self.state.value}; it cannot {what} any more"
-            )
-        return self._nursery
+    def _cut_short(self) -> None:
+        """Interrupt the message loop, if it runs: the late nursery failed."""
+        if self._loop_scope is not None:
+            self._interrupt = Cancelled()
+            self._loop_scope.cancel()
+
+    def _raise_late_failure(self) -> None:
+        late = self._late
+        if late is not None and late.failure is not None:
+            raise late.failure
+
+    def _open_nursery(self, what: str) -> Host:
+        if self.state is State.STARTING or self.state is State.RUNNING:
+            if self._nursery is not None:
+                return self._nursery
+            if self._lazy:
+                late = self._late
+                if late is None:
+                    assert self._host is not None
+                    late = self._late = LateNursery()
+                    self._host.start_soon(late.keep_open, self, name=f"{self.path}:nursery")
+                return late
+        raise ActorStoppedError(
+            f"actor {self.path} is {self.state.value}; it cannot {what} any more"
+        )
 
     def start_task(
         self, function: Callable[..., Awaitable[object]], args: tuple[object, ...], name: str
@@ -525,8 +634,11 @@ class Cell(Parent):
         restart_in: float | None = None
         stop_hook_due = False
         interrupted = False
+        # An actor without a start hook opens its nursery when it first needs one
+        # (LateNursery): most never do.
+        self._lazy = type(self.actor).on_start is Actor.on_start
         try:
-            async with trio.open_nursery() as nursery:
+            async with _NO_NURSERY if self._lazy else trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self.actor._bind_cell(self)
                 # An actor without a start hook has nothing to cut short: no scope,
@@ -562,6 +674,7 @@ class Cell(Parent):
                         self._started = True
                         self._hand_to_spawner(outcome.Value(self.ref))
                     reason = await self._loop()
+                    self._raise_late_failure()
                 if self._started and self.supervision is not None:
                     restart_in = self.supervision.decide(self, reason, self._stop_requested)
                 if restart_in is None:
@@ -577,15 +690,29 @@ class Cell(Parent):
                         extra={"actor_path": self.path},
                     )
                 await self.stop_children()
-                nursery.cancel_scope.cancel()
+                self._raise_late_failure()
+                if nursery is not None:
+                    nursery.cancel_scope.cancel()
         except BaseException as exc:
             reason = Cancelled() if _only_cancelled(exc) else Failed(exc)
             raise
         finally:
             self._nursery = None
+            self._lazy = False
+            late, self._late = self._late, None
+            if late is not None:
+                # As a nursery's exit: its tasks are cancelled, and all have ended
+                # before the stop hook runs, however long that takes.
+                late.closing.set()
+                with trio.CancelScope(shield=True):
+                    await late.done.wait()  # noqa: ASYNC102 - waits as a nursery's exit does
+                if late.failure is not None:
+                    reason = Failed(late.failure)
             if stop_hook_due:
                 await self._run_stop_hook(reason)  # noqa: ASYNC102 - shielded and bounded inside
             self.actor._bind_cell(None)
+            if late is not None and late.failure is not None:
+                raise late.failure
         return reason, start_error, restart_in
 
     async def _wait_to_restart(self, delay: float) -> bool:
