@@ -149,7 +149,10 @@ class _NoNursery:
     async def __aenter__(self) -> None:  # noqa: ASYNC910 - no checkpoint, as trio.open_nursery
         """Nothing to open."""
 
-    async def __aexit__(self, *exc_info: object) -> None:  # noqa: ASYNC910 - see __aenter__
+    # A static method: ``async with`` keeps the exit method it looked up for as long
+    # as the block runs, and a bound one would be one more object per idle actor.
+    @staticmethod
+    async def __aexit__(*exc_info: object) -> None:  # noqa: ASYNC910 - see __aenter__
         """Nothing to close: exceptions propagate."""
 
 
