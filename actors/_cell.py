@@ -141,6 +141,23 @@ class LateNursery:
 Host = trio.Nursery | LateNursery
 
 
+class _NoScope:
+    """Stands for the cancel scope of an actor's loop until the loop needs one."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        """Nothing to enter."""
+
+    # Static, as _NoNursery.__aexit__: no bound method kept while the actor idles.
+    @staticmethod
+    def __exit__(*exc_info: object) -> None:
+        """Nothing to leave: exceptions propagate."""
+
+
+_NO_SCOPE = _NoScope()
+
+
 class _NoNursery:
     """Stands for the nursery of an actor that opens one only when it needs it."""
 
@@ -485,10 +502,13 @@ class Cell(Parent):
     # -- used by the context ----------------------------------------------------------
 
     def _cut_short(self) -> None:
-        """Interrupt the message loop, if it runs: the late nursery failed."""
+        """End the message loop, if it runs: the late nursery failed."""
         if self._loop_scope is not None:
             self._interrupt = Cancelled()
             self._loop_scope.cancel()
+        else:
+            # A loop without a cancel scope only ever waits on its mailbox.
+            self.mailbox.send_notice(StopRequest(Cancelled(), drain=False, requested=False))
 
     def _raise_late_failure(self) -> None:
         late = self._late
@@ -765,6 +785,12 @@ class Cell(Parent):
     async def _loop(self) -> StopReason:  # noqa: ASYNC910 - the receive checkpoints
         """Process messages until a stop; an interrupting stop cancels ``_loop_scope``.
 
+        The loop enters that cancel scope only once it needs it: at the first
+        message for an async handler (carried into the scope and handled
+        there, in its place), or from the start if the actor has spell
+        hooks. Until then it awaits nothing but the mailbox, where a stop
+        request wakes it, and an idle actor keeps no scope alive.
+
         A *busy spell* is the run of messages the loop takes between two of its
         own yields: it yields (and lets every other task run) when the mailbox is
         empty, and after :data:`BUSY_SPELL_LIMIT` messages taken in a row, never
@@ -782,120 +808,140 @@ class Cell(Parent):
         )
         spell_end = None if type(actor).on_spell_end is Actor.on_spell_end else actor.on_spell_end
         reason: StopReason
-        with trio.CancelScope() as self._loop_scope:  # noqa: ASYNC912 - the receive checkpoints
-            try:
-                mailbox = self.mailbox
-                abort_wait = mailbox.abort_wait
-                checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
-                wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
-                handlers = self.handlers
-                taken = 0  # messages taken since the loop last yielded
-                while True:
-                    if self._draining and not mailbox.depth:
-                        reason = Normal()  # noqa: ASYNC910 - a receive ran before draining began
-                        break
-                    await checkpoint_if_cancelled()
-                    item = mailbox.poll() if taken < BUSY_SPELL_LIMIT else None
-                    if item is None:
-                        # The spell ends: the mailbox is empty, or the spell has its limit.
-                        if self._spell_open:
-                            self._spell_open = False
-                            if spell_end is not None:
-                                failure = await self._end_spell(spell_end)
-                                if failure is not None:
-                                    reason = failure
-                                    break
-                                continue  # messages may have come while it ran
-                        if taken >= BUSY_SPELL_LIMIT:
-                            # Let every other task run.
-                            await trio.lowlevel.cancel_shielded_checkpoint()
-                            taken = 0
-                            continue
-                        # Parked here, not in a mailbox method: no extra frame while idle.
-                        mailbox.receive_task = trio.lowlevel.current_task()
-                        item = await wait_task_rescheduled(abort_wait)
-                        taken = 0
-                    taken += 1
-                    if not self._spell_open:
-                        self._spell_open = True
-                        if spell_start is not None:
-                            try:
-                                spell_start()
-                            except Exception as exc:  # noqa: BLE001 - a failure is a value: the stop reason
-                                self._failure_traceback = (exc, exc.__traceback__)
-                                if type(item) is tuple:
-                                    # Not handled: dead-lettered with the rest.
-                                    mailbox.put_back([item])
-                                reason = Failed(exc)
+        mailbox = self.mailbox
+        abort_wait = mailbox.abort_wait
+        checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
+        wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
+        handlers = self.handlers
+        taken = 0  # messages taken since the loop last yielded
+        # Until it first awaits something of the actor's (an async handler, a spell
+        # hook), the loop waits only on its mailbox, where a stop request wakes it:
+        # it needs no cancel scope to be interrupted, and most idle actors never
+        # make one. The message that needs one is carried into the scoped loop.
+        scoped = spell_start is not None or spell_end is not None
+        carried: Envelope | None = None
+        for _ in range(2):  # without a cancel scope, then (if carried) with one
+            with trio.CancelScope() if scoped else _NO_SCOPE as self._loop_scope:  # noqa: ASYNC912 - the receive checkpoints
+                try:
+                    while True:
+                        if carried is None:
+                            if self._draining and not mailbox.depth:
+                                reason = Normal()  # noqa: ASYNC910 - a receive ran before draining began
                                 break
-                    if type(item) is not tuple:
-                        if type(item) is Deliver:
-                            if item.still_wanted is not None and not item.still_wanted():
-                                continue
-                            item = (item.message, None, None)
+                            await checkpoint_if_cancelled()
+                            item = mailbox.poll() if taken < BUSY_SPELL_LIMIT else None
+                            if item is None:
+                                # The spell ends: the mailbox is empty, or the spell has its limit.
+                                if self._spell_open:
+                                    self._spell_open = False
+                                    if spell_end is not None:
+                                        failure = await self._end_spell(spell_end)
+                                        if failure is not None:
+                                            reason = failure
+                                            break
+                                        continue  # messages may have come while it ran
+                                if taken >= BUSY_SPELL_LIMIT:
+                                    # Let every other task run.
+                                    await trio.lowlevel.cancel_shielded_checkpoint()
+                                    taken = 0
+                                    continue
+                                # Parked here, not in a mailbox method: no extra frame while idle.
+                                mailbox.receive_task = trio.lowlevel.current_task()
+                                item = await wait_task_rescheduled(abort_wait)
+                                taken = 0
+                            taken += 1
+                            if not self._spell_open:
+                                self._spell_open = True
+                                if spell_start is not None:
+                                    try:
+                                        spell_start()
+                                    except Exception as exc:  # noqa: BLE001 - a failure is a value: the stop reason
+                                        self._failure_traceback = (exc, exc.__traceback__)
+                                        if type(item) is tuple:
+                                            # Not handled: dead-lettered with the rest.
+                                            mailbox.put_back([item])
+                                        reason = Failed(exc)
+                                        break
+                            if type(item) is not tuple:
+                                if type(item) is Deliver:
+                                    if item.still_wanted is not None and not item.still_wanted():
+                                        continue
+                                    item = (item.message, None, None)
+                                else:
+                                    assert isinstance(item, Control)
+                                    stop = item.apply(self)
+                                    if stop is not None:
+                                        reason = stop
+                                        break
+                                    continue
                         else:
-                            assert isinstance(item, Control)
-                            stop = item.apply(self)
-                            if stop is not None:
-                                reason = stop
-                                break
+                            item, carried = carried, None
+                        message, sender, slot = item
+                        function, is_async = handlers[type(message)]
+                        if is_async and not scoped:
+                            scoped = True
+                            carried = item
+                            break
+                        self.current = item
+                        try:
+                            result = (
+                                (await function(actor, message))
+                                if is_async
+                                else function(actor, message)
+                            )
+                        except ErrorReply as rejection:
+                            mailbox.processed += 1
+                            self.current = None
+                            if slot is None:
+                                self.dead_letter(
+                                    message, sender, DeadLetterReason.REJECTED, rejection.error
+                                )
+                            elif not slot.settle(outcome.Error(rejection.error)):
+                                self.system.late_replies += 1
+                                self.dead_letter(rejection.error, self, DeadLetterReason.LATE_REPLY)
                             continue
-                    message, sender, slot = item
-                    function, is_async = handlers[type(message)]
-                    self.current = item
-                    try:
-                        result = (
-                            (await function(actor, message))
-                            if is_async
-                            else function(actor, message)
-                        )
-                    except ErrorReply as rejection:
+                        except Exception as exc:  # noqa: BLE001 - a failure is a value: the stop reason
+                            # The asker re-raises this very exception, which extends its
+                            # traceback: keep the handler's own for the logs.
+                            self._failure_traceback = (exc, exc.__traceback__)
+                            self.dead_letter(message, sender, DeadLetterReason.FAILED, exc)
+                            if slot is not None:
+                                slot.settle(outcome.Error(exc))
+                            reason = Failed(exc)
+                            break
+                        except BaseException:
+                            # Interrupted by a stop or cancelled from outside.
+                            self.dead_letter(message, sender, DeadLetterReason.STOPPED)
+                            if slot is not None:
+                                slot.settle(outcome.Error(self._interrupted_error()))
+                            raise
                         mailbox.processed += 1
                         self.current = None
-                        if slot is None:
-                            self.dead_letter(
-                                message, sender, DeadLetterReason.REJECTED, rejection.error
-                            )
-                        elif not slot.settle(outcome.Error(rejection.error)):
+                        if slot is not None and not slot.settle(outcome.Value(result)):
                             self.system.late_replies += 1
-                            self.dead_letter(rejection.error, self, DeadLetterReason.LATE_REPLY)
-                        continue
-                    except Exception as exc:  # noqa: BLE001 - a failure is a value: the stop reason
-                        # The asker re-raises this very exception, which extends its
-                        # traceback: keep the handler's own for the logs.
-                        self._failure_traceback = (exc, exc.__traceback__)
-                        self.dead_letter(message, sender, DeadLetterReason.FAILED, exc)
-                        if slot is not None:
-                            slot.settle(outcome.Error(exc))
-                        reason = Failed(exc)
-                        break
-                    except BaseException:
-                        # Interrupted by a stop or cancelled from outside.
-                        self.dead_letter(message, sender, DeadLetterReason.STOPPED)
-                        if slot is not None:
-                            slot.settle(outcome.Error(self._interrupted_error()))
-                        raise
-                    mailbox.processed += 1
-                    self.current = None
-                    if slot is not None and not slot.settle(outcome.Value(result)):
-                        self.system.late_replies += 1
-                        self.dead_letter(result, self, DeadLetterReason.LATE_REPLY)
-                if self._spell_open and spell_end is not None:
-                    self._spell_open = False
-                    failure = await self._end_spell(spell_end)
-                    if failure is not None and not isinstance(reason, Failed):
-                        reason = failure
-                return reason  # noqa: ASYNC910 - the receive checkpoints
-            except BaseException:
-                if self._spell_open and spell_end is not None:
-                    self._spell_open = False
-                    await self._run_bounded(spell_end, "on_spell_end")  # noqa: ASYNC102 - shielded and bounded inside
-                raise
-            finally:
-                self._spell_open = False
-                self._loop_scope = None
-        assert self._interrupt is not None
-        return self._interrupt
+                            self.dead_letter(result, self, DeadLetterReason.LATE_REPLY)
+                    if carried is not None:
+                        continue  # the same message, now inside the cancel scope
+                    if self._spell_open and spell_end is not None:
+                        self._spell_open = False
+                        failure = await self._end_spell(spell_end)
+                        if failure is not None and not isinstance(reason, Failed):
+                            reason = failure
+                    return reason  # noqa: ASYNC910 - the receive checkpoints
+                except BaseException:
+                    if self._spell_open and spell_end is not None:
+                        self._spell_open = False
+                        await self._run_bounded(spell_end, "on_spell_end")  # noqa: ASYNC102 - shielded and bounded inside
+                    raise
+                finally:
+                    if carried is None:
+                        self._spell_open = False
+                    self._loop_scope = None
+            # Reached once the cancel scope caught an interrupt (mypy sees the stand-in's
+            # exit, which never swallows an exception, and takes this for unreachable).
+            assert self._interrupt is not None  # type: ignore[unreachable]
+            return self._interrupt  # noqa: ASYNC910 - the receive checkpoints
+        raise AssertionError("the loop carries a message into its cancel scope once at most")
 
     async def _end_spell(  # noqa: ASYNC910 - the hook is user code: it may or may not checkpoint
         self, spell_end: Callable[[], Awaitable[None]]

@@ -253,9 +253,12 @@ class FatalSpawner(actors.Actor[SpawnFatal]):
         return await self.ctx.spawn(Fatalist())
 
 
-async def test_a_base_exception_of_a_child_fails_its_parent_and_reaches_the_system() -> None:
+async def test_a_base_exception_of_a_child_fails_its_parent_and_reaches_the_system(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     reasons: list[actors.StopReason] = []
-    with pytest.RaisesGroup(Fatal, flatten_subgroups=True):
+    # The deadline turns a loop that nothing wakes into a failure, not a hang.
+    with pytest.RaisesGroup(Fatal, flatten_subgroups=True), trio.fail_after(10):
         async with actors.open_system() as system:
             parent = await system.spawn(FatalSpawner(reasons))
             child = await parent.ask(SpawnFatal())
