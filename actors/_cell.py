@@ -169,8 +169,14 @@ class _NoNursery:
     # A static method: ``async with`` keeps the exit method it looked up for as long
     # as the block runs, and a bound one would be one more object per idle actor.
     @staticmethod
-    async def __aexit__(*exc_info: object) -> None:  # noqa: ASYNC910 - see __aenter__
-        """Nothing to close: exceptions propagate."""
+    async def __aexit__(*exc_info: object) -> None:
+        """A schedule point that cannot be cancelled, as a nursery's exit; exceptions propagate.
+
+        An actor's stop takes as many passes of the scheduler with a late
+        nursery as with its own, so that what other tasks see in between
+        does not depend on whether the actor ever opened one.
+        """
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
 
 _NO_NURSERY = _NoNursery()
