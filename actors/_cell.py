@@ -3,7 +3,10 @@
 A cell is created by ``spawn`` and runs in one trio task inside its parent's
 nursery. The task opens the actor's own nursery (children and helper tasks
 live there), runs ``on_start``, hands out the ref, then loops over the
-mailbox until a stop request, a failure or cancellation. On the way out it
+mailbox until a stop request, a failure or cancellation. An actor without a
+start hook opens its nursery only when it first spawns a child or starts a
+task (:class:`LateNursery`): most never do, and a nursery is most of the
+cost of a spawn. On the way out it
 closes the mailbox (queued messages to dead letters, waiting asks failed at
 once), stops its children (youngest first, each within its stop timeout),
 cancels its remaining tasks, runs ``on_stop`` shielded and bounded, and
@@ -71,6 +74,113 @@ logger = logging.getLogger("actors")
 #: loop still checks for cancellation, and control messages still come first.
 BUSY_SPELL_LIMIT = 64
 
+# The reason of a clean stop, shared: ``Normal`` is frozen and has no fields, and
+# one per actor task would be two more objects for every spawn to allocate.
+_NORMAL = Normal()
+
+
+class LateNursery:
+    """The nursery of an actor without a start hook, opened when it first needs one.
+
+    Most actors never spawn a child or start a task, and a nursery per actor
+    is most of the cost of a spawn. An actor without ``on_start`` therefore
+    runs without one until it first spawns or starts a task (from a handler
+    or a spell hook, in its own task): then a task started next to the
+    actor's, in the nursery the actor itself lives in, opens the nursery and
+    keeps it open. Tasks started before it is open wait in ``pending`` and
+    are started, in order, as soon as it opens. The actor closes it at the end
+    of the incarnation, after stopping its children, and waits until every
+    task in it has ended before its stop hook runs: the same order as a
+    nursery of its own.
+    """
+
+    __slots__ = ("closing", "done", "failure", "nursery", "pending")
+
+    def __init__(self) -> None:
+        self.nursery: trio.Nursery | None = None
+        #: What the nursery raised (other than its cancellation): the actor fails with it.
+        self.failure: BaseException | None = None
+        self.pending: list[tuple[Callable[..., Awaitable[object]], tuple[object, ...], str]] = []
+        self.closing = trio.Event()
+        self.done = trio.Event()
+
+    def start_soon(
+        self, async_fn: Callable[..., Awaitable[object]], *args: object, name: str
+    ) -> None:
+        """Start ``async_fn(*args)`` in the nursery, or once it has opened."""
+        if self.nursery is not None:
+            self.nursery.start_soon(async_fn, *args, name=name)
+        else:
+            self.pending.append((async_fn, args, name))
+
+    async def keep_open(self, owner: Cell) -> None:  # noqa: ASYNC910 - a task body
+        """The task body that holds the nursery open until ``closing`` is set."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                if owner._late is self:
+                    owner._nursery = nursery
+                pending, self.pending = self.pending, []
+                for async_fn, args, name in pending:
+                    nursery.start_soon(async_fn, *args, name=name)
+                await self.closing.wait()
+                nursery.cancel_scope.cancel()
+        except BaseException as exc:  # noqa: ASYNC103 - the actor's task raises it instead
+            if _only_cancelled(exc):
+                raise
+            # As from a nursery of its own: the failure (a BaseException that is not an
+            # Exception: tasks and children report those as values) cuts the actor
+            # short, and its task raises it.
+            self.failure = exc
+            owner._cut_short()
+        finally:
+            self.done.set()
+
+
+#: Where a parent starts the tasks of its children: a nursery, or a late one.
+Host = trio.Nursery | LateNursery
+
+
+class _NoScope:
+    """Stands for the cancel scope of an actor's loop until the loop needs one."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        """Nothing to enter."""
+
+    # Static, as _NoNursery.__aexit__: no bound method kept while the actor idles.
+    @staticmethod
+    def __exit__(*exc_info: object) -> None:
+        """Nothing to leave: exceptions propagate."""
+
+
+_NO_SCOPE = _NoScope()
+
+
+class _NoNursery:
+    """Stands for the nursery of an actor that opens one only when it needs it."""
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> None:  # noqa: ASYNC910 - no checkpoint, as trio.open_nursery
+        """Nothing to open."""
+
+    # A static method: ``async with`` keeps the exit method it looked up for as long
+    # as the block runs, and a bound one would be one more object per idle actor.
+    @staticmethod
+    async def __aexit__(*exc_info: object) -> None:
+        """A schedule point that cannot be cancelled, as a nursery's exit; exceptions propagate.
+
+        An actor's stop takes as many passes of the scheduler with a late
+        nursery as with its own, so that what other tasks see in between
+        does not depend on whether the actor ever opened one.
+        """
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+
+_NO_NURSERY = _NoNursery()
+
 
 class Parent:
     """What cells and the system share as parents: a nursery and named children."""
@@ -84,7 +194,7 @@ class Parent:
     children_changes: int
     _nursery: trio.Nursery | None
 
-    def _open_nursery(self, what: str) -> trio.Nursery:
+    def _open_nursery(self, what: str) -> Host:
         raise NotImplementedError
 
     def children_changed(self) -> None:
@@ -153,6 +263,7 @@ class Parent:
         # The actor's task starts in the nursery it lives in, and hands its ref (or its
         # start failure) straight to this task: what nursery.start promises, without
         # the temporary nursery (see Cell.wait_ready).
+        cell._host = nursery
         nursery.start_soon(cell.run, name=cell.path)
         try:
             ref: ActorRef[Any] = await cell.wait_ready()
@@ -171,7 +282,10 @@ class Cell(Parent):
         "_context",
         "_draining",
         "_failure_traceback",
+        "_host",
         "_interrupt",
+        "_late",
+        "_lazy",
         "_loop_scope",
         "_nursery",
         "_spawner",
@@ -232,13 +346,7 @@ class Cell(Parent):
         self.name = name
         self.path = f"{parent.path.rstrip('/')}/{name}"
         self.mailbox = Mailbox(
-            mailbox_size,
-            self._stopped_error,
-            max_bytes=max_bytes,
-            weigher=weigher,
-            overflow=overflow,
-            full_error=self._full_error,
-            on_drop=self._dropped,
+            mailbox_size, self, max_bytes=max_bytes, weigher=weigher, overflow=overflow
         )
         self.handlers: HandlerTable = handler_table(type(actor))
         self.stop_timeout = stop_timeout
@@ -265,6 +373,12 @@ class Cell(Parent):
         self.ref: ActorRef[Any] = ActorRef(self)
         self._context: ActorContext[Any] | None = None
         self._nursery = None
+        #: Where this actor's own task runs (its parent's nursery, or late nursery).
+        self._host: Host | None = None
+        # Whether this incarnation opens its nursery only when it needs one, and that
+        # nursery once it was asked for (see LateNursery).
+        self._lazy = False
+        self._late: LateNursery | None = None
         self._draining = False
         self._failure_traceback: tuple[BaseException | None, TracebackType | None] = (None, None)
         self._interrupt: StopReason | None = None
@@ -313,20 +427,22 @@ class Cell(Parent):
                 f"{type(message).__qualname__}; it handles: {accepted}"
             )
 
-    def _stopped_error(self) -> ActorStoppedError:
+    def stopped_error(self) -> ActorStoppedError:
+        """The error of a send to this actor once its mailbox refuses messages."""
         return ActorStoppedError(
             f"actor {self.path} has stopped ({self.describe_reason()}); "
             "messages can no longer be sent to it"
         )
 
-    def _full_error(self) -> MailboxFullError:
+    def full_error(self) -> MailboxFullError:
+        """The error of a send to this actor's full mailbox under the ``FAIL`` policy."""
         return MailboxFullError(
             f"the mailbox of actor {self.path} is full (capacity "
             f"{self.mailbox.statistics().capacity}, overflow policy FAIL); retry later, "
             "slow down, or spawn it with a larger mailbox_size or another overflow policy"
         )
 
-    def _dropped(self, item: Envelope | Deliver) -> None:
+    def dropped(self, item: Envelope | Deliver) -> None:
         """The overflow policy dropped ``item``: fail its ask, if any, and dead-letter it."""
         if isinstance(item, Deliver):
             self.dead_letter(item.message, None, DeadLetterReason.DROPPED)
@@ -391,12 +507,34 @@ class Cell(Parent):
 
     # -- used by the context ----------------------------------------------------------
 
-    def _open_nursery(self, what: str) -> trio.Nursery:
-        if self._nursery is None or self.state not in (State.STARTING, State.RUNNING):
-            raise ActorStoppedError(
-                f"actor {self.path} is {self.state.value}; it cannot {what} any more"
-            )
-        return self._nursery
+    def _cut_short(self) -> None:
+        """End the message loop, if it runs: the late nursery failed."""
+        if self._loop_scope is not None:
+            self._interrupt = Cancelled()
+            self._loop_scope.cancel()
+        else:
+            # A loop without a cancel scope only ever waits on its mailbox.
+            self.mailbox.send_notice(StopRequest(Cancelled(), drain=False, requested=False))
+
+    def _raise_late_failure(self) -> None:
+        late = self._late
+        if late is not None and late.failure is not None:
+            raise late.failure
+
+    def _open_nursery(self, what: str) -> Host:
+        if self.state is State.STARTING or self.state is State.RUNNING:
+            if self._nursery is not None:
+                return self._nursery
+            if self._lazy:
+                late = self._late
+                if late is None:
+                    assert self._host is not None
+                    late = self._late = LateNursery()
+                    self._host.start_soon(late.keep_open, self, name=f"{self.path}:nursery")
+                return late
+        raise ActorStoppedError(
+            f"actor {self.path} is {self.state.value}; it cannot {what} any more"
+        )
 
     def start_task(
         self, function: Callable[..., Awaitable[object]], args: tuple[object, ...], name: str
@@ -491,7 +629,7 @@ class Cell(Parent):
     async def run(self) -> None:  # noqa: ASYNC910 - the task body; the loop checkpoints
         current_cell.set(self)
         self.started_at = trio.current_time()
-        reason: StopReason = Normal()
+        reason: StopReason = _NORMAL
         start_error: Exception | None = None
         try:
             while True:
@@ -520,13 +658,16 @@ class Cell(Parent):
         waiting asks fail before children are stopped; on a restart it stays
         open and keeps its messages.
         """
-        reason: StopReason = Normal()
+        reason: StopReason = _NORMAL
         start_error: Exception | None = None
         restart_in: float | None = None
         stop_hook_due = False
         interrupted = False
+        # An actor without a start hook opens its nursery when it first needs one
+        # (LateNursery): most never do.
+        self._lazy = type(self.actor).on_start is Actor.on_start
         try:
-            async with trio.open_nursery() as nursery:
+            async with _NO_NURSERY if self._lazy else trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self.actor._bind_cell(self)
                 # An actor without a start hook has nothing to cut short: no scope,
@@ -562,6 +703,7 @@ class Cell(Parent):
                         self._started = True
                         self._hand_to_spawner(outcome.Value(self.ref))
                     reason = await self._loop()
+                    self._raise_late_failure()
                 if self._started and self.supervision is not None:
                     restart_in = self.supervision.decide(self, reason, self._stop_requested)
                 if restart_in is None:
@@ -577,15 +719,29 @@ class Cell(Parent):
                         extra={"actor_path": self.path},
                     )
                 await self.stop_children()
-                nursery.cancel_scope.cancel()
+                self._raise_late_failure()
+                if nursery is not None:
+                    nursery.cancel_scope.cancel()
         except BaseException as exc:
             reason = Cancelled() if _only_cancelled(exc) else Failed(exc)
             raise
         finally:
             self._nursery = None
+            self._lazy = False
+            late, self._late = self._late, None
+            if late is not None:
+                # As a nursery's exit: its tasks are cancelled, and all have ended
+                # before the stop hook runs, however long that takes.
+                late.closing.set()
+                with trio.CancelScope(shield=True):
+                    await late.done.wait()  # noqa: ASYNC102 - waits as a nursery's exit does
+                if late.failure is not None:
+                    reason = Failed(late.failure)
             if stop_hook_due:
                 await self._run_stop_hook(reason)  # noqa: ASYNC102 - shielded and bounded inside
             self.actor._bind_cell(None)
+            if late is not None and late.failure is not None:
+                raise late.failure
         return reason, start_error, restart_in
 
     async def _wait_to_restart(self, delay: float) -> bool:
@@ -636,6 +792,12 @@ class Cell(Parent):
     async def _loop(self) -> StopReason:  # noqa: ASYNC910 - the receive checkpoints
         """Process messages until a stop; an interrupting stop cancels ``_loop_scope``.
 
+        The loop enters that cancel scope only once it needs it: at the first
+        message for an async handler (carried into the scope and handled
+        there, in its place), or from the start if the actor has spell
+        hooks. Until then it awaits nothing but the mailbox, where a stop
+        request wakes it, and an idle actor keeps no scope alive.
+
         A *busy spell* is the run of messages the loop takes between two of its
         own yields: it yields (and lets every other task run) when the mailbox is
         empty, and after :data:`BUSY_SPELL_LIMIT` messages taken in a row, never
@@ -653,121 +815,140 @@ class Cell(Parent):
         )
         spell_end = None if type(actor).on_spell_end is Actor.on_spell_end else actor.on_spell_end
         reason: StopReason
-        with trio.CancelScope() as self._loop_scope:  # noqa: ASYNC912 - the receive checkpoints
-            try:
-                mailbox = self.mailbox
-                poll = mailbox.poll
-                abort_wait = mailbox.abort_wait
-                checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
-                wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
-                handlers = self.handlers
-                taken = 0  # messages taken since the loop last yielded
-                while True:
-                    if self._draining and not mailbox.depth:
-                        reason = Normal()  # noqa: ASYNC910 - a receive ran before draining began
-                        break
-                    await checkpoint_if_cancelled()
-                    item = poll() if taken < BUSY_SPELL_LIMIT else None
-                    if item is None:
-                        # The spell ends: the mailbox is empty, or the spell has its limit.
-                        if self._spell_open:
-                            self._spell_open = False
-                            if spell_end is not None:
-                                failure = await self._end_spell(spell_end)
-                                if failure is not None:
-                                    reason = failure
-                                    break
-                                continue  # messages may have come while it ran
-                        if taken >= BUSY_SPELL_LIMIT:
-                            # Let every other task run.
-                            await trio.lowlevel.cancel_shielded_checkpoint()
-                            taken = 0
-                            continue
-                        # Parked here, not in a mailbox method: no extra frame while idle.
-                        mailbox.receive_task = trio.lowlevel.current_task()
-                        item = await wait_task_rescheduled(abort_wait)
-                        taken = 0
-                    taken += 1
-                    if not self._spell_open:
-                        self._spell_open = True
-                        if spell_start is not None:
-                            try:
-                                spell_start()
-                            except Exception as exc:  # noqa: BLE001 - a failure is a value: the stop reason
-                                self._failure_traceback = (exc, exc.__traceback__)
-                                if type(item) is tuple:
-                                    # Not handled: dead-lettered with the rest.
-                                    mailbox.put_back([item])
-                                reason = Failed(exc)
+        mailbox = self.mailbox
+        abort_wait = mailbox.abort_wait
+        checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
+        wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
+        handlers = self.handlers
+        taken = 0  # messages taken since the loop last yielded
+        # Until it first awaits something of the actor's (an async handler, a spell
+        # hook), the loop waits only on its mailbox, where a stop request wakes it:
+        # it needs no cancel scope to be interrupted, and most idle actors never
+        # make one. The message that needs one is carried into the scoped loop.
+        scoped = spell_start is not None or spell_end is not None
+        carried: Envelope | None = None
+        for _ in range(2):  # without a cancel scope, then (if carried) with one
+            with trio.CancelScope() if scoped else _NO_SCOPE as self._loop_scope:  # noqa: ASYNC912 - the receive checkpoints
+                try:
+                    while True:
+                        if carried is None:
+                            if self._draining and not mailbox.depth:
+                                reason = Normal()  # noqa: ASYNC910 - a receive ran before draining began
                                 break
-                    if type(item) is not tuple:
-                        if type(item) is Deliver:
-                            if item.still_wanted is not None and not item.still_wanted():
-                                continue
-                            item = (item.message, None, None)
+                            await checkpoint_if_cancelled()
+                            item = mailbox.poll() if taken < BUSY_SPELL_LIMIT else None
+                            if item is None:
+                                # The spell ends: the mailbox is empty, or the spell has its limit.
+                                if self._spell_open:
+                                    self._spell_open = False
+                                    if spell_end is not None:
+                                        failure = await self._end_spell(spell_end)
+                                        if failure is not None:
+                                            reason = failure
+                                            break
+                                        continue  # messages may have come while it ran
+                                if taken >= BUSY_SPELL_LIMIT:
+                                    # Let every other task run.
+                                    await trio.lowlevel.cancel_shielded_checkpoint()
+                                    taken = 0
+                                    continue
+                                # Parked here, not in a mailbox method: no extra frame while idle.
+                                mailbox.receive_task = trio.lowlevel.current_task()
+                                item = await wait_task_rescheduled(abort_wait)
+                                taken = 0
+                            taken += 1
+                            if not self._spell_open:
+                                self._spell_open = True
+                                if spell_start is not None:
+                                    try:
+                                        spell_start()
+                                    except Exception as exc:  # noqa: BLE001 - a failure is a value: the stop reason
+                                        self._failure_traceback = (exc, exc.__traceback__)
+                                        if type(item) is tuple:
+                                            # Not handled: dead-lettered with the rest.
+                                            mailbox.put_back([item])
+                                        reason = Failed(exc)
+                                        break
+                            if type(item) is not tuple:
+                                if type(item) is Deliver:
+                                    if item.still_wanted is not None and not item.still_wanted():
+                                        continue
+                                    item = (item.message, None, None)
+                                else:
+                                    assert isinstance(item, Control)
+                                    stop = item.apply(self)
+                                    if stop is not None:
+                                        reason = stop
+                                        break
+                                    continue
                         else:
-                            assert isinstance(item, Control)
-                            stop = item.apply(self)
-                            if stop is not None:
-                                reason = stop
-                                break
+                            item, carried = carried, None
+                        message, sender, slot = item
+                        function, is_async = handlers[type(message)]
+                        if is_async and not scoped:
+                            scoped = True
+                            carried = item
+                            break
+                        self.current = item
+                        try:
+                            result = (
+                                (await function(actor, message))
+                                if is_async
+                                else function(actor, message)
+                            )
+                        except ErrorReply as rejection:
+                            mailbox.processed += 1
+                            self.current = None
+                            if slot is None:
+                                self.dead_letter(
+                                    message, sender, DeadLetterReason.REJECTED, rejection.error
+                                )
+                            elif not slot.settle(outcome.Error(rejection.error)):
+                                self.system.late_replies += 1
+                                self.dead_letter(rejection.error, self, DeadLetterReason.LATE_REPLY)
                             continue
-                    message, sender, slot = item
-                    function, is_async = handlers[type(message)]
-                    self.current = item
-                    try:
-                        result = (
-                            (await function(actor, message))
-                            if is_async
-                            else function(actor, message)
-                        )
-                    except ErrorReply as rejection:
+                        except Exception as exc:  # noqa: BLE001 - a failure is a value: the stop reason
+                            # The asker re-raises this very exception, which extends its
+                            # traceback: keep the handler's own for the logs.
+                            self._failure_traceback = (exc, exc.__traceback__)
+                            self.dead_letter(message, sender, DeadLetterReason.FAILED, exc)
+                            if slot is not None:
+                                slot.settle(outcome.Error(exc))
+                            reason = Failed(exc)
+                            break
+                        except BaseException:
+                            # Interrupted by a stop or cancelled from outside.
+                            self.dead_letter(message, sender, DeadLetterReason.STOPPED)
+                            if slot is not None:
+                                slot.settle(outcome.Error(self._interrupted_error()))
+                            raise
                         mailbox.processed += 1
                         self.current = None
-                        if slot is None:
-                            self.dead_letter(
-                                message, sender, DeadLetterReason.REJECTED, rejection.error
-                            )
-                        elif not slot.settle(outcome.Error(rejection.error)):
+                        if slot is not None and not slot.settle(outcome.Value(result)):
                             self.system.late_replies += 1
-                            self.dead_letter(rejection.error, self, DeadLetterReason.LATE_REPLY)
-                        continue
-                    except Exception as exc:  # noqa: BLE001 - a failure is a value: the stop reason
-                        # The asker re-raises this very exception, which extends its
-                        # traceback: keep the handler's own for the logs.
-                        self._failure_traceback = (exc, exc.__traceback__)
-                        self.dead_letter(message, sender, DeadLetterReason.FAILED, exc)
-                        if slot is not None:
-                            slot.settle(outcome.Error(exc))
-                        reason = Failed(exc)
-                        break
-                    except BaseException:
-                        # Interrupted by a stop or cancelled from outside.
-                        self.dead_letter(message, sender, DeadLetterReason.STOPPED)
-                        if slot is not None:
-                            slot.settle(outcome.Error(self._interrupted_error()))
-                        raise
-                    mailbox.processed += 1
-                    self.current = None
-                    if slot is not None and not slot.settle(outcome.Value(result)):
-                        self.system.late_replies += 1
-                        self.dead_letter(result, self, DeadLetterReason.LATE_REPLY)
-                if self._spell_open and spell_end is not None:
-                    self._spell_open = False
-                    failure = await self._end_spell(spell_end)
-                    if failure is not None and not isinstance(reason, Failed):
-                        reason = failure
-                return reason  # noqa: ASYNC910 - the receive checkpoints
-            except BaseException:
-                if self._spell_open and spell_end is not None:
-                    self._spell_open = False
-                    await self._run_bounded(spell_end, "on_spell_end")  # noqa: ASYNC102 - shielded and bounded inside
-                raise
-            finally:
-                self._spell_open = False
-                self._loop_scope = None
-        assert self._interrupt is not None
-        return self._interrupt
+                            self.dead_letter(result, self, DeadLetterReason.LATE_REPLY)
+                    if carried is not None:
+                        continue  # the same message, now inside the cancel scope
+                    if self._spell_open and spell_end is not None:
+                        self._spell_open = False
+                        failure = await self._end_spell(spell_end)
+                        if failure is not None and not isinstance(reason, Failed):
+                            reason = failure
+                    return reason  # noqa: ASYNC910 - the receive checkpoints
+                except BaseException:
+                    if self._spell_open and spell_end is not None:
+                        self._spell_open = False
+                        await self._run_bounded(spell_end, "on_spell_end")  # noqa: ASYNC102 - shielded and bounded inside
+                    raise
+                finally:
+                    if carried is None:
+                        self._spell_open = False
+                    self._loop_scope = None
+            # Reached once the cancel scope caught an interrupt (mypy sees the stand-in's
+            # exit, which never swallows an exception, and takes this for unreachable).
+            assert self._interrupt is not None  # type: ignore[unreachable]
+            return self._interrupt  # noqa: ASYNC910 - the receive checkpoints
+        raise AssertionError("the loop carries a message into its cancel scope once at most")
 
     async def _end_spell(  # noqa: ASYNC910 - the hook is user code: it may or may not checkpoint
         self, spell_end: Callable[[], Awaitable[None]]
@@ -794,7 +975,7 @@ class Cell(Parent):
                 continue  # a timer tick nobody sent: nothing to report
             message, sender, slot = item
             if slot is not None:
-                slot.settle(outcome.Error(self._stopped_error()))
+                slot.settle(outcome.Error(self.stopped_error()))
             self.dead_letter(message, sender, DeadLetterReason.STOPPED)
 
     async def _run_stop_hook(self, reason: StopReason) -> None:

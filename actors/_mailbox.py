@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import outcome
 import trio
@@ -50,6 +50,27 @@ _ROOM: Item = ((), None, None)
 Weigher = Callable[[Any], int]
 
 
+class MailboxOwner(Protocol):
+    """What a mailbox asks of the actor it belongs to (its errors, and what to do with a drop).
+
+    One reference to the owner rather than a bound method per callback: every
+    spawn makes a mailbox, and each bound method is one more object to allocate
+    and for the garbage collector to walk while the actor lives.
+    """
+
+    def stopped_error(self) -> BaseException:
+        """The error a sender gets once the mailbox refuses messages."""
+        ...
+
+    def full_error(self) -> BaseException:
+        """The error a sender gets from a full mailbox whose overflow policy is ``FAIL``."""
+        ...
+
+    def dropped(self, item: Item) -> None:
+        """The overflow policy dropped ``item`` (already counted)."""
+        ...
+
+
 def _message_of(item: Item) -> object:
     return item[0] if type(item) is tuple else item.message  # type: ignore[union-attr]
 
@@ -61,15 +82,13 @@ class Mailbox:
         "_bytes",
         "_capacity",
         "_closed",
-        "_closed_error",
         "_control",
         "_control_senders",
         "_data",
-        "_full_error",
         "_max_bytes",
         "_notices",
-        "_on_drop",
         "_overflow",
+        "_owner",
         "_senders",
         "_weigher",
         "_weights",
@@ -85,13 +104,11 @@ class Mailbox:
     def __init__(
         self,
         capacity: int,
-        closed_error: Callable[[], BaseException],
+        owner: MailboxOwner,
         *,
         max_bytes: int | None = None,
         weigher: Weigher | None = None,
         overflow: MailboxOverflow = MailboxOverflow.BLOCK,
-        full_error: Callable[[], BaseException] | None = None,
-        on_drop: Callable[[Item], None] | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"mailbox capacity must be at least 1, not {capacity!r}")
@@ -107,18 +124,16 @@ class Mailbox:
             raise ValueError("weigher= only applies with max_bytes=; pass both or neither")
         self._capacity = capacity
         self._closed = False
-        self._closed_error = closed_error
+        self._owner = owner
         self._max_bytes = max_bytes
         self._weigher = weigher
         self._overflow = MailboxOverflow(overflow)
-        self._full_error = full_error
-        self._on_drop = on_drop
         # Lanes are made on first use: a message handed straight to a waiting
         # receiver never touches them, so idle actors don't pay for empty deques.
         self._data: deque[Item] | None = None
         self._weights: deque[int] | None = None
         self._control: deque[Item] | None = None
-        self._notices: list[Control | Deliver] = []
+        self._notices: list[Control | Deliver] | None = None
         self.receive_task: trio.lowlevel.Task | None = None
         # Insertion-ordered, so the longest-waiting sender gets the next free slot.
         self._senders: dict[trio.lowlevel.Task, tuple[Item, int]] = {}
@@ -155,7 +170,7 @@ class Mailbox:
     def send_nowait(self, item: Item) -> None:
         """Queue ``item`` in its lane, or raise :exc:`trio.WouldBlock` if it has no room."""
         if self._closed:
-            raise self._closed_error()
+            raise self._owner.stopped_error()
         task = self.receive_task
         if task is not None and not self.held:
             self.receive_task = None
@@ -196,8 +211,7 @@ class Mailbox:
         if policy is MailboxOverflow.BLOCK:
             raise trio.WouldBlock
         if policy is MailboxOverflow.FAIL:
-            assert self._full_error is not None
-            raise self._full_error()
+            raise self._owner.full_error()
         if policy is MailboxOverflow.DROP_NEWEST:
             self._drop(item)
             return
@@ -211,8 +225,7 @@ class Mailbox:
 
     def _drop(self, item: Item) -> None:
         self.dropped += 1
-        if self._on_drop is not None:
-            self._on_drop(item)
+        self._owner.dropped(item)
 
     async def send(self, item: Item) -> None:
         """Queue ``item``, waiting in arrival order while its lane has no room."""
@@ -257,7 +270,7 @@ class Mailbox:
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._closed:
-            raise self._closed_error()
+            raise self._owner.stopped_error()
         if not self._senders and self._half_empty():
             await trio.lowlevel.cancel_shielded_checkpoint()
             return
@@ -282,6 +295,8 @@ class Mailbox:
         if self.receive_task is not None:
             task, self.receive_task = self.receive_task, None
             trio.lowlevel.reschedule(task, outcome.Value(item))
+        elif self._notices is None:
+            self._notices = [item]
         else:
             self._notices.append(item)
 
@@ -438,7 +453,7 @@ class Mailbox:
             self._control_senders.clear()
         self._senders.clear()
         for task in waiting:
-            trio.lowlevel.reschedule(task, outcome.Error(self._closed_error()))
+            trio.lowlevel.reschedule(task, outcome.Error(self._owner.stopped_error()))
 
     def close(self) -> list[Item]:
         """Refuse further sends; wake blocked senders with the closed error.
@@ -451,7 +466,7 @@ class Mailbox:
         left = [*(self._control or ()), *(self._data or ())]
         self._control = self._data = self._weights = None
         self._bytes = 0
-        self._notices.clear()
+        self._notices = None
         return left
 
     def statistics(self) -> MailboxStatistics:

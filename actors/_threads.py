@@ -88,7 +88,7 @@ class ThreadInbox:
         with self._lock:
             while True:
                 if self._closed or cell.mailbox.closed:
-                    raise cell._stopped_error()
+                    raise cell.stopped_error()
                 if len(self._items) < self.capacity:
                     break
                 if not block:
