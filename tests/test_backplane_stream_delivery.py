@@ -196,28 +196,48 @@ async def test_a_stop_mid_batch_acknowledges_exactly_what_was_handled(
         assert await pending_ids(redis_server.url, "jobs", "g") == ids[6:]
 
 
+@pytest.mark.parametrize(
+    ("held", "mailbox_size", "logged"),
+    [
+        # The batch is in the mailbox: none is handled for a whole handler timeout.
+        (3, 256, "were left pending"),
+        # job 1 is held, jobs 2 and 3 fill the mailbox: the other six wait for room for
+        # a whole handler timeout, then are left to be claimed again.
+        (1, 2, "6 entries of stream 'jobs' were left pending in first while waiting"),
+    ],
+    ids=["room in the mailbox", "no room"],
+)
 async def test_past_handler_timeout_only_the_entries_handled_are_acknowledged(
-    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+    redis_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+    held: int,
+    mailbox_size: int,
+    logged: str,
 ) -> None:
     caplog.set_level(logging.INFO, logger="transport.backplane")
     async with stream_of_jobs(redis_server.url, 10) as (system, jobs, ids):
-        worker = Worker(hold_on="job 3")
-        ref = await system.spawn(worker)
+        worker = Worker(hold_on=f"job {held}")
+        ref = await system.spawn(worker, mailbox_size=mailbox_size)
         with trio.fail_after(STEP):
             async with trio.open_nursery() as consumers:
                 await consumers.start(
                     lambda task_status: jobs.serve_consumer(
-                        ref, group="g", batch=16, handler_timeout=0.3, task_status=task_status
+                        ref,
+                        group="g",
+                        consumer="first",
+                        batch=16,
+                        handler_timeout=0.3,
+                        task_status=task_status,
                     )
                 )
                 await worker.holding.wait()
-                await wait_pending(jobs, 7)
-                # The batch's answer is given up on: what was not handled stays pending.
-                while "were left pending" not in caplog.text:  # noqa: ASYNC110
+                await wait_pending(jobs, 10 - held)
+                # The wait is given up on: what was not handled stays pending.
+                while logged not in caplog.text:  # noqa: ASYNC110
                     await trio.sleep(0.01)
-                assert await pending_ids(redis_server.url, "jobs", "g") == ids[3:]
+                assert await pending_ids(redis_server.url, "jobs", "g") == ids[held:]
                 consumers.cancel_scope.cancel()
-        assert worker.handled == ["job 0", "job 1", "job 2"]
+        assert worker.handled == [f"job {n}" for n in range(held)]
 
 
 async def test_batches_larger_than_the_mailbox_go_in_parts_in_order(
