@@ -61,7 +61,6 @@ class Delivery:
         "_group",
         "_ids",
         "_key",
-        "_looked",
         "_mark",
         "_marked",
         "_name",
@@ -96,9 +95,8 @@ class Delivery:
         self._replies: list[actors.PendingReply[None]] = []
         #: Ids to acknowledge with the next ``XACK`` whatever their replies (undecodable).
         self._ready: list[Any] = []
-        #: The reply to the last entry of the last batch sent, and the one last looked at.
+        #: The reply to the last entry of the last batch sent, until a look found it settled.
         self._mark: actors.PendingReply[None] | None = None
-        self._looked: actors.PendingReply[None] | None = None
         self._marked = trio.Event()  # set when a batch was sent
         #: When an entry last settled (or none waited), and whether a stall was logged.
         self._since = 0.0
@@ -173,19 +171,19 @@ class Delivery:
         try:
             while True:
                 mark = self._mark
-                if mark is not None and not mark.done:
-                    with trio.move_on_after(ACK_DELAY), contextlib.suppress(Exception):
-                        await mark.wait()
-                elif mark is self._looked and not self._closing:
-                    # Looked since the last batch settled: wait for the next one, and
-                    # meanwhile look again now and then for the entries still unsettled.
+                if mark is None and not self._closing:
+                    # No batch sent since the last look: wait for the next one, and look
+                    # again now and then at the entries still unsettled (stashed ones).
                     with trio.move_on_after(ACK_DELAY if self._replies else math.inf):
                         await self._marked.wait()
                     self._marked = trio.Event()
-                    if self._mark is not mark:
+                    if self._mark is not None:
                         continue
-                if mark is None or mark.done:
-                    self._looked = mark
+                elif mark is not None and not mark.done:
+                    with trio.move_on_after(ACK_DELAY), contextlib.suppress(Exception):
+                        await mark.wait()
+                if mark is not None and mark.done and self._mark is mark:
+                    self._mark = None
                 ids = self._sweep()
                 if ids:
                     await self._xack(ids)
