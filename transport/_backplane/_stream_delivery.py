@@ -18,7 +18,6 @@ to come. A handler that hangs thus holds back only itself and the entries after 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from typing import TYPE_CHECKING, Any, final
@@ -139,7 +138,7 @@ class Delivery:
         waited = trio.current_time()  # since when the next entry waits to go in
         try:
             while sent < len(messages):
-                with trio.move_on_at(waited + timeout):
+                with trio.move_on_at(waited + timeout):  # noqa: ASYNC912 - sends one at least
                     for message in messages[sent:]:
                         reply = await ref.send_request(message)
                         # Not kept in locals: a look replaces the lists while this waits.
@@ -157,8 +156,7 @@ class Delivery:
         if reply is not None:
             self._mark = reply
             self._marked.set()
-        elif not messages:
-            await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint()
 
     async def serve_acks(self) -> None:
         """Acknowledge the entries whose handler returned, one ``XACK`` per look.
@@ -179,14 +177,27 @@ class Delivery:
                     self._marked = trio.Event()
                     if self._mark is not None:
                         continue
-                elif mark is not None and not mark.done:
-                    with trio.move_on_after(ACK_DELAY), contextlib.suppress(Exception):
-                        await mark.wait()
-                if mark is not None and mark.done and self._mark is mark:
-                    self._mark = None
+                elif mark is not None:
+                    with trio.move_on_after(ACK_DELAY):
+                        try:
+                            await mark.wait()
+                        except Exception:  # noqa: BLE001 - settled too; the look logs the error
+                            await trio.lowlevel.checkpoint()  # wait() did, before raising
+                    if mark.done and self._mark is mark:
+                        self._mark = None
+                else:  # closing, and every batch sent was looked at
+                    await trio.lowlevel.checkpoint()
                 ids = self._sweep()
                 if ids:
-                    await self._xack(ids)
+                    try:
+                        await self._client.xack(self._key, self._group, ids)
+                    except Exception as exc:  # noqa: BLE001 - unacknowledged: delivered again
+                        logger.debug(
+                            "backplane: ack of %d entries of stream %r failed: %r",
+                            len(ids),
+                            self._name,
+                            exc,
+                        )
                 elif self._closing:
                     return
         finally:
@@ -235,14 +246,6 @@ class Delivery:
             self._stuck = True
             self._log_left(len(unsettled), f"none was handled for {self._timeout}s")
         return handled
-
-    async def _xack(self, ids: list[Any]) -> None:
-        try:
-            await self._client.xack(self._key, self._group, ids)
-        except Exception as exc:  # noqa: BLE001 - unacknowledged: delivered again
-            logger.debug(
-                "backplane: ack of %d entries of stream %r failed: %r", len(ids), self._name, exc
-            )
 
     def _log_failed(self, entry_id: Any, error: BaseException) -> None:
         logger.info(
