@@ -273,9 +273,9 @@ class Collector(actors.Actor[transport.backplane.StreamMessage[str]]):
     @actors.handler
     async def on_entry(self, entry: transport.backplane.StreamMessage[str]) -> None:
         if entry.message == "sentinel":
-            # Entries are delivered one at a time, each acknowledged before the next.
+            # It stays pending: its handler is cancelled before it returns.
             self.done.set()
-            return
+            await trio.sleep_forever()
         self.seen.append(entry.id)
         if len(set(self.seen)) == self.expected:
             self.all_seen.set()

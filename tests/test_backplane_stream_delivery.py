@@ -1,8 +1,8 @@
 """How a Redis durable stream hands its entries to a consumer actor and acknowledges them.
 
-A batch goes into the actor's mailbox at once (told, the last asked); what did not
-return is read from the actor's dead letters. Against a real redis-server: every wait is
-bounded in real time, and short.
+A batch goes into the actor's mailbox at once, each entry a request whose reply tells
+whether its handler returned. Against a real redis-server: every wait is bounded in real
+time, and short.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from tests.redis_support import (
     collect_coredis_garbage as collect_coredis_garbage,
     redis_server as redis_server,
 )
-from transport._backplane import _stream_delivery
 
 pytestmark = COREDIS_MARKS
 
@@ -117,23 +116,21 @@ async def consume_all(
 
 
 async def test_rejected_entries_stay_pending_and_only_they_are_delivered_again(
-    redis_server: RedisServer,
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # "job 3" is told (mid-batch), "job 9" is the asked last one of the batch.
-    async with stream_of_jobs(redis_server.url, 10) as (system, jobs, _):
+    # "job 3" is mid-batch, "job 9" the last one of the batch.
+    caplog.set_level(logging.INFO, logger="transport.backplane")
+    async with stream_of_jobs(redis_server.url, 10) as (system, jobs, ids):
         worker = Worker(reject_once={"job 3", "job 9"}, expected=10)
         ref = await system.spawn(worker)
-        with system.dead_letters.subscribe() as letters:
-            await consume_all(jobs, worker, ref, batch=16)
-            rejected = letters.receive_nowait()
+        await consume_all(jobs, worker, ref, batch=16)
     first_pass = [f"job {n}" for n in range(10) if n not in (3, 9)]
     assert worker.handled[:8] == first_pass
     assert sorted(worker.handled[8:]) == ["job 3", "job 9"]  # delivered again, handled once
     assert sorted(worker.attempts) == sorted([*(f"job {n}" for n in range(10)), "job 3", "job 9"])
-    # A told entry that is rejected is recorded in dead letters, like any told message.
-    assert rejected.reason is actors.DeadLetterReason.REJECTED
-    assert isinstance(rejected.message, transport.backplane.StreamMessage)
-    assert rejected.message.message == "job 3"
+    # The rejection comes back to the consumer as the entry's reply, which says so.
+    assert f"{ids[3]} of stream 'jobs' failed" in caplog.text
+    assert "not now: job 3" in caplog.text
 
 
 @attrs.define(eq=False)
@@ -199,28 +196,48 @@ async def test_a_stop_mid_batch_acknowledges_exactly_what_was_handled(
         assert await pending_ids(redis_server.url, "jobs", "g") == ids[6:]
 
 
+@pytest.mark.parametrize(
+    ("held", "mailbox_size", "logged"),
+    [
+        # The batch is in the mailbox: none is handled for a whole handler timeout.
+        (3, 256, "were left pending"),
+        # job 1 is held, jobs 2 and 3 fill the mailbox: the other six wait for room for
+        # a whole handler timeout, then are left to be claimed again.
+        (1, 2, "6 entries of stream 'jobs' were left pending in first while waiting"),
+    ],
+    ids=["room in the mailbox", "no room"],
+)
 async def test_past_handler_timeout_only_the_entries_handled_are_acknowledged(
-    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+    redis_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+    held: int,
+    mailbox_size: int,
+    logged: str,
 ) -> None:
     caplog.set_level(logging.INFO, logger="transport.backplane")
     async with stream_of_jobs(redis_server.url, 10) as (system, jobs, ids):
-        worker = Worker(hold_on="job 3")
-        ref = await system.spawn(worker)
+        worker = Worker(hold_on=f"job {held}")
+        ref = await system.spawn(worker, mailbox_size=mailbox_size)
         with trio.fail_after(STEP):
             async with trio.open_nursery() as consumers:
                 await consumers.start(
                     lambda task_status: jobs.serve_consumer(
-                        ref, group="g", batch=16, handler_timeout=0.3, task_status=task_status
+                        ref,
+                        group="g",
+                        consumer="first",
+                        batch=16,
+                        handler_timeout=0.3,
+                        task_status=task_status,
                     )
                 )
                 await worker.holding.wait()
-                await wait_pending(jobs, 7)
-                # The batch's answer is given up on: what was not handled stays pending.
-                while "were left pending" not in caplog.text:  # noqa: ASYNC110
+                await wait_pending(jobs, 10 - held)
+                # The wait is given up on: what was not handled stays pending.
+                while logged not in caplog.text:  # noqa: ASYNC110
                     await trio.sleep(0.01)
-                assert await pending_ids(redis_server.url, "jobs", "g") == ids[3:]
+                assert await pending_ids(redis_server.url, "jobs", "g") == ids[held:]
                 consumers.cancel_scope.cancel()
-        assert worker.handled == ["job 0", "job 1", "job 2"]
+        assert worker.handled == [f"job {n}" for n in range(held)]
 
 
 async def test_batches_larger_than_the_mailbox_go_in_parts_in_order(
@@ -236,12 +253,11 @@ async def test_batches_larger_than_the_mailbox_go_in_parts_in_order(
     assert len(worker.attempts) == count + 1
 
 
-async def test_when_dead_letters_may_be_missed_nothing_unsure_is_acknowledged(
-    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+async def test_dead_letters_of_the_system_have_no_say_in_what_is_acknowledged(
+    redis_server: RedisServer,
 ) -> None:
-    # A buffer of 2 letters overflows: which entry was rejected cannot be known, so
-    # only the answered last entry is acknowledged and the rest is delivered again.
-    monkeypatch.setattr(_stream_delivery, "LETTERS_BUFFER", 2)
+    # Unrelated dead letters flood the system while the batch is handled: only the
+    # rejected entry is delivered again.
     async with stream_of_jobs(redis_server.url, 6) as (system, jobs, _):
         worker = Worker(
             reject_once={"job 2"},
@@ -251,10 +267,103 @@ async def test_when_dead_letters_may_be_missed_nothing_unsure_is_acknowledged(
         )
         ref = await system.spawn(worker)
         await consume_all(jobs, worker, ref, batch=16)
-    assert worker.attempts[:6] == [f"job {n}" for n in range(6)]
-    # Every entry handled after the flood was delivered again, though only job 2 failed
-    # (job 0 may have been acknowledged before it, while the batch was in the mailbox).
-    again = set(worker.attempts[6:])
-    assert again in ({"job 1", "job 2", "job 3", "job 4"}, {f"job {n}" for n in range(5)})
-    assert len(worker.attempts) == 6 + len(again)
-    assert "job 5" not in again  # the answered last one was acknowledged
+    assert worker.attempts == [*(f"job {n}" for n in range(6)), "job 2"]
+
+
+@attrs.frozen
+class Ready:
+    """Tells a :class:`Stasher` to unstash what it set aside."""
+
+
+@attrs.define(eq=False)
+class Stasher(actors.Actor[Entry | Ready]):
+    """Stashes the entries named in ``stash_once`` (once each) until told :class:`Ready`."""
+
+    stash_once: set[str] = attrs.field(factory=set)
+    handled: list[str] = attrs.field(factory=list)
+
+    @actors.handler
+    def on_entry(self, entry: Entry) -> None:
+        if entry.message in self.stash_once:
+            self.stash_once.discard(entry.message)
+            self.ctx.stash.stash()
+            return
+        self.handled.append(entry.message)
+
+    @actors.handler
+    def on_ready(self, message: Ready) -> None:
+        self.ctx.stash.unstash_all()
+
+
+async def wait_handled(stasher: Stasher, count: int) -> None:
+    while len(stasher.handled) < count:  # noqa: ASYNC110 - the actor keeps no event
+        await trio.sleep(0.01)
+
+
+async def stash_job_2(
+    system: actors.ActorSystem,
+    jobs: transport.backplane.DurableStream[str],
+    consumers: trio.Nursery,
+    handler_timeout: float | None = None,
+) -> tuple[Stasher, actors.ActorRef[Entry | Ready]]:
+    """A consumer of six jobs, once it handled all but ``job 2``, which it stashed."""
+    stasher = Stasher(stash_once={"job 2"})
+    ref = await system.spawn(stasher)
+    consumers.start_soon(
+        lambda: jobs.serve_consumer(
+            ref, group="g", consumer="first", batch=16, handler_timeout=handler_timeout
+        )
+    )
+    await wait_handled(stasher, 5)
+    # Every entry after the stashed one is acknowledged.
+    await wait_pending(jobs, 1)
+    return stasher, ref
+
+
+async def test_a_stashed_entry_is_acknowledged_only_once_it_is_handled(
+    redis_server: RedisServer,
+) -> None:
+    async with stream_of_jobs(redis_server.url, 6) as (system, jobs, ids):
+        with trio.fail_after(STEP):
+            async with trio.open_nursery() as consumers:
+                stasher, ref = await stash_job_2(system, jobs, consumers, handler_timeout=0.2)
+                # The stashed one is not, however long it waits (past the handler timeout).
+                await trio.sleep(0.5)
+                assert await pending_ids(redis_server.url, "jobs", "g") == [ids[2]]
+                await ref.tell(Ready())
+                await wait_pending(jobs, 0)
+                consumers.cancel_scope.cancel()
+        assert stasher.handled == [*(f"job {n}" for n in range(6) if n != 2), "job 2"]
+
+
+@pytest.mark.parametrize("end", ["actor stops", "consumer dies"])
+async def test_a_stashed_entry_never_handled_is_delivered_again(
+    redis_server: RedisServer, end: str
+) -> None:
+    async with stream_of_jobs(redis_server.url, 6) as (system, jobs, ids):
+        with trio.fail_after(STEP):
+            async with trio.open_nursery() as consumers:
+                stasher, ref = await stash_job_2(system, jobs, consumers)
+                if end == "actor stops":
+                    # The stashed entry's reply is an error: the consumer returns by
+                    # itself, and leaves it pending.
+                    await ref.stop()
+                else:
+                    # Cancelled as a killed process would be, without a word to Redis.
+                    consumers.cancel_scope.cancel()
+        assert await pending_ids(redis_server.url, "jobs", "g") == [ids[2]]
+        # Another consumer of the group claims it once it has been idle for min_idle.
+        second = Stasher()
+        second_ref = await system.spawn(second)
+        with trio.fail_after(STEP):
+            async with trio.open_nursery() as consumers:
+                consumers.start_soon(
+                    lambda: jobs.serve_consumer(
+                        second_ref, group="g", consumer="second", batch=16, min_idle=0.3
+                    )
+                )
+                await wait_handled(second, 1)
+                await wait_pending(jobs, 0)
+                consumers.cancel_scope.cancel()
+        assert second.handled == ["job 2"]
+    assert stasher.handled == [f"job {n}" for n in range(6) if n != 2]

@@ -115,10 +115,12 @@ class BackplaneGap:
 class StreamMessage(actors.Request[None], Generic[T]):
     """One entry of a durable stream, delivered to a consumer actor.
 
-    The handler's return acknowledges the entry; if it raises (or the consumer's
-    ``handler_timeout`` passes first) the entry stays pending and is delivered again,
-    to this or another consumer of the group, after the stream's ``min_idle``. ``id``
-    is the stream's entry id (unique and increasing), the key for idempotent handling.
+    It is a request: the entry is acknowledged once the handler that handles it
+    returned (for an entry the actor stashes, the handler that finally handles it).
+    If the handler raises or rejects it, or the actor stops before handling it, the
+    entry stays pending and is delivered again, to this or another consumer of the
+    group, after the stream's ``min_idle``. ``id`` is the stream's entry id (unique
+    and increasing), the key for idempotent handling.
     """
 
     stream: str
@@ -249,13 +251,14 @@ class DurableStream(abc.ABC, Generic[T]):
         entry goes to the actor as a :class:`StreamMessage` and is acknowledged after
         its handler returned; ``handler_timeout`` (default: the system's ask timeout)
         bounds each wait for the actor. Entries are read ``batch`` at a time, one batch
-        ahead; on Redis a whole batch is put in the actor's mailbox at once (told, the
-        last one asked: it still handles them one by one, in order), and the
-        acknowledgements leave in batches behind the handlers, so an entry handled just
-        before its consumer died may be delivered again. Entries pending for ``min_idle`` seconds with any
-        consumer of the group (one that crashed, or whose handler failed) are
-        claimed and delivered again. ``consumer`` names this consumer in the group
-        (default: unique to this process). Returns when the actor stops.
+        ahead; on Redis a whole batch goes into the actor's mailbox in a row, each entry
+        a request (the actor still handles them one by one, in order), and each entry
+        is acknowledged once its own reply holds a value, in batches behind the
+        handlers, so an entry handled just before its consumer died may be delivered
+        again. Entries pending for ``min_idle`` seconds with any consumer of the group
+        (one that crashed, or whose handler failed) are claimed and delivered again.
+        ``consumer`` names this consumer in the group (default: unique to this
+        process). Returns when the actor stops.
         """
 
     @abc.abstractmethod

@@ -1,25 +1,25 @@
 """Delivering a durable stream's entries to a consumer actor, and acknowledging them.
 
-A consumer hands each batch it read to its actor at once: every entry but the last is
-told, the last is asked. The actor handles them one at a time, in order, so the answer
-to the last says that every handler of the batch has run; which of them did not return
-(a handler that raised, an entry rejected with :exc:`actors.ErrorReply`, dropped, or cut
-short by a stop) the consumer reads from the actor's dead letters, by identity of the
-message, and it acknowledges the others with one ``XACK``, sent while the next batch is
-being handled. No entry is acknowledged before its handler returned, and no handler
-waits for a round trip; the cost per entry is a ``tell``, not an ``ask`` and a task
-switch.
+Each entry goes into the actor's mailbox as a request
+(:meth:`actors.ActorRef.send_request`), a whole batch in a row, waiting only while the
+mailbox is full; the actor handles them one at a time, in order. Each request's pending
+reply tells how its entry ended: a value once its handler returned, an error if the
+handler raised or rejected it, or if the actor stopped or dropped it first. An entry is
+acknowledged once its reply holds a value, never before: an entry the actor stashes
+(:class:`actors.Stash`) is acknowledged once the handler that finally handles it
+returned. An entry whose reply is an error stays pending; the consumer claims it and
+delivers it again after ``min_idle``.
 
-An entry is handled when its handler returns. An actor that *stashes* an entry
-(:class:`actors.Stash`) has returned from that handler: stash a stream's entries
-only together with every later one (until ``unstash_all``), as an actor does while it
-is not ready, or a later entry's answer acknowledges the stashed one before it is
-handled.
+Behind the actor, one task gathers the settled entries and acknowledges them with one
+``XACK`` each time it looks: when the last entry of a batch has been handled, while the
+next batch is read and handled, and every ``ACK_DELAY`` seconds while that entry is slow
+to come. A handler that hangs thus holds back only itself and the entries after it.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING, Any, final
 
 import coredis
@@ -37,80 +37,37 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("transport.backplane")
 
-#: Dead letters of the system a consumer holds while a part is out, between two looks;
-#: past that it cannot know which entries failed and acknowledges none it is unsure of.
-LETTERS_BUFFER = 1024
-#: Longest wait, in seconds, of a handled entry for its acknowledgement.
+#: Longest wait, in seconds, of a handled entry for its acknowledgement while the last
+#: entry of its batch is not handled yet.
 ACK_DELAY = 0.01
 
 
 @final
-class Part:
-    """Entries handed to the actor together: every one told but the last, which is asked."""
-
-    __slots__ = (
-        "acked",
-        "asked",
-        "dead_letters",
-        "failed",
-        "ids",
-        "letters",
-        "lost",
-        "messages",
-        "positions",
-        "told",
-    )
-
-    def __init__(
-        self,
-        messages: list[StreamMessage[Any]],
-        ids: list[Any],
-        letters: trio.MemoryReceiveChannel[actors.DeadLetter],
-        dead_letters: int,
-    ) -> None:
-        self.messages = messages
-        self.ids = ids
-        #: Every dead letter of the system published while the part is out.
-        self.letters = letters
-        #: The actor's count of dead letters when the part was handed out.
-        self.dead_letters = dead_letters
-        #: How many of the first entries are in the mailbox (or were), in order.
-        self.told = 0
-        #: True once the last entry is in the mailbox (or was), asked.
-        self.asked = False
-        #: How many of the first entries were settled (acknowledged, or found failed).
-        self.acked = 0
-        #: Positions of the entries found in the actor's dead letters.
-        self.failed: set[int] = set()
-        #: True once dead letters may have been missed: failures cannot be told apart.
-        self.lost = False
-        #: Position of each message by its identity, made at the first dead letter.
-        self.positions: dict[int, int] | None = None
-
-
-@final
 class Delivery:
-    """Hands batches of entries to one consumer actor and acknowledges what it handled.
+    """Hands batches of entries to one consumer actor and acknowledges those it handled.
 
-    A part of a batch (at most a mailbox's worth) goes into the mailbox at once:
-    every entry told but the last, which is asked, so its answer comes once every
-    handler before it has run. Which of them did not return (raised, rejected with
-    :exc:`actors.ErrorReply`, dropped, cut short by a stop) is read from the actor's
-    dead letters, by identity of the message. While the answer is slow to come,
-    :meth:`serve_progress` acknowledges every ``ACK_DELAY`` the entries the actor is
-    past: told entries no longer queued in its mailbox, but the one it may be
-    handling. A handler that hangs thus holds back only itself and those after it.
+    :meth:`deliver` sends entries; :meth:`serve_acks` (a task of its own) acknowledges
+    them as their replies come; :meth:`close` acknowledges the last ones once the actor
+    stopped.
     """
 
     __slots__ = (
-        "_acks",
         "_backplane",
-        "_busy",
+        "_client",
+        "_closed",
+        "_closing",
         "_consumer",
         "_group",
+        "_ids",
+        "_key",
+        "_mark",
+        "_marked",
         "_name",
-        "_part",
+        "_ready",
         "_ref",
+        "_replies",
+        "_since",
+        "_stuck",
         "_timeout",
     )
 
@@ -118,33 +75,44 @@ class Delivery:
         self,
         backplane: RedisBackplane,
         name: str,
+        key: str,
         ref: actors.ActorRef[StreamMessage[Any]],
         group: str,
         consumer: str,
         timeout: float,
-        acks: Acknowledger,
     ) -> None:
         self._backplane = backplane
+        self._client: coredis.Redis[bytes] = backplane.client
         self._name = name
-        self._timeout = timeout
+        self._key = key
         self._ref = ref
         self._group = group
         self._consumer = consumer
-        self._acks = acks
-        self._part: Part | None = None
-        self._busy = trio.Event()  # set while a part is out
+        self._timeout = timeout
+        #: The entries sent and not settled yet (ids and replies, in the order sent).
+        self._ids: list[Any] = []
+        self._replies: list[actors.PendingReply[None]] = []
+        #: Ids to acknowledge with the next ``XACK`` whatever their replies (undecodable).
+        self._ready: list[Any] = []
+        #: The reply to the last entry of the last batch sent, until a look found it settled.
+        self._mark: actors.PendingReply[None] | None = None
+        self._marked = trio.Event()  # set when a batch was sent
+        #: When an entry last settled (or none waited), and whether a stall was logged.
+        self._since = 0.0
+        self._stuck = False
+        self._closing = False
+        self._closed = trio.Event()
 
     async def deliver(self, entries: tuple[StreamEntry, ...]) -> None:
-        """Hand ``entries`` to the actor in order; acknowledge those it handled.
+        """Send ``entries`` to the actor in order, each as a request.
 
-        Each wait (for room in the mailbox, for the answer to a part's last entry) is
-        bounded by the consumer's handler timeout. Entries that cannot be decoded go to
-        dead letters and are acknowledged (delivering them again would not help).
+        Each wait for room in the mailbox is bounded by the consumer's handler timeout:
+        past it, the rest of the batch stays pending. Entries that cannot be decoded go
+        to dead letters and are acknowledged (delivering them again would not help).
         """
         backplane = self._backplane
         codec, max_size = backplane.codec, backplane.max_message_size
         name, group = self._name, self._group
-        undecodable: list[Any] = []
         ids: list[Any] = []
         messages: list[StreamMessage[Any]] = []
         for entry in entries:
@@ -157,258 +125,144 @@ class Delivery:
                 message = decode_payload(codec, data, max_size)
             except DecodeError as exc:
                 backplane.dead_letter(data, f"backplane stream {name!r}", exc)
-                undecodable.append(entry_id)
+                self._ready.append(entry_id)
+                self._marked.set()
                 continue
             ids.append(entry_id)
             messages.append(StreamMessage(name, group, text_id, message))
-        self._acks.add_all(undecodable)
-        if not messages:
-            await trio.lowlevel.checkpoint()
-            return
-        # At most a mailbox's worth at once, so that a mailbox that drops or fails
-        # when full takes a whole part (unless others fill it meanwhile).
-        size = max(1, self._ref.statistics().capacity)
-        for start in range(0, len(messages), size):
-            stop = start + size
-            if not await self._hand(messages[start:stop], ids[start:stop]):
-                break  # the actor stopped or is stuck: the rest waits to be claimed
-
-    async def _hand(self, messages: list[StreamMessage[Any]], ids: list[Any]) -> bool:
-        """Tell all of ``messages`` but the last, ask the last; False to stop delivering.
-
-        The dead letters are followed only while the part is out: an idle consumer
-        holds none.
-        """
-        dead_letters = self._backplane.system.dead_letters
-        with dead_letters.subscribe(LETTERS_BUFFER) as letters:
-            part = Part(messages, ids, letters, self._ref.statistics().dead_lettered)
-            self._part = part
-            self._busy.set()
-            try:
-                return await self._hand_part(part)
-            finally:
-                self._part = None
-                self._busy = trio.Event()
-
-    async def _hand_part(self, part: Part) -> bool:
         ref, timeout = self._ref, self._timeout
-        messages, ids = part.messages, part.ids
-        last = len(messages) - 1
-        answered = False  # the handler of the last one returned
+        if not self._replies:
+            self._since = trio.current_time()
+        sent = 0
+        reply = None
+        waited = trio.current_time()  # since when the next entry waits to go in
         try:
-            for message in messages[:last]:
-                try:
-                    ref.tell_nowait(message)
-                except trio.WouldBlock:
-                    with trio.move_on_after(timeout):
-                        await ref.tell(message)
-                        part.told += 1
-                        continue
-                    # No room for a whole timeout: a handler is stuck. Those it is past
-                    # are acknowledged; the others stay pending.
-                    self._settle(part, self._behind(part))
-                    self._log_unknown(part, "waiting for room in its mailbox")
-                    return False
-                part.told += 1
-            # The ask puts its message in the mailbox without a schedule point, or
-            # waits for room among the senders.
-            part.asked = True
-            await ref.ask(messages[last], timeout=timeout)
-            answered = True
-        except actors.ActorStoppedError as exc:
-            if ref.is_alive:  # the last handler raised it
-                self._log_failed(messages[last].id, exc)
-            else:
-                # Stopped mid-batch: once it has stopped, each entry told and not
-                # handled is in dead letters (a draining actor handles its queue first).
-                with trio.move_on_after(timeout) as waited:
-                    await ref.wait_stopped()
-                if waited.cancelled_caught:  # pragma: no cover - a stop that hangs
-                    self._settle(part, self._behind(part))
-                    self._log_unknown(part, "stopping")
-                    return False
-        except actors.AskTimeoutError:
-            self._settle(part, self._behind(part))
-            part.told += 1
-            self._log_unknown(part, f"handling them ({timeout}s passed)")
-            return False
-        except actors.MailboxFullError as exc:
-            # A mailbox that fails when full (others filled it meanwhile).
-            self._log_failed(messages[part.told].id, exc)
-            self._settle(part, self._behind(part))
-            self._log_unknown(part, "its mailbox was full")
-            return False
-        except Exception as exc:  # noqa: BLE001 - left pending: delivered again after min_idle
-            self._log_failed(messages[last].id, exc)
-        if answered:
-            part.told += 1
-            self._settle(part, 0)
-            if part.lost:  # the last entry, at least, is known to be handled
-                self._acks.add_all(ids[last:])
-        else:
-            self._settle(part, 0)
-        return True
+            while sent < len(messages):
+                with trio.move_on_at(waited + timeout):  # noqa: ASYNC912 - sends one at least
+                    for message in messages[sent:]:
+                        reply = await ref.send_request(message)
+                        # Not kept in locals: a look replaces the lists while this waits.
+                        self._ids.append(ids[sent])
+                        self._replies.append(reply)
+                        sent += 1
+                        waited = trio.current_time()
+                if sent < len(messages) and trio.current_time() >= waited + timeout:
+                    self._log_left(
+                        len(messages) - sent, f"waiting {timeout}s for room in its mailbox"
+                    )
+                    break
+        except (actors.ActorStoppedError, actors.MailboxFullError) as exc:
+            self._log_left(len(messages) - sent, f"sending them ({exc!r})")
+        if reply is not None:
+            self._mark = reply
+            self._marked.set()
+        await trio.lowlevel.checkpoint()
 
-    async def serve_progress(self) -> None:
-        """While a part's answer is slow to come, acknowledge the entries the actor is past."""
-        while True:
-            await self._busy.wait()
-            await trio.sleep(ACK_DELAY)
-            part = self._part
-            if part is not None:
-                # Told entries no longer queued were taken, in order, and all but the
-                # one it may be handling returned or went to dead letters.
-                self._settle(part, self._behind(part))
-                self._acks.send_now()
+    async def serve_acks(self) -> None:
+        """Acknowledge the entries whose handler returned, one ``XACK`` per look.
 
-    def _behind(self, part: Part) -> int:
-        """How many of the told entries the actor may not be past yet.
-
-        Told entries are taken in order; the mailbox's depth bounds how many are still
-        queued (others' messages only make it larger), and one more may be in its
-        handler. The asked entry, once in the mailbox, counts in the depth: unless
-        some sender waits for room (it might be the ask), one less.
+        Returns once :meth:`close` was called and a look finds nothing more to
+        acknowledge. An acknowledgement that fails (Redis away) leaves its entries
+        pending: they are delivered again after ``min_idle``, at least once.
         """
-        statistics = self._ref.statistics()
-        behind = statistics.depth + 1
-        if part.asked and not statistics.senders_waiting:
-            behind -= 1
-        return behind
+        self._since = trio.current_time()
+        try:
+            while True:
+                mark = self._mark
+                if mark is None and not self._closing:
+                    # No batch sent since the last look: wait for the next one, and look
+                    # again now and then at the entries still unsettled (stashed ones).
+                    with trio.move_on_after(ACK_DELAY if self._replies else math.inf):
+                        await self._marked.wait()
+                    self._marked = trio.Event()
+                    if self._mark is not None:
+                        continue
+                elif mark is not None:
+                    with trio.move_on_after(ACK_DELAY):
+                        try:
+                            await mark.wait()
+                        except Exception:  # noqa: BLE001 - settled too; the look logs the error
+                            await trio.lowlevel.checkpoint()  # wait() did, before raising
+                    if mark.done and self._mark is mark:
+                        self._mark = None
+                else:  # closing, and every batch sent was looked at
+                    await trio.lowlevel.checkpoint()
+                ids = self._sweep()
+                if ids:
+                    try:
+                        await self._client.xack(self._key, self._group, ids)
+                    except Exception as exc:  # noqa: BLE001 - unacknowledged: delivered again
+                        logger.debug(
+                            "backplane: ack of %d entries of stream %r failed: %r",
+                            len(ids),
+                            self._name,
+                            exc,
+                        )
+                elif self._closing:
+                    return
+        finally:
+            self._closed.set()
 
-    def _settle(self, part: Part, behind: int) -> None:
-        """Acknowledge the told entries but the last ``behind``, unless they failed."""
-        upto = part.told - behind
-        if upto <= part.acked:
-            return
-        self._collect(part)
-        if part.lost:
-            return
-        failed, ids = part.failed, part.ids
-        if failed:
-            self._acks.add_all([ids[p] for p in range(part.acked, upto) if p not in failed])
-        else:
-            self._acks.add_all(ids[part.acked : upto])
-        part.acked = upto
+    async def close(self) -> None:
+        """Once the actor stopped (or within the handler timeout), acknowledge what it
+        handled and return when the last ``XACK`` is done; :meth:`serve_acks` returns too."""
+        with trio.move_on_after(self._timeout):
+            await self._ref.wait_stopped()
+        self._closing = True
+        self._marked.set()
+        await self._closed.wait()
 
-    def _collect(self, part: Part) -> None:
-        """Take the dead letters published so far; note which of ``part`` failed."""
-        letters = part.letters
-        received: list[actors.DeadLetter] = []
-        while True:
+    def _sweep(self) -> list[Any]:
+        """Take the settled entries; return the ids of those handled, to acknowledge."""
+        handled, self._ready = self._ready, []
+        ids, replies = self._ids, self._replies
+        unsettled_ids: list[Any] = []
+        unsettled: list[actors.PendingReply[None]] = []
+        stopped = 0
+        for entry_id, reply in zip(ids, replies, strict=True):
+            if not reply.done:
+                unsettled_ids.append(entry_id)
+                unsettled.append(reply)
+                continue
             try:
-                received.append(letters.receive_nowait())
-            except trio.WouldBlock:
-                break
-            except trio.EndOfChannel:
-                part.lost = True
-                break
-        if len(received) >= LETTERS_BUFFER:
-            part.lost = True
-        if self._ref.statistics().dead_lettered == part.dead_letters:
-            return  # none of these letters is the actor's
-        positions = part.positions
-        if positions is None:
-            positions = part.positions = {id(m): p for p, m in enumerate(part.messages)}
-        path = self._ref.path
-        for letter in received:
-            position = positions.get(id(letter.message))
-            if position is not None and letter.recipient == path:
-                part.failed.add(position)
-                if letter.reason is not actors.DeadLetterReason.STOPPED:
-                    self._log_failed(part.messages[position].id, letter.error)
+                reply.result()
+            except actors.ActorStoppedError as exc:
+                if self._ref.is_alive:  # the handler raised it
+                    self._log_failed(entry_id, exc)
+                else:
+                    stopped += 1
+            except Exception as exc:  # noqa: BLE001 - left pending: delivered again after min_idle
+                self._log_failed(entry_id, exc)
+            else:
+                handled.append(entry_id)
+        if stopped:
+            self._log_left(stopped, "it stopped")
+        self._ids, self._replies = unsettled_ids, unsettled
+        now = trio.current_time()
+        if len(unsettled) < len(replies) or not unsettled:
+            self._since = now
+            self._stuck = False
+        elif not self._stuck and now - self._since >= self._timeout:
+            self._stuck = True
+            self._log_left(len(unsettled), f"none was handled for {self._timeout}s")
+        return handled
 
-    def _log_failed(self, text_id: str, error: BaseException | None) -> None:
+    def _log_failed(self, entry_id: Any, error: BaseException) -> None:
         logger.info(
             "backplane: %s of stream %r failed in %s (%r); it will be delivered again",
-            text_id,
+            entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
             self._name,
             self._consumer,
             error,
         )
 
-    def _log_unknown(self, part: Part, why: str) -> None:
-        count = part.told - part.acked
+    def _log_left(self, count: int, why: str) -> None:
         if count > 0:
             logger.info(
                 "backplane: %d entries of stream %r were left pending in %s while %s; "
-                "they will be delivered again",
+                "they will be delivered again unless handled first",
                 count,
                 self._name,
                 self._consumer,
                 why,
             )
-
-
-@final
-class Acknowledger:
-    """Acknowledges handled entries in batches, behind the handlers.
-
-    Each entry whose handler returned joins the next ``XACK``, which leaves when the
-    batch read with it has been handled (:meth:`send_now`), or ``ACK_DELAY`` seconds
-    after its first entry returned, whichever comes first: one command per batch read
-    while entries flow, and a handler that hangs does not hold back the
-    acknowledgement of those handled before it. An acknowledgement that fails (Redis
-    away) or is cancelled leaves its entries pending: they are delivered again after
-    ``min_idle``, at least once.
-    """
-
-    __slots__ = ("_client", "_due", "_group", "_idle", "_ids", "_key", "_name", "_wake")
-
-    def __init__(self, client: coredis.Redis[bytes], key: str, group: str, name: str) -> None:
-        self._client = client
-        self._key = key
-        self._group = group
-        self._name = name
-        self._ids: list[Any] = []
-        self._wake = trio.Event()  # set when the first entry of a batch is added
-        self._due = trio.Event()  # set when the batch must leave now
-        self._idle = trio.Event()  # set while nothing waits for its acknowledgement
-        self._idle.set()
-
-    def add(self, entry_id: Any) -> None:
-        """Acknowledge ``entry_id`` with the next batch."""
-        self._ids.append(entry_id)
-        if self._idle.is_set():
-            self._idle = trio.Event()
-        self._wake.set()
-
-    def add_all(self, entry_ids: list[Any]) -> None:
-        """Acknowledge each of ``entry_ids`` with the next batch."""
-        if entry_ids:
-            self._ids += entry_ids
-            if self._idle.is_set():
-                self._idle = trio.Event()
-            self._wake.set()
-
-    def send_now(self) -> None:
-        """Send what has gathered without waiting for ``ACK_DELAY``."""
-        if self._ids:
-            self._due.set()
-
-    async def serve(self) -> None:
-        """Send the gathered acknowledgements, one batch at a time, until cancelled."""
-        while True:
-            await self._wake.wait()
-            with trio.move_on_after(ACK_DELAY):
-                await self._due.wait()
-            self._wake = trio.Event()
-            self._due = trio.Event()
-            ids, self._ids = self._ids, []
-            try:
-                await self._client.xack(self._key, self._group, ids)
-            except Exception as exc:  # noqa: BLE001 - unacknowledged: delivered again
-                logger.debug(
-                    "backplane: ack of %d entries of stream %r failed: %r",
-                    len(ids),
-                    self._name,
-                    exc,
-                )
-            if self._ids:
-                self._wake.set()
-            else:
-                self._idle.set()
-
-    async def flush(self) -> None:
-        """Wait until every entry added so far was acknowledged (or its ack failed)."""
-        self.send_now()
-        await self._idle.wait()

@@ -30,7 +30,7 @@ import actors
 from ._failures import is_connection_failure
 from ._interface import DEFAULT_MIN_IDLE, DurableStream, StreamMessage, check_consumer
 from ._redis_open import redact
-from ._stream_delivery import Acknowledger, Delivery
+from ._stream_delivery import Delivery
 from ._wire import encode_payload
 
 if TYPE_CHECKING:
@@ -109,24 +109,21 @@ class RedisStream(DurableStream[T]):
             consumer = f"{backplane.node}-{self._consumers}"
         with backplane.translate_errors(f"create group {group!r} of stream {self.name!r}"):
             await self._ensure_group(group)
-        acks = Acknowledger(backplane.client, self.key, group, self.name)
         timeout = backplane.system.ask_timeout if handler_timeout is None else handler_timeout
-        # One batch waits here while the actor handles the one before it.
+        # One batch waits here while the one before it goes into the actor's mailbox.
         send, receive = trio.open_memory_channel[tuple[StreamEntry, ...]](1)
-        delivery = Delivery(backplane, self.name, ref, group, consumer, timeout, acks)
+        delivery = Delivery(backplane, self.name, self.key, ref, group, consumer, timeout)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._fetch, send, ref, group, consumer, min_idle, batch)
-            nursery.start_soon(acks.serve)
-            nursery.start_soon(delivery.serve_progress)
+            nursery.start_soon(delivery.serve_acks)
             task_status.started()
             async with receive:
                 async for entries in receive:
                     await delivery.deliver(entries)
-                    acks.send_now()
                     if not ref.is_alive:
                         break
             # The actor stopped: what it handled is acknowledged before leaving.
-            await acks.flush()
+            await delivery.close()
             nursery.cancel_scope.cancel()
 
     async def _fetch(
