@@ -14,7 +14,7 @@ where inbound messages go.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Protocol
 
 import trio
@@ -49,14 +49,15 @@ class MessageSink(Protocol):
 # -- trio-websocket -------------------------------------------------------------------------
 
 
-async def run_reader(ws: tw.WebSocketConnection) -> None:
-    """The library's reader loop (``_reader_task``).
+def run_reader(ws: tw.WebSocketConnection) -> Coroutine[object, None, None]:
+    """The library's reader loop (``_reader_task``), to await.
 
     Its public ``wrap_*_stream`` start it in a nursery of their own; the adapter runs it
     in the owning actor's nursery, inside a cancel scope the actor can shield while it
-    closes (``Backend.shield_reader``).
+    closes (``Backend.shield_reader``). Not a coroutine function itself: awaiting the
+    loop's own coroutine keeps one frame fewer alive on every idle connection.
     """
-    await ws._reader_task()
+    return ws._reader_task()
 
 
 async def wait_open(ws: tw.WebSocketConnection) -> None:

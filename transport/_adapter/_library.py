@@ -9,7 +9,7 @@ parsed before (``_request``) by the wsproto connection the library is then given
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, final
 
 import trio
@@ -40,12 +40,12 @@ from ._hooks import (
 from ._limits import DEFAULT_LIMITS, BackendLimits, Violation
 from ._request import (
     DEFAULT_HANDSHAKE_TIMEOUT,
+    HandshakeDeadline,
     Headers,
     ServerRequest,
     close_lingering,
     decode_headers,
     encode_headers,
-    handshake_deadline,
     read_request,
     tls_handshake,
 )
@@ -273,11 +273,15 @@ class ServerHandshake:
         self, subprotocol: str | None, extra_headers: Sequence[tuple[str, str]], within: float
     ) -> Backend:
         """Send the 101 response; the connection is open when this returns."""
-        with handshake_deadline(within, "accepting the websocket handshake"):
-            with _closed_as_handshake_error():
+        with HandshakeDeadline(within, "accepting the websocket handshake"):
+            try:  # no generator context manager: every accepted connection passes here
                 ws = await self._request.accept(
                     subprotocol=subprotocol, extra_headers=encode_headers(extra_headers)
                 )
+            except tw.ConnectionClosed:
+                raise HandshakeError(
+                    "the client went away during the websocket handshake"
+                ) from None
         return Backend(ws, self._stream, self.headers, self._reader, self._connection)
 
     async def reject(
@@ -325,7 +329,7 @@ async def client_handshake(
     :exc:`HandshakeTimeoutError` or :exc:`HandshakeError`; the caller closes
     the stream on failure.
     """
-    with handshake_deadline(within, f"opening a websocket to {host}{redact_target(resource)}"):
+    with HandshakeDeadline(within, f"opening a websocket to {host}{redact_target(resource)}"):
         await tls_handshake(stream)
         connection = GuardedConnection(wsproto.ConnectionType.CLIENT, limits, hold_violations)
         ws = tw.WebSocketConnection(
@@ -382,14 +386,16 @@ class _LingeringStream(trio.abc.Stream):
     def __init__(self, stream: trio.SocketStream) -> None:
         self._stream = stream
 
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
+    # The socket stream's own coroutines, not wrappers around them: the reader waits in
+    # receive_some on every idle connection, with one frame fewer alive.
+    def send_all(self, data: bytes | bytearray | memoryview) -> Coroutine[object, None, None]:
+        return self._stream.send_all(data)
 
-    async def wait_send_all_might_not_block(self) -> None:
-        await self._stream.wait_send_all_might_not_block()
+    def wait_send_all_might_not_block(self) -> Coroutine[object, None, None]:
+        return self._stream.wait_send_all_might_not_block()
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        return await self._stream.receive_some(max_bytes)
+    def receive_some(self, max_bytes: int | None = None) -> Coroutine[object, None, bytes]:
+        return self._stream.receive_some(max_bytes)
 
     async def aclose(self) -> None:
         await close_lingering(self._stream)
@@ -435,14 +441,6 @@ def _as_backend_closed(
         return _backend_closed(exc.reason)
     # trio-websocket #175: a send while the peer's Close is being processed.
     return _backend_closed(ws.closed)
-
-
-@contextlib.contextmanager
-def _closed_as_handshake_error() -> Iterator[None]:
-    try:
-        yield
-    except tw.ConnectionClosed:
-        raise HandshakeError("the client went away during the websocket handshake") from None
 
 
 def _backend_closed(reason: tw.CloseReason | None) -> BackendClosed:
