@@ -87,6 +87,20 @@ def library_request(
     return tw.WebSocketRequest(ws, event)
 
 
+def mark_accepted(ws: tw.WebSocketConnection, path: str, subprotocol: str | None) -> None:
+    """Record a 101 the adapter wrote itself, as the library's ``_accept`` does after its
+    write (``_subprotocol``, ``_path``, ``_open_handshake``).
+
+    ``WebSocketRequest.accept`` writes the 101 through the library's ``_send``, which
+    waits for the stream lock (a checkpoint) before its write (another); the server's
+    connection writes it holding the lock it takes without a wait (nothing else has
+    written yet), one checkpoint for every accepted connection.
+    """
+    ws._subprotocol = subprotocol
+    ws._path = path
+    ws._open_handshake.set()
+
+
 def expect_pong(ws: tw.WebSocketConnection, payload: bytes, listener: PongListener) -> None:
     """Have the reader call ``listener.set()`` when the Pong for ``payload`` arrives (``_pings``).
 

@@ -31,6 +31,7 @@ from ._hooks import (
     installed_sink,
     library_messages,
     library_request,
+    mark_accepted,
     route_receive_side,
     run_reader,
     send_ping_frame,
@@ -242,25 +243,37 @@ def open_request(
         receive_buffer_size=limits.receive_buffer_size,
     )
     parsed = library_request(ws, request.event)
+    install_sink(ws, _InboundSink)
     reader = trio.CancelScope()
     nursery.start_soon(_run_reader, ws, reader, None, None)
-    return ServerHandshake(parsed, stream, request.headers, reader, connection)
+    return ServerHandshake(ws, parsed, stream, request.headers, reader, connection)
 
 
 @final
 class ServerHandshake:
     """A request handed to the library; accept it (or reject it late)."""
 
-    __slots__ = ("_connection", "_reader", "_request", "_stream", "headers", "path", "subprotocols")
+    __slots__ = (
+        "_connection",
+        "_reader",
+        "_request",
+        "_stream",
+        "_ws",
+        "headers",
+        "path",
+        "subprotocols",
+    )
 
     def __init__(
         self,
+        ws: tw.WebSocketConnection,
         request: tw.WebSocketRequest,
         stream: trio.abc.Stream,
         headers: Headers,
         reader: trio.CancelScope,
         connection: GuardedConnection,
     ) -> None:
+        self._ws = ws
         self._request = request
         self._stream = stream
         self._reader = reader
@@ -272,16 +285,34 @@ class ServerHandshake:
     async def accept(
         self, subprotocol: str | None, extra_headers: Sequence[tuple[str, str]], within: float
     ) -> Backend:
-        """Send the 101 response; the connection is open when this returns."""
+        """Send the 101 response; the connection is open when this returns.
+
+        Written as the library's ``WebSocketRequest.accept`` would, holding its stream
+        lock, but taking the lock without a wait when it is free (it is: the library's
+        reader has not run yet), then recorded in the library (``mark_accepted``).
+        """
+        ws = self._ws
+        data = self._connection.send(
+            wsproto.events.AcceptConnection(
+                subprotocol=subprotocol, extra_headers=encode_headers(extra_headers)
+            )
+        )
+        lock = stream_lock(ws)
         with HandshakeDeadline(within, "accepting the websocket handshake"):
-            try:  # no generator context manager: every accepted connection passes here
-                ws = await self._request.accept(
-                    subprotocol=subprotocol, extra_headers=encode_headers(extra_headers)
-                )
-            except tw.ConnectionClosed:
+            try:
+                lock.acquire_nowait()
+            except trio.WouldBlock:  # pragma: no cover - nothing else writes before the 101
+                await lock.acquire()
+            try:
+                await self._stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await abort_library(ws)  # as the library's own write does
                 raise HandshakeError(
                     "the client went away during the websocket handshake"
                 ) from None
+            finally:
+                lock.release()
+        mark_accepted(ws, self.path, subprotocol)
         return Backend(ws, self._stream, self.headers, self._reader, self._connection)
 
     async def reject(
@@ -344,6 +375,7 @@ async def client_handshake(
             receive_buffer_size=limits.receive_buffer_size,
         )
         rejected: list[tw.ConnectionRejected] = []
+        install_sink(ws, _InboundSink)
         reader = trio.CancelScope()
         with trio.CancelScope() as waiting:
             nursery.start_soon(_run_reader, ws, reader, waiting, rejected)
@@ -408,11 +440,10 @@ async def _run_reader(  # noqa: ASYNC910 - a task body
     rejected: list[tw.ConnectionRejected] | None,
 ) -> None:
     # The library's reader, plus: its message channel goes through an _InboundSink
-    # (see route_inbound), it runs in ``reader`` (which the owner of the open connection
+    # (installed before it starts, see route_inbound), it runs in ``reader`` (which the owner of the open connection
     # shields, see Backend.shield_reader), a rejection raised inside it is reported
     # instead of crashing the nursery (a server gets none), and a client's handshake
     # waiter is woken as soon as it ends.
-    install_sink(ws, _InboundSink)
     try:
         with reader:
             await run_reader(ws)
