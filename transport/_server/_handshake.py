@@ -124,6 +124,9 @@ class HandshakePolicy:
 #: Accept every request, no subprotocol.
 DEFAULT_POLICY = HandshakePolicy()
 
+# The decision of a policy that checks nothing (decisions are frozen: one serves all).
+_ACCEPT_AS_IS = Accept()
+
 
 def check_request(request: HandshakeRequest, policy: HandshakePolicy) -> Accept | Reject:
     """The built-in part of the decision (pure): Origin, then subprotocol."""
@@ -161,6 +164,9 @@ async def answer_request(
     (:func:`accepted_opener`).
     """
     decision: Accept | Reject
+    if policy.on_handshake is None and policy.allowed_origins is None and not policy.subprotocols:
+        # Nothing to check: every request is accepted as it is.
+        return _ACCEPT_AS_IS  # noqa: ASYNC910 - the caller's spawn checkpoints an accepted request
     if policy.on_handshake is None:
         # Only the built-in checks: plain code, nothing to bound (and no scope to pay
         # for on every accepted connection).
