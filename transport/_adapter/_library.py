@@ -306,7 +306,7 @@ class ServerHandshake:
             try:
                 await self._stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
-                await abort_library(ws)  # as the library's own write does
+                await abort_library(ws)  # noqa: ASYNC120 - as the library's own write does; a cancellation ends the handshake all the same
                 raise HandshakeError(
                     "the client went away during the websocket handshake"
                 ) from None

@@ -622,7 +622,7 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         if self._start_error is not None:
             assert self._ready is not None
             self._ready.set()
-            return
+            return  # noqa: ASYNC910 - a task body: the handshake checkpointed
         if self._subscriber is not None:
             timeout = self._options.close_timeout
             await deliver_last(self._subscriber, outcome, timeout, self._unreachable)
