@@ -28,6 +28,7 @@ HOOKS = {
     "run_reader",
     "wait_open",
     "library_request",
+    "mark_accepted",
     "expect_pong",
     "send_ping_frame",
     "stream_lock",
@@ -148,6 +149,50 @@ def handshake_pair() -> tuple[wsproto.WSConnection, wsproto.WSConnection]:
     assert [type(e) for e in server.events()] == [wsproto.events.Request]
     client.receive_data(server.send(wsproto.events.AcceptConnection()))
     return client, server
+
+
+def test_mark_accepted_records_the_101_as_the_library_accept_does() -> None:
+    ws = tw.WebSocketConnection(
+        trio.testing.memory_stream_pair()[0], wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+    )
+    assert not ws._open_handshake.is_set()
+    _hooks.mark_accepted(ws, "/room?x=1", "chat")
+    assert ws._open_handshake.is_set()
+    assert (ws.subprotocol, ws.path) == ("chat", "/room?x=1")
+    # The library's own accept sets the same three attributes after its write.
+    source = inspect.getsource(tw.WebSocketConnection._accept)
+    for line in (
+        "self._subprotocol = subprotocol",
+        "self._path = request.target",
+        "await self._send(",
+        "self._open_handshake.set()",
+    ):
+        assert line in source, line
+
+
+async def test_a_server_accept_opens_the_library_connection_with_its_subprotocol() -> None:
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        server: list[Backend] = []
+        accepted = trio.Event()
+
+        async def serve() -> None:
+            handshake = await server_handshake(nursery, server_stream)
+            server.append(await handshake.accept("chat", (("x-extra", "1"),), 10))
+            accepted.set()
+
+        nursery.start_soon(serve)
+        client = await client_handshake(
+            nursery, client_stream, host="h", resource="/r", subprotocols=["chat"]
+        )
+        with trio.fail_after(5):
+            await accepted.wait()
+        assert client.subprotocol == server[0].subprotocol == "chat"
+        assert ("x-extra", "1") in client.headers
+        assert server[0]._ws.path == "/r"
+        await client.send("hello")
+        assert await server[0].receive() == "hello"
+        nursery.cancel_scope.cancel()
 
 
 @pytest.mark.parametrize("size", [0, 1, 5, 125, 126, 1000, 65536, 70001])

@@ -14,7 +14,7 @@ where inbound messages go.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Protocol
 
 import trio
@@ -50,14 +50,15 @@ class MessageSink(Protocol):
 # -- trio-websocket -------------------------------------------------------------------------
 
 
-async def run_reader(ws: tw.WebSocketConnection) -> None:
-    """The library's reader loop (``_reader_task``).
+def run_reader(ws: tw.WebSocketConnection) -> Coroutine[object, None, None]:
+    """The library's reader loop (``_reader_task``), to await.
 
     Its public ``wrap_*_stream`` start it in a nursery of their own; the adapter runs it
     in the owning actor's nursery, inside a cancel scope the actor can shield while it
-    closes (``Backend.shield_reader``).
+    closes (``Backend.shield_reader``). Not a coroutine function itself: awaiting the
+    loop's own coroutine keeps one frame fewer alive on every idle connection.
     """
-    await ws._reader_task()
+    return ws._reader_task()
 
 
 async def wait_open(ws: tw.WebSocketConnection) -> None:
@@ -85,6 +86,20 @@ def library_request(
     """
     ws._connection_proposal = None
     return tw.WebSocketRequest(ws, event)
+
+
+def mark_accepted(ws: tw.WebSocketConnection, path: str, subprotocol: str | None) -> None:
+    """Record a 101 the adapter wrote itself, as the library's ``_accept`` does after its
+    write (``_subprotocol``, ``_path``, ``_open_handshake``).
+
+    ``WebSocketRequest.accept`` writes the 101 through the library's ``_send``, which
+    waits for the stream lock (a checkpoint) before its write (another); the server's
+    connection writes it holding the lock it takes without a wait (nothing else has
+    written yet), one checkpoint for every accepted connection.
+    """
+    ws._subprotocol = subprotocol
+    ws._path = path
+    ws._open_handshake.set()
 
 
 def expect_pong(ws: tw.WebSocketConnection, payload: bytes, listener: PongListener) -> None:

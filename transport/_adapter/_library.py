@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol, final
 
 import trio
@@ -32,6 +32,7 @@ from ._hooks import (
     installed_sink,
     library_messages,
     library_request,
+    mark_accepted,
     route_receive_side,
     run_reader,
     send_ping_frame,
@@ -41,12 +42,12 @@ from ._hooks import (
 from ._limits import DEFAULT_LIMITS, BackendLimits, Violation
 from ._request import (
     DEFAULT_HANDSHAKE_TIMEOUT,
+    HandshakeDeadline,
     Headers,
     ServerRequest,
     close_lingering,
     decode_headers,
     encode_headers,
-    handshake_deadline,
     read_request,
     tls_handshake,
 )
@@ -266,25 +267,37 @@ def open_request(
         receive_buffer_size=limits.receive_buffer_size,
     )
     parsed = library_request(ws, request.event)
+    install_sink(ws, _InboundSink)
     reader = trio.CancelScope()
     nursery.start_soon(_run_reader, ws, reader, None, None)
-    return ServerHandshake(parsed, stream, request.headers, reader, connection)
+    return ServerHandshake(ws, parsed, stream, request.headers, reader, connection)
 
 
 @final
 class ServerHandshake:
     """A request handed to the library; accept it (or reject it late)."""
 
-    __slots__ = ("_connection", "_reader", "_request", "_stream", "headers", "path", "subprotocols")
+    __slots__ = (
+        "_connection",
+        "_reader",
+        "_request",
+        "_stream",
+        "_ws",
+        "headers",
+        "path",
+        "subprotocols",
+    )
 
     def __init__(
         self,
+        ws: tw.WebSocketConnection,
         request: tw.WebSocketRequest,
         stream: trio.abc.Stream,
         headers: Headers,
         reader: trio.CancelScope,
         connection: GuardedConnection,
     ) -> None:
+        self._ws = ws
         self._request = request
         self._stream = stream
         self._reader = reader
@@ -296,12 +309,34 @@ class ServerHandshake:
     async def accept(
         self, subprotocol: str | None, extra_headers: Sequence[tuple[str, str]], within: float
     ) -> Backend:
-        """Send the 101 response; the connection is open when this returns."""
-        with handshake_deadline(within, "accepting the websocket handshake"):
-            with _closed_as_handshake_error():
-                ws = await self._request.accept(
-                    subprotocol=subprotocol, extra_headers=encode_headers(extra_headers)
-                )
+        """Send the 101 response; the connection is open when this returns.
+
+        Written as the library's ``WebSocketRequest.accept`` would, holding its stream
+        lock, but taking the lock without a wait when it is free (it is: the library's
+        reader has not run yet), then recorded in the library (``mark_accepted``).
+        """
+        ws = self._ws
+        data = self._connection.send(
+            wsproto.events.AcceptConnection(
+                subprotocol=subprotocol, extra_headers=encode_headers(extra_headers)
+            )
+        )
+        lock = stream_lock(ws)
+        with HandshakeDeadline(within, "accepting the websocket handshake"):
+            try:
+                lock.acquire_nowait()
+            except trio.WouldBlock:  # pragma: no cover - nothing else writes before the 101
+                await lock.acquire()
+            try:
+                await self._stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await abort_library(ws)  # noqa: ASYNC120 - as the library's own write does; a cancellation ends the handshake all the same
+                raise HandshakeError(
+                    "the client went away during the websocket handshake"
+                ) from None
+            finally:
+                lock.release()
+        mark_accepted(ws, self.path, subprotocol)
         return Backend(ws, self._stream, self.headers, self._reader, self._connection)
 
     async def reject(
@@ -349,7 +384,7 @@ async def client_handshake(
     :exc:`HandshakeTimeoutError` or :exc:`HandshakeError`; the caller closes
     the stream on failure.
     """
-    with handshake_deadline(within, f"opening a websocket to {host}{redact_target(resource)}"):
+    with HandshakeDeadline(within, f"opening a websocket to {host}{redact_target(resource)}"):
         await tls_handshake(stream)
         connection = GuardedConnection(wsproto.ConnectionType.CLIENT, limits, hold_violations)
         ws = tw.WebSocketConnection(
@@ -364,6 +399,7 @@ async def client_handshake(
             receive_buffer_size=limits.receive_buffer_size,
         )
         rejected: list[tw.ConnectionRejected] = []
+        install_sink(ws, _InboundSink)
         reader = trio.CancelScope()
         with trio.CancelScope() as waiting:
             nursery.start_soon(_run_reader, ws, reader, waiting, rejected)
@@ -406,14 +442,16 @@ class _LingeringStream(trio.abc.Stream):
     def __init__(self, stream: trio.SocketStream) -> None:
         self._stream = stream
 
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
+    # The socket stream's own coroutines, not wrappers around them: the reader waits in
+    # receive_some on every idle connection, with one frame fewer alive.
+    def send_all(self, data: bytes | bytearray | memoryview) -> Coroutine[object, None, None]:
+        return self._stream.send_all(data)
 
-    async def wait_send_all_might_not_block(self) -> None:
-        await self._stream.wait_send_all_might_not_block()
+    def wait_send_all_might_not_block(self) -> Coroutine[object, None, None]:
+        return self._stream.wait_send_all_might_not_block()
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        return await self._stream.receive_some(max_bytes)
+    def receive_some(self, max_bytes: int | None = None) -> Coroutine[object, None, bytes]:
+        return self._stream.receive_some(max_bytes)
 
     async def aclose(self) -> None:
         await close_lingering(self._stream)
@@ -426,11 +464,10 @@ async def _run_reader(  # noqa: ASYNC910 - a task body
     rejected: list[tw.ConnectionRejected] | None,
 ) -> None:
     # The library's reader, plus: its message channel goes through an _InboundSink
-    # (see route_inbound), it runs in ``reader`` (which the owner of the open connection
+    # (installed before it starts, see route_inbound), it runs in ``reader`` (which the owner of the open connection
     # shields, see Backend.shield_reader), a rejection raised inside it is reported
     # instead of crashing the nursery (a server gets none), and a client's handshake
     # waiter is woken as soon as it ends.
-    install_sink(ws, _InboundSink)
     try:
         with reader:
             await run_reader(ws)
@@ -459,14 +496,6 @@ def _as_backend_closed(
         return _backend_closed(exc.reason)
     # trio-websocket #175: a send while the peer's Close is being processed.
     return _backend_closed(ws.closed)
-
-
-@contextlib.contextmanager
-def _closed_as_handshake_error() -> Iterator[None]:
-    try:
-        yield
-    except tw.ConnectionClosed:
-        raise HandshakeError("the client went away during the websocket handshake") from None
 
 
 def _backend_closed(reason: tw.CloseReason | None) -> BackendClosed:

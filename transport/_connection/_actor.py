@@ -537,11 +537,6 @@ class ConnectionActor(actors.Actor[ActorMessage]):
             self._io_waiting = None
             trio.lowlevel.reschedule(task)
 
-    async def _io_wait(self) -> None:
-        """Park the io task until :meth:`_wake_io` (cheaper than an event per wait)."""
-        self._io_waiting = trio.lowlevel.current_task()
-        await trio.lowlevel.wait_task_rescheduled(self._abort_io_wait)
-
     def _abort_io_wait(self, _: object) -> trio.lowlevel.Abort:
         self._io_waiting = None
         return trio.lowlevel.Abort.SUCCEEDED
@@ -629,10 +624,45 @@ class ConnectionActor(actors.Actor[ActorMessage]):
 
     # -- the io task ----------------------------------------------------------------
 
-    async def _run_io(self) -> None:
+    async def _run_io(self) -> None:  # noqa: ASYNC910 - a task body
+        # One function (with _serve) for the whole task: an idle connection keeps two
+        # frames of it, not five.
         error: BaseException | None = None
+        backend: Backend | None = None
+        opener = self._opener
+        assert opener is not None
         try:
-            error = await self._io()
+            try:
+                async with trio.open_nursery() as nursery:
+                    try:
+                        backend, self._info = await opener(nursery)
+                    except Exception as exc:  # noqa: BLE001 - re-raised by spawn, from on_start
+                        self._start_error = exc
+                        nursery.cancel_scope.cancel()
+                    else:
+                        del opener
+                        self._opener = None
+                        report_started(
+                            self.ctx.system,
+                            self,
+                            SourceKind.CLIENT_CONNECTION
+                            if self._info.is_client
+                            else SourceKind.SERVER_CONNECTION,
+                            self._path,
+                            self._statistics,
+                        )
+                        try:
+                            await self._serve(nursery, backend)
+                        finally:
+                            backend.stop_reading()
+            except* Exception as group:  # noqa: BLE001
+                # One connection's failure (trio-websocket #184 among them) ends that
+                # connection only.
+                error = group
+            finally:
+                if backend is not None:
+                    with trio.CancelScope(shield=True):
+                        await backend.abort()
         finally:
             # Also on the way out of a cancellation from outside (after its bounded close).
             self._opener = None
@@ -647,49 +677,11 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         if self._start_error is not None:
             assert self._ready is not None
             self._ready.set()
-            return
+            return  # noqa: ASYNC910 - a task body: the handshake checkpointed
         if self._subscriber is not None:
             timeout = self._options.close_timeout
             await deliver_last(self._subscriber, outcome, timeout, self._unreachable)
         self.ctx.stop(outcome)
-
-    async def _io(self) -> BaseException | None:  # noqa: ASYNC910 - a task body
-        backend: Backend | None = None
-        error: BaseException | None = None
-        opener = self._opener
-        assert opener is not None
-        try:
-            async with trio.open_nursery() as nursery:
-                try:
-                    backend, self._info = await opener(nursery)
-                except Exception as exc:  # noqa: BLE001 - re-raised by spawn, from on_start
-                    self._start_error = exc
-                    nursery.cancel_scope.cancel()
-                else:
-                    del opener
-                    self._opener = None
-                    report_started(
-                        self.ctx.system,
-                        self,
-                        SourceKind.CLIENT_CONNECTION
-                        if self._info.is_client
-                        else SourceKind.SERVER_CONNECTION,
-                        self._path,
-                        self._statistics,
-                    )
-                    try:
-                        await self._serve(nursery, backend)
-                    finally:
-                        backend.stop_reading()
-        except* Exception as group:  # noqa: BLE001
-            # One connection's failure (trio-websocket #184 among them) ends that
-            # connection only.
-            error = group
-        finally:
-            if backend is not None:
-                with trio.CancelScope(shield=True):
-                    await backend.abort()
-        return error  # noqa: ASYNC910
 
     def _final_outcome(self, error: BaseException | None) -> ConnectionClosed:
         if self._start_error is not None:
@@ -708,7 +700,7 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         self._idle_timeout = options.idle_timeout
         self._backend = backend
         # From here on the library's reader delivers straight into the inbound queue,
-        # and only this task stops it (_io).
+        # and only this task stops it (_run_io).
         route_inbound(backend, self._deliver, self._reader_ended, self._violated, self._inbound)
         backend.shield_reader()
         assert self._ready is not None
@@ -719,10 +711,26 @@ class ConnectionActor(actors.Actor[ActorMessage]):
             nursery.start_soon(
                 forward, self._inbound, self._subscriber, self._undelivered, forwarded
             )
-        # This task runs the timers until the loop has written what precedes the close,
-        # then the close handshake.
+        # This task runs the timers (keepalive, idle timeout and the bound of a strict
+        # close) until the loop has written what precedes the close, or the connection
+        # was aborted, then the close handshake. It parks itself between the timers
+        # (see _wake_io), in this frame.
+        wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
         try:
-            await self._run_timers(backend)
+            while not self._close_ready:
+                if self._remainder is not None:
+                    await self._write_remainder(backend)
+                    continue
+                due = self._timers_due()
+                if due == math.inf:  # no scope to keep while idle without timers
+                    self._io_waiting = trio.lowlevel.current_task()
+                    await wait_task_rescheduled(self._abort_io_wait)
+                else:
+                    with trio.move_on_at(due):
+                        self._io_waiting = trio.lowlevel.current_task()
+                        await wait_task_rescheduled(self._abort_io_wait)
+                if not await self._timers_step(backend):
+                    break
         except trio.Cancelled:
             if nursery.cancel_scope.cancel_called:
                 raise  # the reader or the forwarder failed: nothing to close gracefully
@@ -821,22 +829,6 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         if self._idle_timeout is not None:
             due = min(due, self._last_inbound + self._idle_timeout)
         return min(due, self._violation_deadline)
-
-    async def _run_timers(self, backend: Backend) -> None:  # noqa: ASYNC910 - returns at once when the close is ready
-        """Keepalive, idle timeout and the bound of a strict close, until the close is
-        ready (the loop has handled what precedes it) or the connection has ended."""
-        while not self._close_ready:
-            if self._remainder is not None:
-                await self._write_remainder(backend)
-                continue
-            due = self._timers_due()
-            if due == math.inf:  # no scope to keep while idle without timers
-                await self._io_wait()
-            else:
-                with trio.move_on_at(due):
-                    await self._io_wait()
-            if not await self._timers_step(backend):
-                return
 
     async def _timers_step(self, backend: Backend) -> bool:
         """Run the timers that are due; False if the connection was aborted."""

@@ -124,6 +124,9 @@ class HandshakePolicy:
 #: Accept every request, no subprotocol.
 DEFAULT_POLICY = HandshakePolicy()
 
+# The decision of a policy that checks nothing (decisions are frozen: one serves all).
+_ACCEPT_AS_IS = Accept()
+
 
 def check_request(request: HandshakeRequest, policy: HandshakePolicy) -> Accept | Reject:
     """The built-in part of the decision (pure): Origin, then subprotocol."""
@@ -161,6 +164,9 @@ async def answer_request(
     (:func:`accepted_opener`).
     """
     decision: Accept | Reject
+    if policy.on_handshake is None and policy.allowed_origins is None and not policy.subprotocols:
+        # Nothing to check: every request is accepted as it is.
+        return _ACCEPT_AS_IS  # noqa: ASYNC910 - the caller's spawn checkpoints an accepted request
     if policy.on_handshake is None:
         # Only the built-in checks: plain code, nothing to bound (and no scope to pay
         # for on every accepted connection).
@@ -205,20 +211,28 @@ async def answer_plain(request: PlainRequest, policy: HandshakePolicy, *, within
     await request.respond(response.status, response.body, response.headers, within)
 
 
-def accepted_opener(
-    request: ServerRequest,
-    stream: trio.abc.Stream,
-    accept: Accept,
-    options: ConnectionOptions,
-    inbound: InboundLimits = DEFAULT_INBOUND_LIMITS,
-) -> Opener:
-    """An opener that hands an already accepted ``request`` to the library and sends the 101."""
-    limits = BackendLimits(
+def backend_limits(
+    options: ConnectionOptions, inbound: InboundLimits = DEFAULT_INBOUND_LIMITS
+) -> BackendLimits:
+    """The limits the library applies to a server connection made with ``options``
+    (a server works them out once, for all its connections)."""
+    return BackendLimits(
         options.max_message_size,
         options.receive_buffer_size,
         inbound,
         compression_settings(options),
     )
+
+
+def accepted_opener(
+    request: ServerRequest,
+    stream: trio.abc.Stream,
+    accept: Accept,
+    options: ConnectionOptions,
+    limits: BackendLimits,
+) -> Opener:
+    """An opener that hands an already accepted ``request`` to the library and sends the
+    101; ``limits`` from :func:`backend_limits`."""
 
     async def open_connection(nursery: trio.Nursery) -> tuple[Backend, ConnectionInfo]:
         try:
@@ -262,7 +276,9 @@ def server_opener(
             raise
         if isinstance(verdict, Reject):
             raise HandshakeRejected(verdict.status, verdict.headers, verdict.body)
-        opener = accepted_opener(request, stream, verdict, options, inbound)
+        opener = accepted_opener(
+            request, stream, verdict, options, backend_limits(options, inbound)
+        )
         return await opener(nursery)
 
     return open_connection

@@ -25,7 +25,7 @@ import trio
 
 import actors
 
-from .._adapter._limits import DEFAULT_INBOUND_LIMITS, InboundLimits
+from .._adapter._limits import DEFAULT_INBOUND_LIMITS, BackendLimits, InboundLimits
 from .._adapter._request import PlainRequest, ServerRequest, read_request, reject_stream
 from .._census import SourceKind, report_ended, report_started
 from .._close_codes import CloseCode
@@ -41,6 +41,7 @@ from ._handshake import (
     accepted_opener,
     answer_plain,
     answer_request,
+    backend_limits,
 )
 from ._reuse_port import open_reuse_port_listeners
 
@@ -110,6 +111,8 @@ class ConnectionHost(actors.Actor[HostMessage]):
     # The inbound bytes all its connections may hold together.
     _budget: ByteBudget | None = None
     _accept_scope: trio.CancelScope = attrs.field(init=False, factory=trio.CancelScope)
+    # What the library applies to each connection: the same for all of them.
+    _limits: BackendLimits = attrs.field(init=False)
     _connections: dict[str, actors.ActorRef[ConnectionMessage]] = attrs.field(
         init=False, factory=dict
     )
@@ -119,6 +122,9 @@ class ConnectionHost(actors.Actor[HostMessage]):
     _serial: int = attrs.field(init=False, default=0)
     _handshaking: int = attrs.field(init=False, default=0)
     _refusing: int = attrs.field(init=False, default=0)
+
+    def __attrs_post_init__(self) -> None:
+        self._limits = backend_limits(self._options, self._inbound)
 
     async def on_start(self) -> None:
         """Start the accept loop."""
@@ -210,7 +216,7 @@ class ConnectionHost(actors.Actor[HostMessage]):
         """The one place connection actors are spawned (the future supervisor's job)."""
         self._serial += 1
         name = f"connection-{self._serial}"
-        opener = accepted_opener(request, stream, accept, self._options, self._inbound)
+        opener = accepted_opener(request, stream, accept, self._options, self._limits)
         actor = ConnectionActor(opener, self._options, None, self._application, self._budget)
         ref = await spawn_actor(self.ctx, actor, self._options, name)
         self._accepted += 1
