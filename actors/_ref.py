@@ -118,6 +118,18 @@ class ActorRef(Generic[M_contra]):
         await cell.mailbox.send((message, _current_cell(), slot))
         return PendingReply(slot, cell.path)
 
+    def send_request_nowait(self, message: Request[R]) -> PendingReply[R]:
+        """:meth:`send_request` without waiting: raises :exc:`trio.WouldBlock` if the
+        mailbox is full (and is no checkpoint)."""
+        cell = self._cell
+        if threading.get_ident() != cell.system.thread_id:
+            raise _wrong_thread("send_request_nowait")
+        if type(message) not in cell.handlers:
+            cell.check_message(message)
+        slot: ReplySlot[R] = ReplySlot()
+        cell.mailbox.send_nowait((message, _current_cell(), slot))
+        return PendingReply(slot, cell.path)
+
     def tell_nowait(self, message: M_contra) -> None:
         """Queue ``message`` or raise :exc:`trio.WouldBlock` if the mailbox is full."""
         cell = self._cell

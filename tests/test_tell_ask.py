@@ -343,3 +343,15 @@ class StashingClient(actors.Actor[Lookup | Connect]):
     def connect(self, message: Connect) -> None:
         self.connected = True
         self.ctx.stash.unstash_all()
+
+
+async def test_send_request_nowait_refuses_when_the_mailbox_is_full(
+    system: actors.ActorSystem, autojump_clock: trio.testing.MockClock
+) -> None:
+    counter = await system.spawn(Counter(), mailbox_size=1)
+    busy = counter.send_request_nowait(Sleep(1))
+    await trio.testing.wait_all_tasks_blocked()  # the actor is in its handler
+    queued = counter.send_request_nowait(Total())
+    with pytest.raises(trio.WouldBlock):
+        counter.send_request_nowait(Total())
+    assert (await busy.wait(), await queued.wait()) == ("slept", 0)
