@@ -11,10 +11,15 @@ import trio
 
 import actors
 from tests.hostile import (
+    BINARY,
+    CLOSE,
     HANDSHAKE_CASES,
     SERVER_OPTIONS,
+    TEXT,
     HandshakeCase,
     HostileClient,
+    close_payload,
+    frame,
     request,
     settled,
     start_server,
@@ -114,4 +119,24 @@ async def test_refused_at_the_cap_still_gets_503(system: actors.ActorSystem) -> 
         assert status == 503
         for client in (holder, late):
             await client.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_frames_sent_with_the_request_are_not_lost(system: actors.ActorSystem) -> None:
+    """A client that does not wait for the 101 (RFC 6455 says it must) and sends its first
+    frames in the same packet as its request: they are read and answered in order, instead
+    of being dropped with the rest of the request's read."""
+    early = frame(TEXT, b"early") + frame(BINARY, b"\x00bytes")
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, system)
+        client = await HostileClient.connect(server.port)
+        with trio.fail_after(DEADLINE):
+            assert await client.handshake(request() + early) == 101
+            assert await client.next_message() == b"early"
+            assert await client.next_message() == b"\x00bytes"
+            assert await client.send(frame(CLOSE, close_payload(1000, b"done")))
+            ending = await client.ending()
+            assert (ending.code, ending.reason) == (1000, "done")
+            assert await client.closed()
+        await client.aclose()
         nursery.cancel_scope.cancel()

@@ -252,6 +252,20 @@ def test_take_handshake_and_open_connection() -> None:
     ]
 
 
+def test_take_handshake_hands_a_servers_trailing_bytes_to_the_frame_layer() -> None:
+    client = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+    request = client.send(wsproto.events.Request(host="h", target="/"))
+    server = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+    # A client that sends its first frame in the same packet as its request.
+    early = wsproto.frame_protocol.FrameProtocol(client=True, extensions=[]).send_data("early")
+    server.receive_data(request + early)
+    assert [type(e) for e in server.events()] == [wsproto.events.Request]
+    server.send(wsproto.events.AcceptConnection())
+    assert _hooks.take_handshake(server) == []
+    texts = _hooks.open_connection(server).events()
+    assert [e.data for e in texts if isinstance(e, wsproto.events.TextMessage)] == ["early"]
+
+
 def test_light_event_queue_keeps_the_end_of_stream_event() -> None:
     _client, server = handshake_pair()
     assert _hooks.take_handshake(server) == []

@@ -178,11 +178,21 @@ def take_handshake(connection: wsproto.WSConnection) -> list[wsproto.events.Even
 
     ``WSConnection`` keeps its h11 parser and buffers for the connection's whole life
     (kilobytes per idle connection); ``None`` while the handshake is still under way
-    (``connection`` is unset until then).
+    (``connection`` is unset until then). On a server, what the client sent after its
+    request in the same read (frames it did not wait for the 101 to send) is still in
+    the handshake's h11 parser (``_h11_connection.trailing_data``), which wsproto hands on
+    to the frame layer for a client only; it is handed on here, so those frames are read
+    first instead of being dropped with the parser.
     """
-    if connection.connection is None:
+    frames = connection.connection
+    if frames is None:
         return None
-    events = list(connection.handshake.events())
+    handshake = connection.handshake
+    events = list(handshake.events())
+    if not connection.client:
+        trailing, _ = handshake._h11_connection.trailing_data
+        if trailing:
+            frames.receive_data(bytes(trailing))
     del connection.handshake
     return events
 

@@ -249,12 +249,15 @@ def open_request(
     limits: BackendLimits = DEFAULT_LIMITS,
     hold_violations: bool = False,
 ) -> ServerHandshake:
-    """Hand the request's stream to the library, its reader task started in ``nursery``.
+    """Hand the request's stream to the library; its reader task starts in ``nursery``
+    once the request is accepted.
 
     From here on only the owner of ``nursery`` may touch the stream. The library
     gets the wsproto connection that parsed the request, and the request event
     itself: nothing is parsed twice. ``hold_violations``: as for
-    :func:`client_handshake`.
+    :func:`client_handshake`. The reader starts only after the 101 is written, so
+    that its first look at the connection finds the frames a client sent with its
+    request, if any (see ``take_handshake``), and a rejected request never has one.
     """
     connection = request.connection  # it parsed the request
     connection.set_limits(limits, hold_violations=hold_violations)
@@ -268,9 +271,7 @@ def open_request(
     )
     parsed = library_request(ws, request.event)
     install_sink(ws, _InboundSink)
-    reader = trio.CancelScope()
-    nursery.start_soon(_run_reader, ws, reader, None, None)
-    return ServerHandshake(ws, parsed, stream, request.headers, reader, connection)
+    return ServerHandshake(ws, parsed, stream, request.headers, nursery, connection)
 
 
 @final
@@ -279,7 +280,7 @@ class ServerHandshake:
 
     __slots__ = (
         "_connection",
-        "_reader",
+        "_nursery",
         "_request",
         "_stream",
         "_ws",
@@ -294,13 +295,13 @@ class ServerHandshake:
         request: tw.WebSocketRequest,
         stream: trio.abc.Stream,
         headers: Headers,
-        reader: trio.CancelScope,
+        nursery: trio.Nursery,
         connection: GuardedConnection,
     ) -> None:
         self._ws = ws
         self._request = request
         self._stream = stream
-        self._reader = reader
+        self._nursery = nursery
         self._connection = connection
         self.path = request.path
         self.headers = headers
@@ -313,7 +314,7 @@ class ServerHandshake:
 
         Written as the library's ``WebSocketRequest.accept`` would, holding its stream
         lock, but taking the lock without a wait when it is free (it is: the library's
-        reader has not run yet), then recorded in the library (``mark_accepted``).
+        reader starts only after it), then recorded in the library (``mark_accepted``).
         """
         ws = self._ws
         data = self._connection.send(
@@ -337,7 +338,9 @@ class ServerHandshake:
             finally:
                 lock.release()
         mark_accepted(ws, self.path, subprotocol)
-        return Backend(ws, self._stream, self.headers, self._reader, self._connection)
+        reader = trio.CancelScope()
+        self._nursery.start_soon(_run_reader, ws, reader, None, None)
+        return Backend(ws, self._stream, self.headers, reader, self._connection)
 
     async def reject(
         self, status: int, body: bytes, extra_headers: Sequence[tuple[str, str]], within: float
