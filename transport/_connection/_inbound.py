@@ -257,15 +257,7 @@ class InboundQueue(Generic[T]):
         assert items is not None
         assert sizes is not None
         item = items.popleft()
-        size = sizes.popleft()  # _release, inlined
-        self._bytes -= size
-        budget = self.budget
-        if budget is not None:
-            budget.used -= size
-            if budget.waiting and budget.used < budget.limit:
-                budget.waiting.popleft()._wake_room()
-        if self._room_waiter is not None and not self.full:
-            self._wake_room()
+        self._release(sizes.popleft())
         return item
 
     def close(self) -> None:
