@@ -12,9 +12,12 @@ from transport._adapter._limits import DEFAULT_LIMITS, BackendLimits
 
 
 async def open_pair(
-    nursery: trio.Nursery, limits: BackendLimits = DEFAULT_LIMITS
+    nursery: trio.Nursery,
+    limits: BackendLimits = DEFAULT_LIMITS,
+    streams: tuple[trio.abc.Stream, trio.abc.Stream] | None = None,
 ) -> tuple[Backend, Backend]:
-    client_stream, server_stream = trio.testing.memory_stream_pair()
+    """A client and a server backend over ``streams`` (a memory stream pair by default)."""
+    client_stream, server_stream = streams or trio.testing.memory_stream_pair()
     server: list[Backend] = []
 
     async def serve() -> None:

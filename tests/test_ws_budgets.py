@@ -15,7 +15,7 @@ import trio
 import actors
 import transport
 from tests.hostile import BINARY, HostileClient, flood, frame, settled
-from tests.ws_support import NO_KEEPALIVE
+from tests.ws_support import NO_KEEPALIVE, until
 
 CHUNK = 64 * 1024
 #: More 64 KiB messages than any server should take in (6.5 GB): the flood's cap.
@@ -202,12 +202,6 @@ async def budgeted_pair(
     await opened.acquire()
     await opened.acquire()
     return clients
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Poll ``condition`` (the connections' counters change inside the server)."""
-    while not condition():  # noqa: ASYNC110 - polled state of another component
-        await trio.sleep(0.01)
 
 
 async def test_paused_connections_wait_for_the_shared_budget_in_turn(

@@ -17,6 +17,7 @@ import actors
 import transport
 from tests.hostile import HostileClient
 from tests.test_ws_io import stalling_pair
+from tests.ws_support import until
 from transport import ConnectionOptions
 
 #: Virtual seconds each write of the client takes.
@@ -135,8 +136,8 @@ async def test_on_tcp_a_write_waiting_for_the_peers_window_holds_back_no_ask(
         )
         client = await HostileClient.open(server.port)  # reads nothing for now
         with trio.fail_after(30):
-            while not handles or handles[0].statistics().messages_sent < 2:  # noqa: ASYNC110
-                await trio.sleep(0.01)  # the pusher fills the sockets
+            # The pusher fills the sockets.
+            await until(lambda: bool(handles) and handles[0].statistics().messages_sent >= 2)
             await trio.sleep(0.5)  # its write now waits for the peer's window
             (connection,) = handles
             assert not sent_all.is_set()

@@ -13,35 +13,16 @@ import trio.testing
 import wsproto.frame_protocol
 
 import actors
+from tests.test_ws_backend import open_pair
 from tests.ws_support import connection_pair
 from transport import Overflow
 from transport._adapter._hooks import stream_lock
-from transport._adapter._library import Backend, client_handshake, server_handshake
+from transport._adapter._library import Backend
 from transport._adapter._limits import DEFAULT_LIMITS, BackendLimits
 from transport._compression import DEFAULT_COMPRESSION
 from transport._connection._inbound import TAKE_SPELL_LIMIT, ByteBudget, InboundQueue
 
 SIZES = [0, 1, 125, 126, 65535, 65536, 70000]
-
-
-async def open_pair(
-    nursery: trio.Nursery,
-    streams: tuple[trio.abc.Stream, trio.abc.Stream],
-    limits: BackendLimits = DEFAULT_LIMITS,
-) -> tuple[Backend, Backend]:
-    client_stream, server_stream = streams
-    server: list[Backend] = []
-
-    async def serve() -> None:
-        handshake = await server_handshake(nursery, server_stream, limits=limits)
-        server.append(await handshake.accept(None, (), 10))
-
-    async with trio.open_nursery() as inner:
-        inner.start_soon(serve)
-        client = await client_handshake(
-            nursery, client_stream, host="example", resource="/", limits=limits
-        )
-    return client, server[0]
 
 
 @asynccontextmanager
@@ -54,7 +35,7 @@ async def tcp_pair(
     server_stream = await listeners[0].accept()
     await listeners[0].aclose()
     async with trio.open_nursery() as nursery:
-        client, server = await open_pair(nursery, (client_stream, server_stream), limits)
+        client, server = await open_pair(nursery, limits, (client_stream, server_stream))
         try:
             yield client, server
         finally:
@@ -74,7 +55,7 @@ async def test_a_server_frame_is_the_one_wsproto_makes(size: int, text: bool) ->
     if not text:
         message = message[:size]
     async with trio.open_nursery() as nursery:
-        _, server = await open_pair(nursery, trio.testing.memory_stream_pair())
+        _, server = await open_pair(nursery)
         wsprotos = wsproto.frame_protocol.FrameProtocol(client=False, extensions=[])
         assert server.encode(message) == bytes(wsprotos.send_data(message))
         nursery.cancel_scope.cancel()
@@ -84,7 +65,7 @@ async def test_a_server_frame_is_the_one_wsproto_makes(size: int, text: bool) ->
 async def test_a_client_frame_is_masked_with_a_fresh_key_and_arrives_whole(size: int) -> None:
     limits = BackendLimits(max_message_size=2**20)
     async with trio.open_nursery() as nursery:
-        client, server = await open_pair(nursery, trio.testing.memory_stream_pair(), limits)
+        client, server = await open_pair(nursery, limits)
         text = "ü" * size
         first, second = client.encode(text), client.encode(text)
         assert first[1] & 0x80  # the mask bit
@@ -100,7 +81,7 @@ async def test_a_client_frame_is_masked_with_a_fresh_key_and_arrives_whole(size:
 async def test_a_compressed_connection_frames_through_wsproto() -> None:
     limits = BackendLimits(compression=DEFAULT_COMPRESSION)
     async with trio.open_nursery() as nursery:
-        client, server = await open_pair(nursery, trio.testing.memory_stream_pair(), limits)
+        client, server = await open_pair(nursery, limits)
         assert server.compression is not None
         frame = server.encode("a" * 1000)
         assert frame[0] & 0x40  # RSV1: compressed
@@ -149,7 +130,7 @@ async def test_write_now_writes_nothing_while_another_write_holds_the_stream() -
 
 async def test_write_now_writes_nothing_on_a_stream_that_is_not_a_socket() -> None:
     async with trio.open_nursery() as nursery:
-        _, server = await open_pair(nursery, trio.testing.memory_stream_pair())
+        _, server = await open_pair(nursery)
         assert server.write_now(server.encode("x")) == 0
         nursery.cancel_scope.cancel()
 

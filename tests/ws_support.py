@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import ssl
+from collections.abc import Callable
 
 import trio
 import trio.testing
@@ -154,3 +155,9 @@ async def threads_and_tasks_send(
             name, seq = message.split(":")
             received.setdefault(name, []).append(int(seq))
     return received
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Poll ``condition``: state that changes inside a server, with no event to wait on."""
+    while not condition():  # noqa: ASYNC110 - polled state of another component
+        await trio.sleep(0.01)
