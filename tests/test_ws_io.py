@@ -368,6 +368,18 @@ def _live_receive_channels() -> int:
     return sum(isinstance(obj, trio.MemoryReceiveChannel) for obj in gc.get_objects())
 
 
+async def _works_then_leaves_no_task(
+    client: transport.WebSocketConnection, server: transport.WebSocketConnection, tasks: int
+) -> None:
+    """The pair still carries a message, and once closed, ``tasks`` tasks are left."""
+    await client.send("still works")
+    assert await server.receive() == "still works"
+    await client.close()
+    await wait_closed(server)
+    await trio.testing.wait_all_tasks_blocked()
+    assert trio.lowlevel.current_statistics().tasks_living == tasks
+
+
 async def test_an_idle_connection_runs_three_tasks_and_keeps_no_library_queue(
     system: actors.ActorSystem,
 ) -> None:
@@ -381,6 +393,24 @@ async def test_an_idle_connection_runs_three_tasks_and_keeps_no_library_queue(
     # Each side: the actor's loop, the io task (the writer and its timers), the reader.
     assert trio.lowlevel.current_statistics().tasks_living - tasks == 2 * 3
     assert _live_receive_channels() == channels
-    await client.send("still works")
-    assert await server.receive() == "still works"
-    await client.close()
+    await _works_then_leaves_no_task(client, server, tasks)
+
+
+async def test_idle_connections_with_keepalive_share_one_clock_task(
+    system: actors.ActorSystem, autojump_clock: trio.abc.Clock
+) -> None:
+    # The io tasks sleep between their timers without a cancel scope: one alarm clock
+    # per run wakes them, and it runs only while some connection has a timer set.
+    await trio.testing.wait_all_tasks_blocked()
+    tasks = trio.lowlevel.current_statistics().tasks_living
+    keepalive = ConnectionOptions(ping_interval=5.0, pong_timeout=2.0)
+    client, server = await connection_pair(
+        system, client_options=keepalive, server_options=keepalive
+    )
+    await trio.testing.wait_all_tasks_blocked()
+    assert trio.lowlevel.current_statistics().tasks_living - tasks == 2 * 3 + 1
+    await trio.sleep(60)  # a dozen pings each way, each answered in time
+    for side in (client, server):
+        assert side.statistics().pings_sent >= 10
+        assert side.statistics().latency is not None
+    await _works_then_leaves_no_task(client, server, tasks)

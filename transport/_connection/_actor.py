@@ -29,8 +29,9 @@ Its tasks besides the message loop:
   close order, bounded by ``close_timeout``);
 - the *io task* owns the library's nursery. Once the connection is open it runs
   the timers (keepalive pings are told to the loop, the pong timeout and the idle
-  timeout), and when the loop has written the frames that precede a close it runs
-  the close handshake. When the actor is stopped or cancelled from outside, it
+  timeout; between them it sleeps without a cancel scope, woken by the run's one
+  alarm clock, see ``_alarms``), and when the loop has written the frames that
+  precede a close it runs the close handshake. When the actor is stopped or cancelled from outside, it
   turns that into a close with 1001, bounded by ``write_timeout + close_timeout``;
 - the server's handler task, or the *forwarder* to a subscriber actor.
 
@@ -57,6 +58,7 @@ from .._census import SourceKind, report_ended, report_started
 from .._close_codes import CloseCode, ConnectionClosed, Situation, close_code_for
 from .._codec import DecodePolicy, EncodeError, RawCodec, as_decode_error
 from .._overflow import close_situation
+from ._alarms import Alarm, cancel_alarm, set_alarm
 from ._inbound import ByteBudget, InboundQueue, deliver_last, forward
 from ._messages import (
     Close,
@@ -160,8 +162,10 @@ class ConnectionActor(actors.Actor[ActorMessage]):
     # time by which it closes even if the application has not taken everything.
     _violation: Violation | None = attrs.field(init=False, default=None)
     _violation_deadline: float = attrs.field(init=False, default=math.inf)
-    # The io task, while it waits between its timers.
+    # The io task, while it waits between its timers, and the alarm that wakes it for
+    # the next one (see _alarms).
     _io_waiting: trio.lowlevel.Task | None = attrs.field(init=False, default=None)
+    _alarm: Alarm | None = attrs.field(init=False, default=None)
     # The handler's end; the event is made only when the io task has to wait for it.
     _application_ended: bool = attrs.field(init=False, default=False)
     _application_done: trio.Event | None = attrs.field(init=False, default=None)
@@ -537,6 +541,12 @@ class ConnectionActor(actors.Actor[ActorMessage]):
             self._io_waiting = None
             trio.lowlevel.reschedule(task)
 
+    def _ring(self, alarm: Alarm) -> None:
+        # The alarm clock's call when the io task's next timer is due.
+        if alarm is self._alarm:
+            self._alarm = None
+            self._wake_io()
+
     def _abort_io_wait(self, _: object) -> trio.lowlevel.Abort:
         self._io_waiting = None
         return trio.lowlevel.Abort.SUCCEEDED
@@ -665,6 +675,9 @@ class ConnectionActor(actors.Actor[ActorMessage]):
                         await backend.abort()
         finally:
             # Also on the way out of a cancellation from outside (after its bounded close).
+            if self._alarm is not None:
+                cancel_alarm(self._alarm)
+                self._alarm = None
             self._opener = None
             self._backend = None
             outcome = self._final_outcome(error)
@@ -722,13 +735,13 @@ class ConnectionActor(actors.Actor[ActorMessage]):
                     await self._write_remainder(backend)
                     continue
                 due = self._timers_due()
-                if due == math.inf:  # no scope to keep while idle without timers
-                    self._io_waiting = trio.lowlevel.current_task()
-                    await wait_task_rescheduled(self._abort_io_wait)
-                else:
-                    with trio.move_on_at(due):
-                        self._io_waiting = trio.lowlevel.current_task()
-                        await wait_task_rescheduled(self._abort_io_wait)
+                alarm = self._alarm
+                if alarm is None or alarm[0] != due:
+                    if alarm is not None:
+                        cancel_alarm(alarm)
+                    self._alarm = None if due == math.inf else set_alarm(due, self)
+                self._io_waiting = trio.lowlevel.current_task()
+                await wait_task_rescheduled(self._abort_io_wait)
                 if not await self._timers_step(backend):
                     break
         except trio.Cancelled:
