@@ -197,6 +197,18 @@ def take_handshake(connection: wsproto.WSConnection) -> list[wsproto.events.Even
     return events
 
 
+def request_method(connection: wsproto.WSConnection) -> bytes | None:
+    """The method of the request a server's handshake parsed (``b"GET"``), else ``None``.
+
+    Read from the handshake's h11 parser (``handshake._h11_connection._request_method``),
+    which holds it from the moment the request line is parsed, also when wsproto then
+    refuses the request: the answer to a HEAD request must leave the body out, and
+    wsproto's refusal (its error) does not say what the method was.
+    """
+    method: bytes | None = connection.handshake._h11_connection._request_method
+    return method
+
+
 class _EventQueue(list[wsproto.events.Event]):
     """wsproto's queue of pending events with a list's footprint (see :func:`light_event_queue`)."""
 
