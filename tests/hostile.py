@@ -77,9 +77,10 @@ def request(
     version: str | None = "13",
     upgrade: str | None = "websocket",
     headers: tuple[tuple[str, str], ...] = (),
+    http_version: str = "1.1",
 ) -> bytes:
     """An opening request; ``None`` leaves a header out."""
-    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: Upgrade"]
+    lines = [f"{method} {path} HTTP/{http_version}", "Host: 127.0.0.1", "Connection: Upgrade"]
     if upgrade is not None:
         lines.append(f"Upgrade: {upgrade}")
     if key is not None:

@@ -186,6 +186,14 @@ INVALID_UPGRADES = [
         b"unsupported Sec-WebSocket-Version (this server speaks 13)",
         {"sec-websocket-version": "13"},
     ),
+    (
+        "http-1.0",
+        request(http_version="1.0"),
+        400,
+        "Bad Request",
+        b"a websocket upgrade needs HTTP/1.1 or later, not HTTP/1.0",
+        {},
+    ),
     ("garbage", b"\x16\x03\x01\xff\xff" * 20, 400, "Bad Request", b"Bad HTTP message", {}),
 ]
 
@@ -216,6 +224,16 @@ async def test_an_invalid_upgrade_gets_a_whole_response_saying_what_was_wrong(
             await settled(server)
             stats = await server.statistics()
             assert (stats.accepted, stats.handshake_failures) == (0, 1)
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_upgrade_in_http_1_1_is_still_accepted(system: actors.ActorSystem) -> None:
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, system)
+        client = await HostileClient.connect(server.port)
+        with trio.fail_after(DEADLINE):
+            assert await client.handshake(request(http_version="1.1")) == 101
+        await client.aclose()
         nursery.cancel_scope.cancel()
 
 

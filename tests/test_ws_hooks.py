@@ -12,6 +12,7 @@ import itertools
 import random
 import sys
 
+import h11
 import pytest
 import trio
 import trio.testing
@@ -44,6 +45,7 @@ HOOKS = {
     "fast_unmasking",
     "close_frame",
     "payload_announced",
+    "request_http_version",
     "request_method",
 }
 
@@ -324,6 +326,20 @@ def parsed_by_a_server(request_head: bytes) -> wsproto.WSConnection:
     except wsproto.utilities.RemoteProtocolError:
         pass  # what the server refuses; the parser has still read the request line
     return server
+
+
+def test_request_http_version_reads_the_handshake_parser() -> None:
+    head = b"GET / HTTP/%s\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+    head += b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: MDEyMzQ1Njc4OWFiY2RlZg==\r\n\r\n"
+    for version in (b"1.0", b"1.1"):
+        server = parsed_by_a_server(head % version)
+        # wsproto takes the request in either version (hence the hook), and the version
+        # is where the hook reads it.
+        assert server.state is wsproto.connection.ConnectionState.CONNECTING
+        assert isinstance(server.handshake._h11_connection, h11.Connection)
+        assert server.handshake._h11_connection.their_http_version == version
+        assert _hooks.request_http_version(server) == version
+    assert _hooks.request_http_version(wsproto.WSConnection(wsproto.ConnectionType.SERVER)) is None
 
 
 def test_request_method_reads_the_handshake_parser_also_on_a_refused_request() -> None:

@@ -3,8 +3,9 @@
 :func:`read_request` runs the TLS handshake (if any) and parses the client's opening
 request once, with wsproto, before any connection actor or library object exists; a
 refused client never costs a task or an actor. A request that is not a valid websocket
-upgrade is answered here (400, or 426 for an unsupported version), and so is a
-``Sec-WebSocket-Key`` that is not 16 bytes of base64. A valid one is a :class:`ServerRequest`, which holds the stream and the bytes
+upgrade is answered here (400, or 426 for an unsupported version), and so are a
+``Sec-WebSocket-Key`` that is not 16 bytes of base64 and an upgrade in HTTP/1.0
+(400). A valid one is a :class:`ServerRequest`, which holds the stream and the bytes
 read until it is rejected (:meth:`ServerRequest.reject`) or handed to the library
 (``_library.open_request``) with the wsproto connection that parsed it: the request
 is parsed once.
@@ -38,7 +39,7 @@ from .._exceptions import HandshakeError, HandshakeTimeoutError, TLSError
 from .._redact import redact_target
 from ._answer import PLAIN_TEXT, format_response
 from ._guard import GuardedConnection
-from ._hooks import request_method
+from ._hooks import request_http_version, request_method
 
 #: Seconds the opening handshake (TLS and HTTP upgrade) may take by default.
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
@@ -167,7 +168,7 @@ async def read_request(
                 request = next(
                     (e for e in probe.events() if isinstance(e, wsproto.events.Request)), None
                 )
-                problem = None if request is None else _request_problem(request)
+                problem = None if request is None else _request_problem(request, probe)
             except wsproto.utilities.RemoteProtocolError as exc:
                 request, problem = None, exc
             if problem is not None:
@@ -274,9 +275,12 @@ def _plain_request(received: bytes) -> h11.Request | None:
     return event
 
 
-def _request_problem(request: wsproto.events.Request) -> str | None:
-    # What wsproto accepts but RFC 6455 section 4.2.1 does not: a key that is not
-    # 16 bytes of base64.
+def _request_problem(request: wsproto.events.Request, probe: wsproto.WSConnection) -> str | None:
+    # What wsproto accepts but RFC 6455 does not: a request in HTTP/1.0 (section 4.1
+    # asks for 1.1 or later), a key that is not 16 bytes of base64 (section 4.2.1).
+    version = request_http_version(probe)
+    if version is not None and version < b"1.1":
+        return f"a websocket upgrade needs HTTP/1.1 or later, not HTTP/{version.decode('ascii')}"
     key = next((v for k, v in request.extra_headers if k.lower() == b"sec-websocket-key"), b"")
     try:
         if len(base64.b64decode(key, validate=True)) == 16:
