@@ -77,9 +77,10 @@ def request(
     version: str | None = "13",
     upgrade: str | None = "websocket",
     headers: tuple[tuple[str, str], ...] = (),
+    http_version: str = "1.1",
 ) -> bytes:
     """An opening request; ``None`` leaves a header out."""
-    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: Upgrade"]
+    lines = [f"{method} {path} HTTP/{http_version}", "Host: 127.0.0.1", "Connection: Upgrade"]
     if upgrade is not None:
         lines.append(f"Upgrade: {upgrade}")
     if key is not None:
@@ -144,10 +145,17 @@ class HostileClient:
 
     async def http_status_then_eof(self, data: bytes) -> tuple[int | None, bool]:
         """Send a request; the answer's status and whether the server then closed TCP."""
-        status = await self.handshake(data)
-        while await self._receive():
-            pass
-        return status, True
+        head, found, _ = (await self.until_eof(data)).partition(b"\r\n\r\n")
+        return (int(head.split(b" ", 2)[1]) if found else None), True
+
+    async def until_eof(self, data: bytes) -> bytes:
+        """Send ``data``; every byte the server sends until it closes TCP (the caller bounds it)."""
+        await self.send(data)
+        received = bytearray(self._buffer)
+        self._buffer.clear()
+        while chunk := await self._receive():
+            received += chunk
+        return bytes(received)
 
     async def ending(self) -> Ending:
         """Read server frames until its Close frame or the end of TCP."""

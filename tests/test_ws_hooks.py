@@ -12,6 +12,7 @@ import itertools
 import random
 import sys
 
+import h11
 import pytest
 import trio
 import trio.testing
@@ -20,6 +21,7 @@ import wsproto
 import wsproto.connection
 import wsproto.events
 import wsproto.frame_protocol
+import wsproto.utilities
 
 from transport._adapter import _hooks
 from transport._adapter._library import Backend, client_handshake, server_handshake
@@ -43,6 +45,8 @@ HOOKS = {
     "fast_unmasking",
     "close_frame",
     "payload_announced",
+    "request_http_version",
+    "request_method",
 }
 
 
@@ -311,3 +315,38 @@ def test_payload_announced_reads_the_frame_header_before_the_payload() -> None:
     assert _hooks.payload_announced(server) is None
     server.receive_data(client.send(wsproto.events.Ping(b"p"))[:2])
     assert _hooks.payload_announced(server) is None  # control frames are not counted
+
+
+def parsed_by_a_server(request_head: bytes) -> wsproto.WSConnection:
+    """A server connection that has parsed ``request_head``, valid for wsproto or not."""
+    server = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+    try:
+        server.receive_data(request_head)
+        list(server.events())
+    except wsproto.utilities.RemoteProtocolError:
+        pass  # what the server refuses; the parser has still read the request line
+    return server
+
+
+def test_request_http_version_reads_the_handshake_parser() -> None:
+    head = b"GET / HTTP/%s\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+    head += b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: MDEyMzQ1Njc4OWFiY2RlZg==\r\n\r\n"
+    for version in (b"1.0", b"1.1"):
+        server = parsed_by_a_server(head % version)
+        # wsproto takes the request in either version (hence the hook), and the version
+        # is where the hook reads it.
+        assert server.state is wsproto.connection.ConnectionState.CONNECTING
+        assert isinstance(server.handshake._h11_connection, h11.Connection)
+        assert server.handshake._h11_connection.their_http_version == version
+        assert _hooks.request_http_version(server) == version
+    assert _hooks.request_http_version(wsproto.WSConnection(wsproto.ConnectionType.SERVER)) is None
+
+
+def test_request_method_reads_the_handshake_parser_also_on_a_refused_request() -> None:
+    head = b"HEAD / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    with pytest.raises(wsproto.utilities.RemoteProtocolError, match="must be GET"):
+        wsproto.WSConnection(wsproto.ConnectionType.SERVER).receive_data(head)
+    server = parsed_by_a_server(head)
+    assert server.handshake._h11_connection._request_method == b"HEAD"
+    assert _hooks.request_method(server) == b"HEAD"
+    assert _hooks.request_method(parsed_by_a_server(b"\x16\x03\x01 not http\r\n\r\n")) is None

@@ -4,7 +4,8 @@ The connection actor sees only :class:`Backend` (send, receive, ping, close, abo
 :class:`ServerHandshake`; nothing else in the package imports ``trio_websocket`` or
 ``wsproto``, so the library can be swapped (``websockets.trio`` is the likely alternative)
 by rewriting this package alone. Its modules: ``_request`` reads and parses a server's
-opening request before the library sees it, ``_guard`` wraps wsproto's connection with the
+opening request before the library sees it, ``_answer`` makes every HTTP answer but
+the 101 (sans-IO), ``_guard`` wraps wsproto's connection with the
 frame guard and the inbound limits (``_limits``, sans-IO), ``_library`` drives
 trio-websocket, and ``_hooks`` holds every private hook of either library.
 
@@ -36,7 +37,11 @@ What this adapter closes of trio-websocket 0.12.2's known gaps:
   message rate (1008). The message size is counted in bytes, text included.
 - The opening request is read and decided on before the library (or a connection actor)
   is involved (:func:`read_request`); a refused client never costs a task or an actor.
-  A ``Sec-WebSocket-Key`` that is not 16 bytes of base64 is refused with 400.
+  A ``Sec-WebSocket-Key`` that is not 16 bytes of base64 is refused with 400, and so is
+  an upgrade in HTTP/1.0 (RFC 6455 asks for HTTP/1.1 or later; wsproto takes either).
+- Refusals were what wsproto writes: no reason phrase, a chunked body, no
+  ``Connection: close``. Every answer but the 101 is now one whole HTTP/1.1 response
+  (``_answer.format_response``), and its headers are checked (no CR or LF).
 
 What it cannot close from above, and how the actor contains it instead:
 

@@ -197,6 +197,29 @@ def take_handshake(connection: wsproto.WSConnection) -> list[wsproto.events.Even
     return events
 
 
+def request_http_version(connection: wsproto.WSConnection) -> bytes | None:
+    """The HTTP version of the request a server's handshake parsed (``b"1.1"``), else ``None``.
+
+    Read from the handshake's h11 parser (``handshake._h11_connection``, its public
+    ``their_http_version``): wsproto's request event leaves the version out, and wsproto
+    accepts an HTTP/1.0 upgrade, which RFC 6455 section 4.1 does not (HTTP/1.1 or later).
+    """
+    version: bytes | None = connection.handshake._h11_connection.their_http_version
+    return version
+
+
+def request_method(connection: wsproto.WSConnection) -> bytes | None:
+    """The method of the request a server's handshake parsed (``b"GET"``), else ``None``.
+
+    Read from the handshake's h11 parser (``handshake._h11_connection._request_method``),
+    which holds it from the moment the request line is parsed, also when wsproto then
+    refuses the request: the answer to a HEAD request must leave the body out, and
+    wsproto's refusal (its error) does not say what the method was.
+    """
+    method: bytes | None = connection.handshake._h11_connection._request_method
+    return method
+
+
 class _EventQueue(list[wsproto.events.Event]):
     """wsproto's queue of pending events with a list's footprint (see :func:`light_event_queue`)."""
 

@@ -23,6 +23,7 @@ import wsproto.utilities
 from .._close_codes import CloseCode
 from .._exceptions import HandshakeError, HandshakeRejected
 from .._redact import redact_target
+from ._answer import PLAIN_TEXT
 from ._guard import GuardedConnection
 from ._hooks import (
     PongListener,
@@ -45,6 +46,7 @@ from ._request import (
     HandshakeDeadline,
     Headers,
     ServerRequest,
+    answer_and_close,
     close_lingering,
     decode_headers,
     encode_headers,
@@ -281,7 +283,6 @@ class ServerHandshake:
     __slots__ = (
         "_connection",
         "_nursery",
-        "_request",
         "_stream",
         "_ws",
         "headers",
@@ -299,7 +300,6 @@ class ServerHandshake:
         connection: GuardedConnection,
     ) -> None:
         self._ws = ws
-        self._request = request
         self._stream = stream
         self._nursery = nursery
         self._connection = connection
@@ -345,12 +345,14 @@ class ServerHandshake:
     async def reject(
         self, status: int, body: bytes, extra_headers: Sequence[tuple[str, str]], within: float
     ) -> None:
-        """Answer with an HTTP ``status`` (and ``body``), then close the stream."""
-        with trio.move_on_after(within), contextlib.suppress(tw.ConnectionClosed):
-            await self._request.reject(
-                status, extra_headers=encode_headers(extra_headers), body=body or None
-            )
-        await trio.aclose_forcefully(self._stream)
+        """Answer with an HTTP ``status`` (and ``body``), then close the stream.
+
+        The same answer as :meth:`ServerRequest.reject` (``_request.answer_and_close``),
+        written past the library: its reader has not started, and nothing else writes.
+        """
+        await answer_and_close(
+            self._stream, status, extra_headers, body, within, default_type=PLAIN_TEXT
+        )
 
 
 async def server_handshake(

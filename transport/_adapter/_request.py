@@ -3,14 +3,17 @@
 :func:`read_request` runs the TLS handshake (if any) and parses the client's opening
 request once, with wsproto, before any connection actor or library object exists; a
 refused client never costs a task or an actor. A request that is not a valid websocket
-upgrade is answered here (400, or 426 for an unsupported version), and so is a
-``Sec-WebSocket-Key`` that is not 16 bytes of base64. A valid one is a
-:class:`ServerRequest`, which holds the stream and the bytes read until it is rejected
-(:meth:`ServerRequest.reject`) or handed to the library (``_library.open_request``)
-with the wsproto connection that parsed it: the request is parsed once.
+upgrade is answered here (400, or 426 for an unsupported version), and so are a
+``Sec-WebSocket-Key`` that is not 16 bytes of base64 and an upgrade in HTTP/1.0
+(400). A valid one is a :class:`ServerRequest`, which holds the stream and the bytes
+read until it is rejected (:meth:`ServerRequest.reject`) or handed to the library
+(``_library.open_request``) with the wsproto connection that parsed it: the request
+is parsed once.
 A server that answers plain HTTP too (``HandshakePolicy.http``) asks for it: a ``GET``
 without an ``Upgrade`` header is then a :class:`PlainRequest`, parsed with h11 (wsproto's
-own HTTP parser), answered once (:meth:`PlainRequest.respond`) and closed.
+own HTTP parser), answered once (:meth:`PlainRequest.respond`) and closed. Every
+answer but the 101 is one whole response of ``_answer.format_response``, written by
+:func:`answer_and_close`.
 
 Also here, because the library adapter shares them: the handshake deadline, the TLS
 handshake, header encoding and the lingering close of a server's TCP stream.
@@ -21,7 +24,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import http
 import ssl
 from collections.abc import Sequence
 from types import TracebackType
@@ -35,7 +37,9 @@ import wsproto.utilities
 
 from .._exceptions import HandshakeError, HandshakeTimeoutError, TLSError
 from .._redact import redact_target
+from ._answer import PLAIN_TEXT, format_response
 from ._guard import GuardedConnection
+from ._hooks import request_http_version, request_method
 
 #: Seconds the opening handshake (TLS and HTTP upgrade) may take by default.
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
@@ -89,18 +93,11 @@ class ServerRequest:
     async def reject(
         self, status: int, body: bytes, extra_headers: Sequence[tuple[str, str]], within: float
     ) -> None:
-        """Answer with an HTTP ``status`` (and ``body``), then close the stream."""
-        response = wsproto.events.RejectConnection(
-            status_code=status, headers=encode_headers(extra_headers), has_body=bool(body)
+        """Answer with an HTTP ``status`` (and ``body``, text unless ``extra_headers`` give
+        a ``Content-Type``), then close the stream; see :func:`answer_and_close`."""
+        await answer_and_close(
+            self.stream, status, extra_headers, body, within, default_type=PLAIN_TEXT
         )
-        data = self.connection.send(response)
-        if body:
-            data += self.connection.send(wsproto.events.RejectData(data=body))
-        # On cancellation the caller closes the stream (as on every handshake failure).
-        with trio.move_on_after(within):  # noqa: ASYNC912 - send_all checkpoints unless it fails at once
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await self.stream.send_all(data)
-        await close_lingering(self.stream)
 
 
 @final
@@ -110,11 +107,10 @@ class PlainRequest:
     Holds the stream until :meth:`respond` answers it and closes it.
     """
 
-    __slots__ = ("_connection", "headers", "method", "path", "stream")
+    __slots__ = ("headers", "method", "path", "stream")
 
-    def __init__(self, stream: trio.abc.Stream, connection: h11.Connection, request: h11.Request):
+    def __init__(self, stream: trio.abc.Stream, request: h11.Request):
         self.stream = stream
-        self._connection = connection
         self.method = request.method.decode("ascii")
         self.path = request.target.decode("latin-1")
         self.headers: Headers = decode_headers(list(request.headers))
@@ -125,27 +121,11 @@ class PlainRequest:
     async def respond(
         self, status: int, body: bytes, headers: Sequence[tuple[str, str]], within: float
     ) -> None:
-        """Answer with ``status``, ``headers`` and ``body`` (none to a HEAD), then close."""
-        try:
-            phrase = http.HTTPStatus(status).phrase
-        except ValueError:
-            phrase = ""
-        fields = [
-            *encode_headers(headers),
-            (b"content-length", str(len(body)).encode("ascii")),
-            (b"connection", b"close"),
-        ]
-        connection = self._connection
-        data = connection.send(
-            h11.Response(status_code=status, headers=fields, reason=phrase.encode("ascii"))
+        """Answer with ``status``, ``headers`` and ``body`` (none to a HEAD), then close;
+        see :func:`answer_and_close`."""
+        await answer_and_close(
+            self.stream, status, headers, body, within, head=self.method == "HEAD"
         )
-        if self.method != "HEAD" and body:
-            data = (data or b"") + (connection.send(h11.Data(data=body)) or b"")
-        data = (data or b"") + (connection.send(h11.EndOfMessage()) or b"")
-        with trio.move_on_after(within):  # noqa: ASYNC912 - send_all checkpoints unless it fails at once
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await self.stream.send_all(data)
-        await close_lingering(self.stream)
 
 
 @overload
@@ -188,15 +168,24 @@ async def read_request(
                 request = next(
                     (e for e in probe.events() if isinstance(e, wsproto.events.Request)), None
                 )
-                problem = None if request is None else _request_problem(request)
+                problem = None if request is None else _request_problem(request, probe)
             except wsproto.utilities.RemoteProtocolError as exc:
                 request, problem = None, exc
             if problem is not None:
                 parsed = _plain_request(bytes(received)) if plain else None
                 if parsed is not None:
-                    return PlainRequest(stream, *parsed)
-                await _answer_bad_request(stream, probe, problem)
-                raise HandshakeError(f"invalid websocket request: {problem}")
+                    return PlainRequest(stream, parsed)
+                status, headers, what = _refusal(problem)
+                await answer_and_close(
+                    stream,
+                    status,
+                    headers,
+                    f"invalid websocket request: {what}\n".encode(),
+                    within,
+                    head=request_method(probe) == b"HEAD",
+                    default_type=PLAIN_TEXT,
+                )
+                raise HandshakeError(f"invalid websocket request: {what}")
             if request is not None:
                 return ServerRequest(stream, request, probe)
 
@@ -204,13 +193,39 @@ async def read_request(
 async def reject_stream(
     stream: trio.abc.Stream, status: int, body: bytes, within: float = DEFAULT_HANDSHAKE_TIMEOUT
 ) -> None:
-    """Read the request on ``stream``, answer with ``status`` and close it (bounded by ``within``)."""
+    """Read the request on ``stream``, answer with ``status`` and a text ``body`` and close
+    it (bounded by ``within``)."""
     try:
         with contextlib.suppress(HandshakeError):
             request = await read_request(stream, within=within)
             await request.reject(status, body, (), within)
     finally:
         await trio.aclose_forcefully(stream)
+
+
+async def answer_and_close(
+    stream: trio.abc.Stream,
+    status: int,
+    headers: Sequence[tuple[str, str]],
+    body: bytes,
+    within: float,
+    *,
+    head: bool = False,
+    default_type: str | None = None,
+) -> None:
+    """Write one whole HTTP response (``_answer.format_response``), then close ``stream``.
+
+    The write is bounded by ``within`` and a peer gone away is no error; the close is
+    lingering (:func:`close_lingering`), so that the client reads the answer even while
+    it is still sending. A response ``format_response`` cannot write (a header with CR or
+    LF...) raises its :exc:`ValueError` before anything is written; on that, as on
+    cancellation, the caller closes the stream (as on every handshake failure).
+    """
+    data = format_response(status, headers, body, head=head, default_type=default_type)
+    with trio.move_on_after(within):  # noqa: ASYNC912 - send_all checkpoints unless it fails at once
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await stream.send_all(data)
+    await close_lingering(stream)
 
 
 def describe_remote(stream: trio.abc.Stream) -> str:
@@ -245,7 +260,7 @@ async def close_lingering(stream: trio.abc.Stream) -> None:
         await trio.aclose_forcefully(stream)
 
 
-def _plain_request(received: bytes) -> tuple[h11.Connection, h11.Request] | None:
+def _plain_request(received: bytes) -> h11.Request | None:
     """The request in ``received`` if it is a whole HTTP request without ``Upgrade``."""
     connection = h11.Connection(h11.SERVER)
     try:
@@ -257,12 +272,15 @@ def _plain_request(received: bytes) -> tuple[h11.Connection, h11.Request] | None
         return None
     if any(name == b"upgrade" for name, _ in event.headers):
         return None  # a websocket request gone wrong: answered as one
-    return connection, event
+    return event
 
 
-def _request_problem(request: wsproto.events.Request) -> str | None:
-    # What wsproto accepts but RFC 6455 section 4.2.1 does not: a key that is not
-    # 16 bytes of base64.
+def _request_problem(request: wsproto.events.Request, probe: wsproto.WSConnection) -> str | None:
+    # What wsproto accepts but RFC 6455 does not: a request in HTTP/1.0 (section 4.1
+    # asks for 1.1 or later), a key that is not 16 bytes of base64 (section 4.2.1).
+    version = request_http_version(probe)
+    if version is not None and version < b"1.1":
+        return f"a websocket upgrade needs HTTP/1.1 or later, not HTTP/{version.decode('ascii')}"
     key = next((v for k, v in request.extra_headers if k.lower() == b"sec-websocket-key"), b"")
     try:
         if len(base64.b64decode(key, validate=True)) == 16:
@@ -272,21 +290,18 @@ def _request_problem(request: wsproto.events.Request) -> str | None:
     return "invalid Sec-WebSocket-Key"
 
 
-async def _answer_bad_request(
-    stream: trio.abc.Stream,
-    probe: wsproto.WSConnection,
-    problem: str | wsproto.utilities.RemoteProtocolError,
-) -> None:
-    hint = problem.event_hint if not isinstance(problem, str) else None
-    if not isinstance(hint, wsproto.events.RejectConnection):
+def _refusal(problem: str | wsproto.utilities.RemoteProtocolError) -> tuple[int, Headers, str]:
+    """The status, headers and description of the answer to an invalid request."""
+    if isinstance(problem, str):
+        return 400, (), problem
+    hint = problem.event_hint
+    if not isinstance(hint, wsproto.events.RejectConnection):  # wsproto gives one, so far
         hint = wsproto.events.RejectConnection(status_code=400)
-    try:
-        data = probe.send(hint)
-    except wsproto.utilities.LocalProtocolError:  # h11 cannot answer this request
-        data = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-        await stream.send_all(data)
-    await close_lingering(stream)
+    headers = decode_headers(hint.headers)
+    if hint.status_code == 426:
+        # wsproto's message says the header is missing: it is there, with another version.
+        return 426, headers, "unsupported Sec-WebSocket-Version (this server speaks 13)"
+    return hint.status_code, headers, str(problem)
 
 
 async def tls_handshake(stream: trio.abc.Stream) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 import attrs
 import trio
 
+from .._adapter._answer import check_response
 from .._adapter._library import Backend, open_request
 from .._adapter._limits import DEFAULT_INBOUND_LIMITS, BackendLimits, InboundLimits
 from .._adapter._request import PlainRequest, ServerRequest, describe_remote, read_request
@@ -62,11 +63,24 @@ class Accept:
 
 @attrs.frozen
 class Reject:
-    """Refuse the handshake with an HTTP ``status`` (and an optional ``body``)."""
+    """Refuse the handshake with an HTTP ``status`` (and an optional ``body``).
+
+    The client gets one complete HTTP/1.1 response, and then the server closes the
+    connection: the status with its reason phrase, ``headers``, ``Content-Length``,
+    ``Date`` and ``Connection: close``; a ``body`` without a ``Content-Type`` in
+    ``headers`` goes as ``text/plain; charset=utf-8``. Checked when made: a status
+    outside 200 to 599, a header name that is not an HTTP token, a value with CR, LF or
+    another control character, and a header the server writes itself
+    (``Content-Length``, ``Transfer-Encoding``, ``Connection``, ``Date``) raise
+    :exc:`ValueError` (in a hook: the client gets 500 and the log says why).
+    """
 
     status: int = 403
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        check_response(self.status, self.headers, self.body)
 
 
 #: Called with each request after the built-in checks passed: return :class:`Reject` to
@@ -78,13 +92,18 @@ HandshakeHook = Callable[[HandshakeRequest], Awaitable[Accept | Reject | None]]
 class HttpResponse:
     """The answer to a plain HTTP request (see ``http`` of :class:`HandshakePolicy`).
 
-    ``Content-Length`` and ``Connection: close`` are added; give the
-    ``Content-Type`` in ``headers``.
+    ``Content-Length``, ``Date`` and ``Connection: close`` are added; give the
+    ``Content-Type`` in ``headers``. Checked when made, as :class:`Reject` is
+    (:exc:`ValueError`; in a handler: the client gets 500 and the log says why);
+    a 204 or 304 has no body.
     """
 
     status: int = 200
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        check_response(self.status, self.headers, self.body)
 
 
 #: Answers a plain HTTP ``GET`` or ``HEAD`` (one without ``Upgrade``) on a WebSocket
