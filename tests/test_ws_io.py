@@ -396,6 +396,42 @@ async def test_an_idle_connection_runs_three_tasks_and_keeps_no_library_queue(
     await _works_then_leaves_no_task(client, server, tasks)
 
 
+@attrs.define(eq=False)
+class StepCounter(trio.abc.Instrument):
+    """Counts the scheduler steps of the tasks whose name ends with ``suffix``."""
+
+    suffix: str
+    steps: int = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name.endswith(self.suffix):
+            self.steps += 1
+
+
+async def test_the_keepalive_routine_never_wakes_the_io_tasks(
+    system: actors.ActorSystem, autojump_clock: trio.abc.Clock
+) -> None:
+    # Each Ping is told by the alarm clock, written by the loop, and its Pong seen by
+    # the reader; none of them needs the io task, which wakes only for a late Pong, a
+    # timeout or a close.
+    keepalive = ConnectionOptions(ping_interval=5.0, pong_timeout=2.0)
+    client, server = await connection_pair(
+        system, client_options=keepalive, server_options=keepalive
+    )
+    await trio.testing.wait_all_tasks_blocked()
+    io_steps = StepCounter(":websocket-io")
+    trio.lowlevel.add_instrument(io_steps)
+    try:
+        await trio.sleep(60)
+    finally:
+        trio.lowlevel.remove_instrument(io_steps)
+    for side in (client, server):
+        assert side.statistics().pings_sent >= 10
+    assert io_steps.steps == 0
+    await client.close()
+    await wait_closed(server)
+
+
 async def test_idle_connections_with_keepalive_share_one_clock_task(
     system: actors.ActorSystem, autojump_clock: trio.abc.Clock
 ) -> None:

@@ -28,11 +28,13 @@ Its tasks besides the message loop:
   it stay deliverable, and the Close follows the application's replies (strict
   close order, bounded by ``close_timeout``);
 - the *io task* owns the library's nursery. Once the connection is open it runs
-  the timers (keepalive pings are told to the loop, the pong timeout and the idle
-  timeout; between them it sleeps without a cancel scope, woken by the run's one
-  alarm clock, see ``_alarms``), and when the loop has written the frames that
-  precede a close it runs the close handshake. When the actor is stopped or cancelled from outside, it
-  turns that into a close with 1001, bounded by ``write_timeout + close_timeout``;
+  the timers (the pong timeout, the idle timeout, the bound of a strict close),
+  sleeping between them without a cancel scope: the run's one alarm clock (see
+  ``_alarms``) wakes it. The keepalive's routine does not wake it: the alarm clock
+  tells the loop to write the Ping, and the Ping's write and its Pong move the
+  alarm. When the loop has written the frames that precede a close it runs the
+  close handshake. When the actor is stopped or cancelled from outside, it turns
+  that into a close with 1001, bounded by ``write_timeout + close_timeout``;
 - the server's handler task, or the *forwarder* to a subscriber actor.
 
 The actor stops with :class:`ConnectionClosed`, which its subscriber also receives
@@ -315,7 +317,7 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         counters = self._counters
         counters.pings_sent += 1
         self._pong = pong = _Pong(
-            counters, trio.current_time(), options.pong_timeout, self._inbound.pauses
+            self, counters, trio.current_time(), options.pong_timeout, self._inbound.pauses
         )
         self._writing = True
         with _write_bound(options.write_timeout) as scope:
@@ -325,7 +327,7 @@ class ConnectionActor(actors.Actor[ActorMessage]):
                 self._pong = None
                 self._next_ping = math.inf  # no more pings: the reader sees the end
         self._writing = False
-        self._wake_io()  # its next timer is the pong timeout now
+        self._arm_timers()  # the next timer is the pong timeout now
         if scope.cancelled_caught:
             await self._abort(backend, "a keepalive ping could not be written")
 
@@ -541,11 +543,43 @@ class ConnectionActor(actors.Actor[ActorMessage]):
             self._io_waiting = None
             trio.lowlevel.reschedule(task)
 
+    def _set_alarm(self, due: float) -> None:
+        alarm = self._alarm
+        if alarm is None or alarm[0] != due:
+            if alarm is not None:
+                cancel_alarm(alarm)
+            self._alarm = None if due == math.inf else set_alarm(due, self)
+
+    def _arm_timers(self) -> None:
+        # A timer changed while the io task waits: move its alarm (when it does not
+        # wait, its loop sets the alarm before it waits again).
+        if self._io_waiting is not None:
+            self._set_alarm(self._timers_due())
+
     def _ring(self, alarm: Alarm) -> None:
-        # The alarm clock's call when the io task's next timer is due.
-        if alarm is self._alarm:
-            self._alarm = None
+        # The alarm clock's call when the io task's next timer is due. The keepalive's
+        # routine runs here and in the callbacks (the Ping's write, its Pong), without
+        # waking the io task; the rest (a late Pong, the idle timeout, the bound of a
+        # strict close) wakes it.
+        if alarm is not self._alarm:
+            return
+        self._alarm = None
+        if self._io_waiting is None:
+            return  # busy: its loop sets the next alarm
+        now = trio.current_time()
+        if self._timers_due() > now:
+            self._arm_timers()  # moved meanwhile (data came in): nothing is due yet
+        elif self._only_ping_due(now):
+            self._tell_ping(now)
+            self._arm_timers()
+        else:
             self._wake_io()
+
+    def _pong_answered(self, pong: _Pong) -> None:
+        # The reader's call when the Pong of the last Ping arrived.
+        if pong is self._pong:
+            self._pong = None
+            self._arm_timers()
 
     def _abort_io_wait(self, _: object) -> trio.lowlevel.Abort:
         self._io_waiting = None
@@ -734,12 +768,7 @@ class ConnectionActor(actors.Actor[ActorMessage]):
                 if self._remainder is not None:
                     await self._write_remainder(backend)
                     continue
-                due = self._timers_due()
-                alarm = self._alarm
-                if alarm is None or alarm[0] != due:
-                    if alarm is not None:
-                        cancel_alarm(alarm)
-                    self._alarm = None if due == math.inf else set_alarm(due, self)
+                self._set_alarm(self._timers_due())
                 self._io_waiting = trio.lowlevel.current_task()
                 await wait_task_rescheduled(self._abort_io_wait)
                 if not await self._timers_step(backend):
@@ -843,6 +872,28 @@ class ConnectionActor(actors.Actor[ActorMessage]):
             due = min(due, self._last_inbound + self._idle_timeout)
         return min(due, self._violation_deadline)
 
+    def _only_ping_due(self, now: float) -> bool:
+        """Whether the keepalive's next Ping is all that is due (nothing else to check)."""
+        idle_timeout = self._idle_timeout
+        return (
+            not self._closing
+            and self._pong is None
+            and not self._ping_told
+            and not self._inbound.paused
+            and self._next_ping <= now < self._violation_deadline
+            and (idle_timeout is None or now < self._last_inbound + idle_timeout)
+        )
+
+    def _tell_ping(self, now: float) -> None:
+        """Tell the loop to write a keepalive Ping (it writes it, see :meth:`keepalive_ping`)."""
+        interval = self._options.ping_interval
+        assert interval is not None
+        assert self._ref is not None
+        with contextlib.suppress(trio.WouldBlock, actors.ActorStoppedError):
+            self._ref.tell_nowait(KeepalivePing())
+            self._ping_told = True
+        self._next_ping = now + interval
+
     async def _timers_step(self, backend: Backend) -> bool:
         """Run the timers that are due; False if the connection was aborted."""
         if self._close_ready:
@@ -877,13 +928,7 @@ class ConnectionActor(actors.Actor[ActorMessage]):
                 await self._abort(backend, f"keepalive: no pong within {options.pong_timeout}s")
                 return False
         if pong is None and not self._ping_told and now >= self._next_ping:
-            interval = options.ping_interval
-            assert interval is not None
-            assert self._ref is not None
-            with contextlib.suppress(trio.WouldBlock, actors.ActorStoppedError):
-                self._ref.tell_nowait(KeepalivePing())
-                self._ping_told = True
-            self._next_ping = now + interval
+            self._tell_ping(now)
         idle_timeout = self._idle_timeout
         if idle_timeout is not None and now >= self._last_inbound + idle_timeout:
             self._idle_timeout = None
@@ -900,9 +945,17 @@ def _write_bound(timeout: float) -> trio.CancelScope:
 class _Pong:
     """Set by the library's reader when the Pong of a keepalive Ping arrives."""
 
-    __slots__ = ("answered", "counters", "due", "pauses", "sent_at")
+    __slots__ = ("answered", "counters", "due", "owner", "pauses", "sent_at")
 
-    def __init__(self, counters: Counters, sent_at: float, timeout: float, pauses: int) -> None:
+    def __init__(
+        self,
+        owner: ConnectionActor,
+        counters: Counters,
+        sent_at: float,
+        timeout: float,
+        pauses: int,
+    ) -> None:
+        self.owner = owner
         self.counters = counters
         self.sent_at = sent_at
         #: When the Pong is late (moved on while the reader waits for room).
@@ -915,6 +968,7 @@ class _Pong:
         if not self.answered:
             self.answered = True
             self.counters.latency = trio.current_time() - self.sent_at
+            self.owner._pong_answered(self)
 
 
 async def spawn_connection(
