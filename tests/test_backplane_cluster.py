@@ -271,5 +271,8 @@ async def test_redis_going_away_under_traffic(persistent_redis_server: RedisServ
                     while not accepted <= consumer.entries:  # noqa: ASYNC110 - redeliveries
                         await trio.sleep(0.05)
         assert refused
-        assert not set(refused) & consumer.entries
+        # Nothing but what was added arrives. A refused add may have been appended all
+        # the same (its command reached the server, which died before it answered: the
+        # append-only file keeps the entry), so refused entries may arrive too.
+        assert consumer.entries <= accepted | set(refused)
         nursery.cancel_scope.cancel()

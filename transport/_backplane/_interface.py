@@ -230,7 +230,14 @@ class DurableStream(abc.ABC, Generic[T]):
 
     @abc.abstractmethod
     async def add(self, message: T) -> str:
-        """Append ``message``; returns its entry id."""
+        """Append ``message``; returns its entry id.
+
+        Raises :exc:`BackplaneUnavailableError` when the server cannot be reached. If the
+        connection was lost while the append was on its way, the server may have appended
+        it all the same (its answer was lost with the connection): a producer that adds
+        it again after the error may add it twice, which consumers handle as they handle
+        any redelivery (idempotently, see :meth:`serve_consumer`).
+        """
 
     @abc.abstractmethod
     async def serve_consumer(
