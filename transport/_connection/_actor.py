@@ -567,8 +567,9 @@ class ConnectionActor(actors.Actor[ActorMessage]):
         if self._io_waiting is None:
             return  # busy: its loop sets the next alarm
         now = trio.current_time()
-        if self._timers_due() > now:
-            self._arm_timers()  # moved meanwhile (data came in): nothing is due yet
+        due = self._timers_due()
+        if due > now:
+            self._set_alarm(due)  # moved meanwhile (data came in): nothing is due yet
         elif self._only_ping_due(now):
             self._tell_ping(now)
             self._arm_timers()
